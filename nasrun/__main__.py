@@ -1,0 +1,3 @@
+from nasrun.cli import main
+
+main()

@@ -1,0 +1,38 @@
+"""Checks of the top-level run config, before anything is built or trained."""
+
+from __future__ import annotations
+
+from numbers import Number
+
+from omegaconf import DictConfig, OmegaConf
+
+from nasrun.errors import ConfigError
+
+GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first problem: wrong types, non-positive budgets, missing groups."""
+    missing = [group for group in GROUPS if group not in cfg or cfg[group] is None]
+    if missing:
+        raise ConfigError(f"config is missing the group(s) {missing}")
+    seed = cfg.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    budget = cfg.get("budget")
+    if not isinstance(budget, DictConfig):
+        raise ConfigError(f"budget must be a mapping with 'trials' (and optionally 'seconds'), got {budget!r}")
+    positive_int(budget.get("trials"), "budget.trials")
+    seconds = budget.get("seconds")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
+        raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # an interpolation that cannot be resolved
+        raise ConfigError(f"config cannot be resolved: {str(err).splitlines()[0]}") from None

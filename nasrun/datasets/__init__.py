@@ -1,0 +1,6 @@
+"""Datasets: one file per source. Each config in conf/dataset/ builds a loader object whose
+`load()` returns a DataBundle with explicit, seeded train / validation / test splits."""
+
+from nasrun.datasets.base import DataBundle, TensorSplit, batches
+
+__all__ = ["DataBundle", "TensorSplit", "batches"]

@@ -1,0 +1,21 @@
+"""Errors a user can fix. The CLI prints them as one line and exits non-zero, without a traceback."""
+
+
+class NasrunError(Exception):
+    """A problem with the user's input (config, data, files), explained in one line."""
+
+
+class ConfigError(NasrunError):
+    """A config value that is missing, of the wrong type or out of range."""
+
+
+class InvalidArchitecture(NasrunError, ValueError):
+    """An architecture that does not belong to its search space."""
+
+
+class DatasetMissing(NasrunError):
+    """Dataset files that are not on disk (and may not be downloaded)."""
+
+
+class CheckpointError(NasrunError):
+    """A checkpoint or run-directory file that is missing, truncated or corrupt."""

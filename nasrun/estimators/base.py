@@ -1,0 +1,39 @@
+"""The estimator interface: score an architecture on the validation split; test the final one once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from nasrun.datasets import DataBundle
+from nasrun.hardware import Hardware
+from nasrun.spaces import SearchSpace
+
+# report(epoch, total_epochs, metrics) lets the progress display follow a trial epoch by epoch.
+Report = Optional[Callable[[int, int, dict], None]]
+
+
+@dataclass
+class Evaluation:
+    """What an estimator found: metrics (always `val_accuracy`, 0..1) and, where it trained a
+    network, that network's weights on the CPU so the final test needs no retraining."""
+
+    metrics: dict[str, float]
+    weights: dict | None = field(default=None, repr=False)
+
+
+class Estimator:
+    """Scores architectures. `bind` is called once per run before any evaluation."""
+
+    needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
+
+    def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None) -> None:
+        self.space, self.data, self.hardware, self.run_dir = space, data, hardware, run_dir
+
+    def evaluate(self, arch: Any, seed: int, report: Report = None) -> Evaluation:
+        raise NotImplementedError
+
+    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
+        """Final scores of the chosen architecture on the test split; called once per run."""
+        raise NotImplementedError

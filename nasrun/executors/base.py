@@ -1,0 +1,60 @@
+"""The executor interface and `run_trial`, the one function every executor calls to score an architecture."""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from nasrun.estimators.base import Estimator, Evaluation, Report
+from nasrun.records import Trial
+
+
+@dataclass
+class TrialJob:
+    id: int
+    arch: Any
+    seed: int
+
+
+def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker: str = "local") -> tuple[Trial, Evaluation | None]:
+    """Evaluate one architecture. Any exception, or a non-finite score, makes a failed trial (with the
+    error text) instead of stopping the search."""
+    start = time.perf_counter()
+    try:
+        evaluation = estimator.evaluate(job.arch, job.seed, report)
+        score = evaluation.metrics.get("val_accuracy")
+        if score is None or not math.isfinite(float(score)):
+            raise ValueError(f"estimator returned a non-finite val_accuracy ({score})")
+        status, error = "ok", None
+    except Exception as err:  # noqa: BLE001 - a failing architecture must not end the search
+        evaluation, status = None, "failed"
+        error = f"{type(err).__name__}: {err}"
+        last = traceback.extract_tb(err.__traceback__)[-1:]
+        if last:
+            error += f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})"
+    trial = Trial(id=job.id, arch=job.arch, metrics=dict(evaluation.metrics) if evaluation else {},
+                  status=status, seconds=round(time.perf_counter() - start, 4), error=error,
+                  seed=job.seed, worker=worker)
+    return trial, evaluation
+
+
+class Executor:
+    """Runs TrialJobs. `workers` is how many can run at once."""
+
+    workers = 1
+
+    def start(self, estimator: Estimator) -> None:
+        self.estimator = estimator
+
+    def submit(self, job: TrialJob, report: Report = None) -> None:
+        raise NotImplementedError
+
+    def wait(self) -> list[tuple[Trial, Evaluation | None]]:
+        """Block until at least one submitted job is done; return every finished one."""
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass

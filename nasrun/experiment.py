@@ -1,0 +1,70 @@
+"""Build every component from a composed config and run one search. Used by the CLI and by replays."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import subprocess
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import nasrun
+from nasrun.build import instantiate
+from nasrun.config import validate
+from nasrun.hardware import seed_everything
+from nasrun.progress import console, summary_table
+from nasrun.runner import Budget, Runner
+
+log = logging.getLogger("nasrun")
+
+
+def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True) -> dict:
+    """Validate `cfg`, build the components, search, test the best architecture, write the run dir."""
+    validate(cfg)
+    hardware = instantiate(cfg.hardware, "hardware")
+    hardware.apply()
+    seed_everything(cfg.seed)
+    space = instantiate(cfg.search_space, "search_space")
+    strategy = instantiate(cfg.strategy, "strategy")
+    estimator = instantiate(cfg.estimator, "estimator")
+    executor = instantiate(cfg.executor, "executor")
+    needs_data = estimator.needs_data or strategy.one_shot
+    data = instantiate(cfg.dataset, "dataset").load() if needs_data else None
+    if data is not None:
+        log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
+    runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
+                    Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
+                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware))
+    summary = runner.run()
+    console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
+    return summary
+
+
+def run_info(cfg: DictConfig, hardware) -> dict:
+    """What a summary needs to tell two runs apart: components, versions, device, git commit."""
+    import hydra
+    import torch
+    import torchvision
+
+    return {
+        "strategy": cfg.strategy.get("name", cfg.strategy._target_),
+        "search_space": cfg.search_space.get("name", cfg.search_space._target_),
+        "estimator": cfg.estimator.get("name", cfg.estimator._target_),
+        "dataset": cfg.dataset.get("name", cfg.dataset._target_),
+        "device": hardware.device,
+        "device_name": hardware.name(),
+        "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": torchvision.__version__, "hydra": hydra.__version__},
+        "git_commit": git_commit(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the nasrun checkout, when it runs from one."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,79 @@
+"""The hardware target: device, CPU threads, mixed precision, loader workers, deterministic mode."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nasrun.errors import ConfigError
+
+
+@dataclass
+class Hardware:
+    device: str = "auto"            # cpu | cuda | cuda:N | auto
+    threads: int | None = None      # torch intra-op threads (None: torch's default)
+    amp: bool = False               # bfloat16 autocast on CUDA
+    num_workers: int = 0            # DataLoader workers for on-disk datasets
+    deterministic: bool = True      # torch deterministic algorithms, cudnn.benchmark off
+
+    def __post_init__(self):
+        self.device = resolve_device(self.device)
+        if self.threads is not None and int(self.threads) <= 0:
+            raise ConfigError(f"hardware.threads must be positive or null, got {self.threads}")
+        if int(self.num_workers) < 0:
+            raise ConfigError(f"hardware.num_workers must be >= 0, got {self.num_workers}")
+
+    def apply(self) -> None:
+        """Set process-wide torch options. Called at the start of every (multirun) job."""
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+        torch.use_deterministic_algorithms(bool(self.deterministic), warn_only=True)
+        if self.is_cuda:
+            torch.backends.cudnn.benchmark = not self.deterministic
+            if self.deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+    def autocast(self):
+        """bfloat16 autocast on CUDA when amp is on; a no-op elsewhere."""
+        if self.amp and self.is_cuda:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def name(self) -> str:
+        if self.is_cuda:
+            return torch.cuda.get_device_name(torch.device(self.device))
+        import platform
+
+        return platform.processor() or platform.machine() or "cpu"
+
+
+def resolve_device(device: str) -> str:
+    device = str(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("hardware=cuda but no CUDA GPU is visible here; use hardware=cpu or hardware=auto")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"hardware.device={device} but only {torch.cuda.device_count()} GPU(s) are visible")
+        return device
+    raise ConfigError(f"hardware.device must be cpu, cuda, cuda:N or auto, got '{device}'")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

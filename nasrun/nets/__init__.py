@@ -1,0 +1,50 @@
+"""Networks built from saved architecture JSON, with no search code involved.
+
+`load_network("best_architecture.json")` rebuilds the network a run found.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from nasrun.errors import InvalidArchitecture
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(space_name: str):
+    """Class decorator: `build_network` dispatches on the saved space name to this builder."""
+
+    def wrap(builder):
+        _BUILDERS[space_name] = builder
+        return builder
+
+    return wrap
+
+
+def build_network(space: str, arch: Any, input_shape, num_classes: int, **options) -> nn.Module:
+    _import_builders()
+    if space not in _BUILDERS:
+        raise InvalidArchitecture(f"no network builder for space '{space}' (known: {sorted(_BUILDERS)})")
+    return _BUILDERS[space](arch, input_shape=tuple(input_shape), num_classes=num_classes, **options)
+
+
+def load_network(path: str | Path) -> nn.Module:
+    """Rebuild a freshly initialised network from a `best_architecture.json` file."""
+    spec = json.loads(Path(path).read_text())
+    net = spec["network"]
+    return build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
+
+
+def _import_builders() -> None:
+    import importlib
+    import pkgutil
+
+    import nasrun.nets as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"nasrun.nets.{module.name}")

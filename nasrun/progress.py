@@ -1,0 +1,73 @@
+"""Rich progress while a search runs (trials, epochs, best so far) and the summary table at the end."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nasrun.records import Trial
+
+console = Console(stderr=True)
+
+
+class SearchProgress:
+    """Two bars: trials of the search and epochs of the trial being trained."""
+
+    def __init__(self, total_trials: int, enabled: bool = True):
+        self.enabled = enabled
+        self.best: float | None = None
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=console, disable=not enabled, transient=False,
+        )
+        self.trials = self.progress.add_task("trials", total=total_trials, info="")
+        self.epochs = self.progress.add_task("epochs", total=1, info="", visible=False)
+
+    def __enter__(self) -> "SearchProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def phase(self, description: str, total: int) -> None:
+        """Show a named phase (e.g. supernet training) on the epoch bar."""
+        self.progress.update(self.epochs, description=description, total=total, completed=0, visible=True, info="")
+
+    def trial_started(self, trial_id: int, description: str) -> None:
+        self.progress.update(self.epochs, description=f"trial {trial_id}", completed=0, visible=True,
+                             info=description[:48])
+
+    def epoch(self, epoch: int, total: int, metrics: dict) -> None:
+        info = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        self.progress.update(self.epochs, completed=epoch, total=total, info=info)
+
+    def trial_finished(self, trial: Trial, best: Trial | None) -> None:
+        self.best = best.metrics.get("val_accuracy") if best else None
+        info = f"best val_accuracy={self.best:.4f}" if self.best is not None else "no successful trial yet"
+        self.progress.update(self.trials, advance=1, info=info)
+
+
+def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir: Any, top: int = 5) -> Table:
+    """The best trials by validation accuracy, the failures counted, and the final test score."""
+    ranked = sorted((t for t in trials if t.ok), key=lambda t: -t.score())[:top]
+    failed = sum(not t.ok for t in trials)
+    title = f"nasrun: {len(trials)} trials ({failed} failed)  ·  run dir: {run_dir}"
+    table = Table(title=title, title_justify="left")
+    for column in ("rank", "trial", "val_accuracy", "params", "seconds", "architecture"):
+        if column == "architecture":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=34)
+        else:
+            table.add_column(column, justify="right")
+    for rank, trial in enumerate(ranked, start=1):
+        params = trial.metrics.get("params")
+        table.add_row(str(rank), str(trial.id), f"{trial.score():.4f}", f"{int(params):,}" if params else "-",
+                      f"{trial.seconds:.1f}", describe(trial.arch))
+    if test_metrics:
+        table.caption = "best architecture, final test: " + "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in test_metrics.items())
+    return table

@@ -1,0 +1,107 @@
+"""Trial records, the append-only trial log and atomic file writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` to `path` via a temp file in the same folder and a rename: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o644)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON data: tuples become lists, non-finite floats become None, numpy/torch scalars numbers."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalar
+        return to_jsonable(obj.item())
+    return obj
+
+
+@dataclass
+class Trial:
+    """One evaluated architecture. `status` is "ok" or "failed"; failed trials carry `error`."""
+
+    id: int
+    arch: Any
+    metrics: dict[str, float] = field(default_factory=dict)
+    status: str = "ok"
+    seconds: float = 0.0
+    error: str | None = None
+    seed: int | None = None
+    worker: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def score(self, metric: str = "val_accuracy") -> float:
+        """The selection score; failed trials and missing values rank below everything."""
+        value = self.metrics.get(metric) if self.ok else None
+        return float(value) if value is not None and math.isfinite(value) else -math.inf
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, obj: dict) -> "Trial":
+        return cls(**{k: obj.get(k) for k in cls.__dataclass_fields__ if k in obj})
+
+
+class TrialLog:
+    """`trials.jsonl`: one JSON line per finished trial, appended and fsynced as each trial ends."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def append(self, trial: Trial) -> None:
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(trial.to_dict()) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read(self) -> list[Trial]:
+        """All complete lines; a last line cut short by a crash is ignored."""
+        if not self.path.exists():
+            return []
+        trials = []
+        for line in self.path.read_text().splitlines():
+            try:
+                trials.append(Trial.from_dict(json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+        return trials
+
+
+def best_trial(trials: Iterable[Trial], metric: str = "val_accuracy") -> Trial | None:
+    """The successful trial with the highest `metric` (earliest wins ties), or None."""
+    ok = [t for t in trials if t.score(metric) > -math.inf]
+    return max(ok, key=lambda t: (t.score(metric), -t.id)) if ok else None

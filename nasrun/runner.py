@@ -1,0 +1,177 @@
+"""The search loop: ask the strategy, evaluate with the estimator, tell the results, record everything.
+
+Run directory layout written here:
+  trials.jsonl             one line per finished trial (appended as it finishes)
+  best_architecture.json   the best architecture so far and all that is needed to rebuild its network
+  checkpoints/best_model.pt weights of the best trained network (a plain state dict)
+  summary.json             strategy, space, budget, best validation and final test scores, versions
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nasrun.datasets import DataBundle
+from nasrun.estimators import Estimator, Evaluation
+from nasrun.executors import Executor, TrialJob
+from nasrun.hardware import Hardware
+from nasrun.progress import SearchProgress
+from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
+from nasrun.spaces import SearchSpace
+from nasrun.strategies import SearchContext, Strategy
+
+log = logging.getLogger("nasrun")
+
+
+@dataclass
+class Budget:
+    trials: int
+    seconds: float | None = None
+
+
+def trial_seed(run_seed: int, trial_id: int) -> int:
+    """Each trial's seed follows from the run seed and the trial id alone (order-independent)."""
+    return (int(run_seed) * 1_000_003 + int(trial_id) * 7_919 + 17) % (2**31 - 1)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Runner:
+    def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
+                 data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
+                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None):
+        self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
+        self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
+        self.run_dir = Path(run_dir)
+        self.show_progress, self.final_test = show_progress, final_test
+        self.run_info = run_info or {}
+        self.log = TrialLog(self.run_dir / "trials.jsonl")
+        self.trials: list[Trial] = []
+        self.best_evaluation: Evaluation | None = None
+
+    # --- the loop ---------------------------------------------------------------------------------
+    def run(self) -> dict:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
+        self.strategy.bind(self.space, self.seed, self.budget.trials)
+        total = 1 if self.strategy.one_shot else self.budget.trials
+        with SearchProgress(total, enabled=self.show_progress) as progress:
+            if self.strategy.one_shot:
+                self._run_one_shot(progress)
+            else:
+                self._run_trials(progress, start)
+        test_metrics = self._final_test()
+        return self._write_summary(test_metrics, time.perf_counter() - start)
+
+    def _run_trials(self, progress: SearchProgress, start: float) -> None:
+        self.executor.start(self.estimator)
+        pending, next_id = 0, len(self.trials)
+        try:
+            while True:
+                room = min(self.executor.workers - pending, self.budget.trials - next_id)
+                if room > 0 and not self._out_of_time(start):
+                    for arch in self.strategy.ask(room):
+                        self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
+                        next_id, pending = next_id + 1, pending + 1
+                if pending == 0:
+                    break
+                finished = self.executor.wait()
+                pending -= len(finished)
+                for trial, evaluation in finished:
+                    self._record(trial, evaluation, progress)
+                self.strategy.tell([trial for trial, _ in finished])
+        finally:
+            self.executor.shutdown()
+
+    def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
+        progress.trial_started(job.id, self.space.describe(job.arch))
+        self.executor.submit(job, progress.epoch if self.executor.workers == 1 else None)
+
+    def _run_one_shot(self, progress: SearchProgress) -> None:
+        context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.epoch)
+        progress.phase("supernet", 1)
+        search_start = time.perf_counter()
+        arch = self.strategy.search(context)
+        search_seconds = time.perf_counter() - search_start
+        from nasrun.executors import run_trial  # the derived architecture is scored like any trial
+
+        job = TrialJob(0, arch, trial_seed(self.seed, 0))
+        progress.trial_started(0, self.space.describe(arch))
+        trial, evaluation = run_trial(self.estimator, job, progress.epoch)
+        trial.metrics["search_seconds"] = round(search_seconds, 3)
+        self._record(trial, evaluation, progress)
+
+    def _out_of_time(self, start: float) -> bool:
+        return self.budget.seconds is not None and time.perf_counter() - start >= self.budget.seconds
+
+    # --- records ----------------------------------------------------------------------------------
+    def _record(self, trial: Trial, evaluation: Evaluation | None, progress: SearchProgress) -> None:
+        trial.arch = self.space.to_json(trial.arch)
+        self.trials.append(trial)
+        self.log.append(trial)
+        if trial.ok:
+            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.score(), trial.seconds,
+                     self.space.describe(trial.arch))
+        else:
+            log.warning("trial %d failed: %s", trial.id, trial.error)
+        best = best_trial(self.trials)
+        if best is trial:
+            self.best_evaluation = evaluation
+            self._write_best(trial, {})
+            if evaluation is not None and evaluation.weights is not None:
+                atomic_torch_save(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
+        progress.trial_finished(trial, best)
+
+    def _write_best(self, trial: Trial, test_metrics: dict) -> None:
+        network = {"input_shape": list(self.data.input_shape) if self.data else None,
+                   "num_classes": self.data.num_classes if self.data else None}
+        atomic_write_json(self.run_dir / "best_architecture.json", {
+            "space": self.space.name,
+            "arch": trial.arch,
+            "trial": trial.id,
+            "metrics": {**trial.metrics, **test_metrics},
+            "network": network,
+            "rebuild": "from nasrun.nets import load_network; net = load_network('best_architecture.json')",
+        })
+
+    def _final_test(self) -> dict:
+        """Score the best architecture once on the test split (never used for selection)."""
+        best = best_trial(self.trials)
+        if best is None or not self.final_test:
+            return {}
+        evaluation = self.best_evaluation or Evaluation(metrics=dict(best.metrics))
+        arch = self.space.from_json(best.arch)
+        test_metrics = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
+        log.info("final test of trial %d: %s", best.id, test_metrics)
+        self._write_best(best, test_metrics)
+        return test_metrics
+
+    def _write_summary(self, test_metrics: dict, seconds: float) -> dict:
+        best = best_trial(self.trials)
+        summary = {
+            **self.run_info,
+            "seed": self.seed,
+            "budget": {"trials": self.budget.trials, "seconds": self.budget.seconds},
+            "trials": len(self.trials),
+            "failed_trials": sum(not t.ok for t in self.trials),
+            "best_trial": best.id if best else None,
+            "best_val_accuracy": best.score() if best else None,
+            "test": test_metrics,
+            "best_arch": best.arch if best else None,
+            "wall_seconds": round(seconds, 3),
+        }
+        atomic_write_json(self.run_dir / "summary.json", summary)
+        return summary

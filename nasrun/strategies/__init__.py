@@ -1,0 +1,5 @@
+"""Search strategies: one file per strategy, all on the interface in `base.py`."""
+
+from nasrun.strategies.base import OneShotStrategy, SearchContext, Strategy
+
+__all__ = ["OneShotStrategy", "SearchContext", "Strategy"]

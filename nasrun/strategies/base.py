@@ -1,0 +1,73 @@
+"""Strategy interfaces.
+
+Multi-trial strategies are ask/tell: the runner asks for as many architectures as it has free workers
+and tells results back in whatever order they finish. One-shot strategies train a supernet inside
+`search()` and return one derived architecture, which the runner then scores like any trial.
+Every strategy owns a `random.Random` seeded from the run seed, and its whole state is plain JSON data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from nasrun.records import Trial
+from nasrun.spaces import SearchSpace
+
+
+class Strategy:
+    one_shot = False
+
+    def bind(self, space: SearchSpace, seed: int, budget: int) -> None:
+        """Attach to the run's space; `budget` is the number of trials the run will ask for."""
+        self.space, self.seed, self.budget = space, int(seed), int(budget)
+        self.rng = random.Random(self.seed)
+
+    def ask(self, n: int) -> list[Any]:
+        """Up to `n` architectures to evaluate next (fewer while waiting for results)."""
+        raise NotImplementedError
+
+    def tell(self, trials: list[Trial]) -> None:
+        """Results of earlier asks, in completion order. Failed trials have status "failed"."""
+
+    def state_dict(self) -> dict:
+        """JSON-able state for resuming the search exactly where it was."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate(rng_from_state(state["rng"]))
+
+
+@dataclass
+class SearchContext:
+    """What a one-shot strategy needs to train its supernet."""
+
+    space: SearchSpace
+    data: Any
+    hardware: Any
+    run_dir: Path | None
+    seed: int
+    report: Callable[[int, int, dict], None] | None = None
+
+
+class OneShotStrategy(Strategy):
+    one_shot = True
+
+    def search(self, context: SearchContext) -> Any:
+        """Train a supernet and return the derived architecture."""
+        raise NotImplementedError
+
+    def ask(self, n: int) -> list[Any]:
+        raise TypeError("one-shot strategies are run through search(), not ask/tell")
+
+
+def rng_state(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_from_state(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
