@@ -63,8 +63,12 @@ class Trial:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def score(self, metric: str = "val_accuracy") -> float:
-        """The selection score; failed trials and missing values rank below everything."""
+    def score(self, metric: str | None = None) -> float:
+        """The selection score (higher is better): `fitness` when the run sets one (a scalarised,
+        constraint-aware objective), else `val_accuracy`. Failed trials and missing values rank last.
+        Strategies rank trials through this method only."""
+        if metric is None:
+            metric = "fitness" if "fitness" in self.metrics else "val_accuracy"
         value = self.metrics.get(metric) if self.ok else None
         return float(value) if value is not None and math.isfinite(value) else -math.inf
 
@@ -101,7 +105,7 @@ class TrialLog:
         return trials
 
 
-def best_trial(trials: Iterable[Trial], metric: str = "val_accuracy") -> Trial | None:
+def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:
     """The successful trial with the highest `metric` (earliest wins ties), or None."""
     ok = [t for t in trials if t.score(metric) > -math.inf]
     return max(ok, key=lambda t: (t.score(metric), -t.id)) if ok else None

@@ -10,17 +10,14 @@ Run directory layout written here:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-
+from nasrun.checkpoints import save_checkpoint
 from nasrun.datasets import DataBundle
 from nasrun.estimators import Estimator, Evaluation
-from nasrun.executors import Executor, TrialJob
+from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
 from nasrun.progress import SearchProgress
 from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
@@ -39,13 +36,6 @@ class Budget:
 def trial_seed(run_seed: int, trial_id: int) -> int:
     """Each trial's seed follows from the run seed and the trial id alone (order-independent)."""
     return (int(run_seed) * 1_000_003 + int(trial_id) * 7_919 + 17) % (2**31 - 1)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Runner:
@@ -106,8 +96,6 @@ class Runner:
         search_start = time.perf_counter()
         arch = self.strategy.search(context)
         search_seconds = time.perf_counter() - search_start
-        from nasrun.executors import run_trial  # the derived architecture is scored like any trial
-
         job = TrialJob(0, arch, trial_seed(self.seed, 0))
         progress.trial_started(0, self.space.describe(arch))
         trial, evaluation = run_trial(self.estimator, job, progress.epoch)
@@ -132,12 +120,13 @@ class Runner:
             self.best_evaluation = evaluation
             self._write_best(trial, {})
             if evaluation is not None and evaluation.weights is not None:
-                atomic_torch_save(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
+                save_checkpoint(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
         progress.trial_finished(trial, best)
 
     def _write_best(self, trial: Trial, test_metrics: dict) -> None:
         network = {"input_shape": list(self.data.input_shape) if self.data else None,
-                   "num_classes": self.data.num_classes if self.data else None}
+                   "num_classes": self.data.num_classes if self.data else None,
+                   "options": self.space.network_options()}
         atomic_write_json(self.run_dir / "best_architecture.json", {
             "space": self.space.name,
             "arch": trial.arch,

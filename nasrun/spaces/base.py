@@ -99,6 +99,10 @@ class SearchSpace:
                     result.append(neighbour)
         return result
 
+    def network_options(self) -> dict:
+        """Keyword arguments besides (arch, input_shape, num_classes) that rebuild the network."""
+        return {}
+
     # --- JSON ------------------------------------------------------------------------------------
     def to_json(self, arch: Any) -> Any:
         return arch

@@ -42,7 +42,13 @@ class Strategy:
 
 @dataclass
 class SearchContext:
-    """What a one-shot strategy needs to train its supernet."""
+    """What a one-shot strategy needs to train its supernet.
+
+    Long searches call `save_state(state)` at the end of every epoch (model, optimiser, scheduler, α,
+    RNG states, epoch) and `load_state()` when they start: a resumed run continues from there.
+    Per-epoch records go to `<run_dir>/alphas.jsonl`, one JSON line per epoch:
+    {"epoch": int, "ops": [op names], "alphas": {"<cell>": [[softmax weight per op] per edge]}, ...}.
+    """
 
     space: SearchSpace
     data: Any
@@ -50,6 +56,25 @@ class SearchContext:
     run_dir: Path | None
     seed: int
     report: Callable[[int, int, dict], None] | None = None
+
+    @property
+    def state_path(self) -> Path | None:
+        return self.run_dir / "checkpoints" / "search_state.pt" if self.run_dir else None
+
+    def save_state(self, state: dict) -> None:
+        """Atomically write the search state (tensors, numbers, strings, lists, dicts only)."""
+        if self.state_path is not None:
+            from nasrun.checkpoints import save_checkpoint
+
+            save_checkpoint(state, self.state_path)
+
+    def load_state(self) -> dict | None:
+        """The last saved search state, or None when the search starts fresh."""
+        if self.state_path is None or not self.state_path.exists():
+            return None
+        from nasrun.checkpoints import load_checkpoint
+
+        return load_checkpoint(self.state_path)
 
 
 class OneShotStrategy(Strategy):

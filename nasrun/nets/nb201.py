@@ -1,0 +1,133 @@
+"""The NAS-Bench-201 network, built as the benchmark builds it: a 3x3 conv stem, three stages of N cells
+(C, 2C, 4C channels) joined by residual reduction blocks, BN-ReLU, global pool, linear classifier.
+
+A cell has 4 nodes; node j sums op(i→j)(node i) over i < j; node 3 is the output. The architecture is
+the benchmark's string `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nasrun.errors import InvalidArchitecture
+from nasrun.nets import register
+
+NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_EDGES = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))  # (to, from), in the string's order
+
+
+def parse_arch(arch: str) -> list[str]:
+    """The six ops of an arch string, in NB201_EDGES order. Malformed strings are clear errors."""
+    if not isinstance(arch, str):
+        raise InvalidArchitecture(f"nb201: an architecture is a string like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|', got {arch!r}")
+    nodes = arch.split("+")
+    if len(nodes) != 3:
+        raise InvalidArchitecture(f"nb201: '{arch}' has {len(nodes)} node groups separated by '+', expected 3")
+    ops = []
+    for target, group in enumerate(nodes, start=1):
+        if not (group.startswith("|") and group.endswith("|")):
+            raise InvalidArchitecture(f"nb201: node group '{group}' in '{arch}' must start and end with '|'")
+        edges = group[1:-1].split("|")
+        if len(edges) != target:
+            raise InvalidArchitecture(f"nb201: node {target} in '{arch}' has {len(edges)} incoming edges, expected {target}")
+        for source, edge in enumerate(edges):
+            op, sep, index = edge.partition("~")
+            if op not in NB201_OPS:
+                raise InvalidArchitecture(f"nb201: unknown op '{op}' in '{arch}' (known: {list(NB201_OPS)})")
+            if sep != "~" or index != str(source):
+                raise InvalidArchitecture(f"nb201: edge '{edge}' in '{arch}' must read '{op}~{source}'")
+            ops.append(op)
+    return ops
+
+
+def format_arch(ops: Sequence[str]) -> str:
+    """The benchmark string for six ops in NB201_EDGES order."""
+    groups, position = [], 0
+    for target in range(1, 4):
+        groups.append("|" + "|".join(f"{ops[position + s]}~{s}" for s in range(target)) + "|")
+        position += target
+    return "+".join(groups)
+
+
+class ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int):
+        super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
+                         nn.BatchNorm2d(c_out))
+
+
+class Zero(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul(0.0)
+
+
+def nb201_op(op: str, channels: int) -> nn.Module:
+    if op == "none":
+        return Zero()
+    if op == "skip_connect":
+        return nn.Identity()
+    if op == "nor_conv_1x1":
+        return ReLUConvBN(channels, channels, 1, 1, 0)
+    if op == "nor_conv_3x3":
+        return ReLUConvBN(channels, channels, 3, 1, 1)
+    if op == "avg_pool_3x3":
+        return nn.AvgPool2d(3, 1, 1, count_include_pad=False)
+    raise InvalidArchitecture(f"nb201: unknown op '{op}'")
+
+
+class NB201Cell(nn.Module):
+    def __init__(self, ops: Sequence[str], channels: int):
+        super().__init__()
+        self.edges = nn.ModuleList(nb201_op(op, channels) for op in ops)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        position = 0
+        for target in range(1, 4):
+            nodes.append(sum(self.edges[position + s](nodes[s]) for s in range(target)))
+            position += target
+        return nodes[3]
+
+
+class ResidualReduction(nn.Module):
+    """The benchmark's reduction block: a stride-2 basic residual block with an avg-pool + 1x1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv_a = ReLUConvBN(c_in, c_out, 3, 2, 1)
+        self.conv_b = ReLUConvBN(c_out, c_out, 3, 1, 1)
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+def nb201_backbone(input_channels: int, C: int, N: int, make_cell) -> tuple[nn.Module, nn.ModuleList, int]:
+    """Stem and the list of cells / reduction blocks; `make_cell(channels)` builds one cell."""
+    stem = nn.Sequential(nn.Conv2d(input_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+    blocks, channels = nn.ModuleList(), C
+    for stage in range(3):
+        if stage > 0:
+            blocks.append(ResidualReduction(channels, channels * 2))
+            channels *= 2
+        for _ in range(N):
+            blocks.append(make_cell(channels))
+    return stem, blocks, channels
+
+
+@register("nb201")
+class NB201Net(nn.Module):
+    def __init__(self, arch: str, input_shape: Sequence[int], num_classes: int, C: int = 16, N: int = 5):
+        super().__init__()
+        ops = parse_arch(arch)
+        self.stem, self.cells, channels = nb201_backbone(input_shape[0], C, N, lambda c: NB201Cell(ops, c))
+        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(channels, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for cell in self.cells:
+            x = cell(x)
+        return self.head(x)

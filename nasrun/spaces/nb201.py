@@ -1,0 +1,38 @@
+"""The NAS-Bench-201 cell space: 6 edges, each one of 5 ops; 15,625 architectures, written as the
+benchmark's strings `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
+from nasrun.spaces.base import Decision, SearchSpace
+
+
+class NB201Space(SearchSpace):
+    name = "nb201"
+
+    def __init__(self, C: int = 16, N: int = 5):
+        self.C, self.N = int(C), int(N)
+        self._decisions = [Decision(f"edge{src}->{dst}", NB201_OPS) for dst, src in NB201_EDGES]
+
+    def decisions(self) -> list[Decision]:
+        return self._decisions
+
+    def encode(self, arch: Any) -> list[int]:
+        return [NB201_OPS.index(op) for op in parse_arch(arch)]
+
+    def decode(self, indices: Sequence[int]) -> str:
+        return format_arch([NB201_OPS[i] for i in indices])
+
+    def key(self, arch: Any) -> str:
+        return self.validate(arch)
+
+    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> NB201Net:
+        return NB201Net(arch, input_shape, num_classes, C=self.C, N=self.N)
+
+    def network_options(self) -> dict:
+        return {"C": self.C, "N": self.N}
+
+    def describe(self, arch: Any) -> str:
+        return arch
