@@ -13,6 +13,11 @@ from nasrun.records import Trial
 console = Console(stderr=True)
 
 
+def print_error(program: str, message: str) -> None:
+    """One unwrapped line on stderr: `<program>: error: <message>`."""
+    console.print(f"[bold red]{program}: error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 class SearchProgress:
     """Two bars: trials of the search and epochs of the trial being trained."""
 
