@@ -10,6 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import nasrun
+from nasrun import distributed
 from nasrun.build import instantiate
 from nasrun.config import validate
 from nasrun.hardware import seed_everything
@@ -23,16 +24,30 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir."""
     validate(cfg)
     hardware = instantiate(cfg.hardware, "hardware")
+    if distributed.should_spawn(hardware, instantiate(cfg.strategy, "strategy")):
+        return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress)
+    try:
+        return _run(cfg, hardware, run_dir, show_progress)
+    finally:
+        distributed.finish()
+
+
+def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool) -> dict:
+    group = distributed.init(hardware)
     hardware.apply()
     seed_everything(cfg.seed)
     space = instantiate(cfg.search_space, "search_space")
     strategy = instantiate(cfg.strategy, "strategy")
+    if group.enabled:
+        distributed.require_one_shot(strategy)
     estimator = instantiate(cfg.estimator, "estimator")
     executor = instantiate(cfg.executor, "executor")
     needs_data = estimator.needs_data or strategy.one_shot
     data = instantiate(cfg.dataset, "dataset").load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
+    if not group.is_main:
+        return distributed.follow_search(space, strategy, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware))

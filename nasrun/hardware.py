@@ -20,11 +20,15 @@ class Hardware:
     amp: bool = False               # bfloat16 autocast on CUDA
     num_workers: int = 0            # DataLoader workers for on-disk datasets
     deterministic: bool = True      # torch deterministic algorithms, cudnn.benchmark off
+    devices: int = 1                # processes of a data-parallel one-shot search (nasrun.distributed)
+    job: dict | None = None         # what a cluster job asks for (hydra/launcher=slurm reads it)
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
         if self.threads is not None and int(self.threads) <= 0:
             raise ConfigError(f"hardware.threads must be positive or null, got {self.threads}")
+        if isinstance(self.devices, bool) or int(self.devices) < 1:
+            raise ConfigError(f"hardware.devices must be a positive integer, got {self.devices!r}")
         if int(self.num_workers) < 0:
             raise ConfigError(f"hardware.num_workers must be >= 0, got {self.num_workers}")
 

@@ -1,0 +1,229 @@
+"""Data-parallel one-shot search with torch.distributed: several processes train one supernet.
+
+Start it with `torchrun --nproc_per_node=N -m nasrun hydra.run.dir=RUN ...` (RANK / WORLD_SIZE /
+LOCAL_RANK in the environment) or with `hardware.devices=N`, which spawns the N processes itself.
+Every rank builds the same components from the same seed; the process group uses gloo on the CPU and
+NCCL on CUDA (rank r on cuda:<local rank>). A one-shot strategy makes its supernet training data-parallel
+with three calls of `current()`:
+
+    dist = distributed.current()
+    x, y = dist.shard(x, y)                                # this rank's slice of the global batch
+    loss_fn(model(x), y).backward()
+    dist.average_gradients(params, global_batch=len(y_global))  # weights and α alike
+
+so each step sees the gradient of the global batch, as a single process would (up to float rounding;
+BatchNorm statistics are per rank on the CPU, synchronised with SyncBatchNorm on CUDA via
+`prepare_model`). `dist.agree(arch)` checks at the end that every rank derived the same architecture.
+Only rank 0 runs the Runner and writes the run directory; the other ranks run the search alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.distributed as torch_dist
+import torch.multiprocessing
+
+from nasrun.errors import ConfigError, NasrunError
+from nasrun.strategies.base import SearchContext
+
+log = logging.getLogger("nasrun")
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in the group. The default (world size 1) makes every method a no-op."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...] | torch.Tensor:
+        """This rank's contiguous slice (along dim 0) of each tensor of a global batch."""
+        parts = tuple(torch.tensor_split(t, self.world_size)[self.rank] if self.enabled else t for t in tensors)
+        return parts[0] if len(parts) == 1 else parts
+
+    def share(self, global_batch: int) -> float:
+        """The fraction of a global batch of `global_batch` samples that `shard` gives this rank."""
+        base, extra = divmod(int(global_batch), self.world_size)
+        return (base + (self.rank < extra)) / int(global_batch)
+
+    def average_gradients(self, parameters: Iterable[torch.Tensor], global_batch: int | None = None) -> None:
+        """Replace each gradient by the gradient of the global batch: the per-rank gradients (of mean
+        losses over each shard) weighted by shard size — a plain average when `global_batch` is None.
+        One all-reduce over all gradients; a parameter without a gradient counts as zero."""
+        if not self.enabled:
+            return
+        parameters = [p for p in parameters if p.requires_grad]
+        weight = self.share(global_batch) if global_batch else 1.0 / self.world_size
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        flat = torch.cat([g.reshape(-1) for g in grads]) * weight
+        torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
+        offset = 0
+        for param, grad in zip(parameters, grads):
+            param.grad = flat[offset:offset + grad.numel()].view_as(grad).clone()
+            offset += grad.numel()
+
+    def broadcast_parameters(self, parameters: Iterable[torch.Tensor]) -> None:
+        """Copy rank 0's values into every rank (a safety net on top of identical seeding)."""
+        if self.enabled:
+            for param in parameters:
+                torch_dist.broadcast(param.data, src=0)
+
+    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """SyncBatchNorm on CUDA (the CPU has no synchronised BatchNorm) and rank 0's initial values."""
+        if self.enabled and next(model.parameters(), torch.empty(0)).is_cuda:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.broadcast_parameters(list(model.parameters()) + list(model.buffers()))
+        return model
+
+    def agree(self, arch: Any) -> Any:
+        """`arch`, after checking that every rank derived the same one (else a NasrunError)."""
+        if not self.enabled:
+            return arch
+        keys: list = [None] * self.world_size
+        torch_dist.all_gather_object(keys, json.dumps(arch, sort_keys=True, default=str))
+        if len(set(keys)) != 1:
+            raise NasrunError(f"distributed search: ranks derived different architectures: {keys}")
+        return arch
+
+
+_current = Distributed()
+
+
+def current() -> Distributed:
+    """The process group this process belongs to (world size 1 outside a distributed run)."""
+    return _current
+
+
+def environment() -> Distributed | None:
+    """The group described by torchrun-style variables, or None when not launched that way."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return Distributed(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def init(hardware) -> Distributed:
+    """Join the group of the environment (if any): pin rank r to cuda:<local rank> and start the process
+    group (NCCL on CUDA, gloo on the CPU)."""
+    global _current
+    group = environment()
+    if group is None:
+        _current = Distributed()
+        return _current
+    if hardware.is_cuda:
+        if torch.cuda.device_count() <= group.local_rank:
+            raise ConfigError(f"distributed run: local rank {group.local_rank} has no GPU "
+                              f"({torch.cuda.device_count()} visible)")
+        hardware.device = f"cuda:{group.local_rank}"
+        torch.cuda.set_device(group.local_rank)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group("nccl" if hardware.is_cuda else "gloo", rank=group.rank,
+                                      world_size=group.world_size)
+    _current = group
+    return group
+
+
+def finish() -> None:
+    """Leave the group `init` started."""
+    global _current
+    if _current.enabled and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+    _current = Distributed()
+
+
+def launch(fn, nprocs: int, *args) -> None:
+    """Run `fn(*args)` in `nprocs` fresh processes that form one group (rank 0 .. nprocs-1) on this machine."""
+    port = free_port()
+    try:
+        torch.multiprocessing.spawn(_rank_main, args=(nprocs, port, fn, args), nprocs=nprocs, join=True)
+    except torch.multiprocessing.ProcessRaisedException as err:
+        last = [line for line in str(err).strip().splitlines() if line.strip()][-1]
+        raise NasrunError(f"distributed run: rank {err.error_index} failed: {last.strip()}") from None
+    except torch.multiprocessing.ProcessExitedException as err:
+        raise NasrunError(f"distributed run: rank {err.error_index} died ({err})") from None
+
+
+def _rank_main(rank: int, world_size: int, port: int, fn, args) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    fn(*args)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# --- the CLI path ---------------------------------------------------------------------------------
+def should_spawn(hardware, strategy) -> bool:
+    """True when `hardware.devices` > 1 asks for processes this process must start itself."""
+    if int(hardware.devices) <= 1 or environment() is not None:
+        return False
+    require_one_shot(strategy)
+    return True
+
+
+def require_one_shot(strategy) -> None:
+    if not strategy.one_shot:
+        raise ConfigError("several processes (hardware.devices > 1 or torchrun) train the supernet of a one-shot "
+                          "strategy; for parallel trials use executor=processes or executor=ray")
+
+
+def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool) -> dict:
+    """`hardware.devices=N`: run the experiment in N processes; rank 0's summary is the result."""
+    log.info("distributed one-shot search: %d processes", int(cfg.hardware.devices))
+    launch(_spawned_experiment, int(cfg.hardware.devices), experiment, cfg, str(run_dir), show_progress)
+    return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool) -> None:
+    if current_rank() == 0:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(Path(run_dir) / "nasrun.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0)
+
+
+def current_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+class FollowerContext(SearchContext):
+    """A non-zero rank's search context: reads the run's saved search state (resume), writes nothing."""
+
+    def __init__(self, space, data, hardware, run_dir, seed):
+        super().__init__(space, data, hardware, None, seed, None)
+        self.read_from = Path(run_dir) / "checkpoints" / "search_state.pt"
+
+    def load_state(self) -> dict | None:
+        if not self.read_from.exists():
+            return None
+        from nasrun.checkpoints import load_checkpoint
+
+        return load_checkpoint(self.read_from)
+
+
+def follow_search(space, strategy, data, hardware, run_dir, seed: int, trials: int) -> dict:
+    """What every rank but 0 does: the same supernet search, without the Runner and its files."""
+    strategy.bind(space, seed, trials)
+    arch = strategy.search(FollowerContext(space, data, hardware, run_dir, seed))
+    return {"rank": current().rank, "arch": space.to_json(arch)}

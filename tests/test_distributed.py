@@ -1,0 +1,106 @@
+"""Data-parallel supernet training (gloo, 2 CPU processes) agrees with a single process."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from nasrun import distributed
+from nasrun.distributed import Distributed, FollowerContext
+from nasrun.errors import ConfigError
+from nasrun.experiment import run_experiment
+from nasrun.hardware import Hardware
+
+ALPHA_TOLERANCE = 1e-5  # float rounding of the sum over shards vs one mean over the global batch
+GLOBAL_BATCH = 15       # odd on purpose: the two ranks get 8 and 7 samples
+
+
+class ToySupernet(nn.Module):
+    """Two edges, each a softmax(α)-weighted mix of three candidate ops, then a linear classifier."""
+
+    def __init__(self, width=6, classes=3):
+        super().__init__()
+        self.edges = nn.ModuleList(
+            nn.ModuleList([nn.Linear(width, width), nn.Sequential(nn.Linear(width, width), nn.Tanh()), nn.Identity()])
+            for _ in range(2))
+        self.alpha = nn.Parameter(1e-3 * torch.randn(2, 3))
+        self.head = nn.Linear(width, classes)
+
+    def weights(self):
+        return [p for name, p in self.named_parameters() if name != "alpha"]
+
+    def forward(self, x):
+        for edge, alpha in zip(self.edges, self.alpha.softmax(-1)):
+            x = sum(w * op(x) for w, op in zip(alpha, edge))
+        return self.head(x)
+
+
+def toy_search(group: Distributed, steps=12):
+    """First-order DARTS on fixed random data: a weight step on a train batch, an α step on a val batch."""
+    torch.manual_seed(0)
+    model = ToySupernet()
+    model = group.prepare_model(model)
+    data = torch.randn(2, 60, 6, generator=torch.Generator().manual_seed(1))
+    labels = (data[..., 0] > 0).long() + (data[..., 1] > 0.5).long()
+    w_opt = torch.optim.SGD(model.weights(), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.Adam([model.alpha], lr=0.05)
+    order = torch.randperm(60, generator=torch.Generator().manual_seed(2))
+    for step in range(steps):
+        index = order[(step * GLOBAL_BATCH) % 45:][:GLOBAL_BATCH]
+        for split, optimizer, params in ((0, w_opt, model.weights()), (1, a_opt, [model.alpha])):
+            x, y = group.shard(data[split][index], labels[split][index])
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            group.average_gradients(params, global_batch=GLOBAL_BATCH)
+            optimizer.step()
+    alpha = model.alpha.detach().clone()
+    return group.agree(alpha.argmax(-1).tolist()), alpha
+
+
+def _search_on_rank(out_dir: str) -> None:
+    group = distributed.init(Hardware("cpu"))
+    try:
+        arch, alpha = toy_search(group)
+        torch.save({"arch": arch, "alpha": alpha}, f"{out_dir}/rank{group.rank}.pt")
+    finally:
+        distributed.finish()
+
+
+def test_two_gloo_processes_derive_what_one_process_derives(tmp_path):
+    single_arch, single_alpha = toy_search(Distributed())
+    distributed.launch(_search_on_rank, 2, str(tmp_path))
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert result["arch"] == single_arch
+        assert torch.allclose(result["alpha"], single_alpha, atol=ALPHA_TOLERANCE, rtol=0)
+    assert (single_alpha - ToySupernet().alpha.detach()).abs().max() > 1e-2  # α really was trained
+
+
+def test_shards_cover_the_global_batch_and_weights_sum_to_one():
+    batch = torch.arange(15)
+    parts = [Distributed(rank, 2).shard(batch) for rank in (0, 1)]
+    assert torch.equal(torch.cat(parts), batch) and [len(p) for p in parts] == [8, 7]
+    assert sum(Distributed(rank, 4).share(15) for rank in range(4)) == pytest.approx(1.0)
+    single = Distributed()
+    assert single.shard(batch) is batch and single.agree([1, 2]) == [1, 2]
+
+
+def test_follower_ranks_read_the_saved_search_state_but_write_nothing(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"epoch": 3}, tmp_path / "checkpoints" / "search_state.pt")
+    context = FollowerContext(None, None, Hardware("cpu"), tmp_path, 0)
+    assert context.load_state() == {"epoch": 3}
+    context.save_state({"epoch": 4})
+    assert context.run_dir is None and torch.load(tmp_path / "checkpoints" / "search_state.pt") == {"epoch": 3}
+
+
+def test_several_devices_need_a_one_shot_strategy(compose_cfg, tmp_path):
+    cfg = compose_cfg(["hardware=cpu", "hardware.devices=2", "budget.trials=1"])
+    with pytest.raises(ConfigError, match="one-shot strategy"):
+        run_experiment(cfg, tmp_path, show_progress=False)
+    with pytest.raises(ConfigError, match="devices"):
+        Hardware("cpu", devices=0)
+    assert json.loads(json.dumps(Hardware("cpu").job)) is None
