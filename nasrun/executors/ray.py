@@ -28,8 +28,9 @@ def import_ray():
     return ray
 
 
-def _evaluate_on_worker(estimator_ref: list, job: TrialJob, threads: int):
-    """The body of one Ray task (the ref comes in a list so Ray hands it over unresolved)."""
+def _worker_estimator(estimator_ref: list, threads: int):
+    """This worker's copy of the run's estimator, unpickled on its first trial and kept for the next ones
+    (the ref comes in a list so that Ray hands it over unresolved)."""
     import ray
 
     key = estimator_ref[0].hex()
@@ -41,8 +42,22 @@ def _evaluate_on_worker(estimator_ref: list, job: TrialJob, threads: int):
         _ESTIMATORS[key] = estimator
     estimator = _ESTIMATORS[key]
     estimator.hardware.apply()
-    node = ray.get_runtime_context().get_node_id()[:8]
-    return run_trial(estimator, job, worker=f"ray:{node}:{os.getpid()}:{estimator.hardware.device}")
+    return estimator
+
+
+def _worker_name(estimator) -> str:
+    import ray
+
+    return f"ray:{ray.get_runtime_context().get_node_id()[:8]}:{os.getpid()}:{estimator.hardware.device}"
+
+
+def _warm_up(estimator_ref: list, threads: int) -> str:
+    return _worker_name(_worker_estimator(estimator_ref, threads))
+
+
+def _evaluate_on_worker(estimator_ref: list, job: TrialJob, threads: int):
+    estimator = _worker_estimator(estimator_ref, threads)
+    return run_trial(estimator, job, worker=_worker_name(estimator))
 
 
 class RayExecutor(Executor):
@@ -65,6 +80,7 @@ class RayExecutor(Executor):
         if self.started_ray:
             self._init_ray()
         self.workers = int(self.requested_workers or self._cluster_slots())
+        self.threads = max(1, int(self.num_cpus))
         try:
             self.estimator_ref = ray.put(estimator)
         except Exception as err:  # noqa: BLE001
@@ -72,6 +88,18 @@ class RayExecutor(Executor):
         self.task = ray.remote(_evaluate_on_worker).options(
             num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_retries=self.retries, retry_exceptions=False)
         self.running: dict = {}  # object ref -> job
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Start one worker per slot and load the estimator there, so that start-up is paid here and a
+        worker that cannot load it fails now, in one line."""
+        warm = self.ray.remote(_warm_up).options(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+        try:
+            self.ray.get([warm.remote([self.estimator_ref], self.threads) for _ in range(self.workers)])
+        except self.ray.exceptions.RayError as err:
+            self.shutdown()
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            raise NasrunError(f"executor=ray: a worker could not load the estimator: {lines[-1] if lines else err}") from None
 
     def _init_ray(self) -> None:
         kwargs = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
@@ -95,8 +123,7 @@ class RayExecutor(Executor):
         return int(fits) if math.isfinite(fits) else 1
 
     def submit(self, job: TrialJob, report=None) -> None:
-        threads = max(1, int(self.num_cpus))
-        self.running[self.task.remote([self.estimator_ref], job, threads)] = job
+        self.running[self.task.remote([self.estimator_ref], job, self.threads)] = job
 
     def wait(self):
         refs = list(self.running)
