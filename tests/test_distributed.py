@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from torch import nn
@@ -103,4 +101,3 @@ def test_several_devices_need_a_one_shot_strategy(compose_cfg, tmp_path):
         run_experiment(cfg, tmp_path, show_progress=False)
     with pytest.raises(ConfigError, match="devices"):
         Hardware("cpu", devices=0)
-    assert json.loads(json.dumps(Hardware("cpu").job)) is None
