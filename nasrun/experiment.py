@@ -67,6 +67,7 @@ def run_info(cfg: DictConfig, hardware) -> dict:
         "search_space": cfg.search_space.get("name", cfg.search_space._target_),
         "estimator": cfg.estimator.get("name", cfg.estimator._target_),
         "dataset": cfg.dataset.get("name", cfg.dataset._target_),
+        "executor": cfg.executor.get("name", cfg.executor._target_),
         "device": hardware.device,
         "device_name": hardware.name(),
         "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
