@@ -7,13 +7,14 @@ NCCL on CUDA (rank r on cuda:<local rank>). A one-shot strategy makes its supern
 with three calls of `current()`:
 
     dist = distributed.current()
-    x, y = dist.shard(x, y)                                # this rank's slice of the global batch
-    loss_fn(model(x), y).backward()
-    dist.average_gradients(params, global_batch=len(y_global))  # weights and α alike
+    model = dist.prepare_model(model)                  # synchronised BatchNorm, rank 0's initial values
+    x, y = dist.shard(x_global, y_global)              # this rank's slice of the global batch
+    dist.rescale(loss_fn(model(x), y), len(y_global)).backward()
+    dist.average_gradients(params)                     # weights and α alike
 
-so each step sees the gradient of the global batch, as a single process would (up to float rounding;
-BatchNorm statistics are per rank on the CPU, synchronised with SyncBatchNorm on CUDA via
-`prepare_model`). `dist.agree(arch)` checks at the end that every rank derived the same architecture.
+so each step follows the gradient of the global batch, as a single process would, up to float rounding
+(BatchNorm sees the statistics of the global batch). `dist.agree(arch)` checks at the end that every
+rank derived the same architecture.
 Only rank 0 runs the Runner and writes the run directory; the other ranks run the search alone.
 """
 
@@ -29,7 +30,10 @@ from typing import Any, Iterable
 
 import torch
 import torch.distributed as torch_dist
+import torch.distributed.nn.functional as differentiable
 import torch.multiprocessing
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.strategies.base import SearchContext
@@ -63,16 +67,19 @@ class Distributed:
         base, extra = divmod(int(global_batch), self.world_size)
         return (base + (self.rank < extra)) / int(global_batch)
 
-    def average_gradients(self, parameters: Iterable[torch.Tensor], global_batch: int | None = None) -> None:
-        """Replace each gradient by the gradient of the global batch: the per-rank gradients (of mean
-        losses over each shard) weighted by shard size — a plain average when `global_batch` is None.
-        One all-reduce over all gradients; a parameter without a gradient counts as zero."""
+    def rescale(self, loss: torch.Tensor, global_batch: int) -> torch.Tensor:
+        """A mean loss over this rank's shard, weighted so that `average_gradients` then yields the
+        gradient of the mean loss over the global batch even when shards differ in size (1x when equal)."""
+        return loss * (self.world_size * self.share(global_batch)) if self.enabled else loss
+
+    def average_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
+        """Average each gradient over the ranks (what DistributedDataParallel does), with one all-reduce;
+        a parameter without a gradient counts as zero."""
         if not self.enabled:
             return
         parameters = [p for p in parameters if p.requires_grad]
-        weight = self.share(global_batch) if global_batch else 1.0 / self.world_size
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-        flat = torch.cat([g.reshape(-1) for g in grads]) * weight
+        flat = torch.cat([g.reshape(-1) for g in grads]) / self.world_size
         torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
         offset = 0
         for param, grad in zip(parameters, grads):
@@ -85,10 +92,15 @@ class Distributed:
             for param in parameters:
                 torch_dist.broadcast(param.data, src=0)
 
-    def prepare_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        """SyncBatchNorm on CUDA (the CPU has no synchronised BatchNorm) and rank 0's initial values."""
-        if self.enabled and next(model.parameters(), torch.empty(0)).is_cuda:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        """BatchNorm layers synchronised across ranks (torch's SyncBatchNorm on CUDA, `SyncBatchNormCPU`
+        on the CPU) and rank 0's initial values everywhere. Call before creating optimisers."""
+        if not self.enabled:
+            return model
+        if next(model.parameters(), torch.empty(0)).is_cuda:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        else:
+            model = convert_batchnorm_cpu(model)
         self.broadcast_parameters(list(model.parameters()) + list(model.buffers()))
         return model
 
@@ -101,6 +113,55 @@ class Distributed:
         if len(set(keys)) != 1:
             raise NasrunError(f"distributed search: ranks derived different architectures: {keys}")
         return arch
+
+
+class SyncBatchNormCPU(_BatchNorm):
+    """BatchNorm whose training-mode statistics are those of the global batch across all ranks (the
+    sums travel through a differentiable all-reduce, so gradients flow across ranks as in one process).
+    torch's SyncBatchNorm is CUDA-only; this one serves gloo runs. Outside a group it is plain BatchNorm."""
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected at least 2D input, got {x.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and torch_dist.is_initialized() and torch_dist.get_world_size() > 1):
+            return super().forward(x)
+        channels, dims = x.shape[1], [0, *range(2, x.dim())]
+        count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
+        totals = differentiable.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+        n = totals[-1]
+        mean = totals[:channels] / n
+        var = totals[channels:2 * channels] / n - mean * mean
+        if self.track_running_stats:
+            self._update_running_stats(mean.detach(), var.detach(), n.item())
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+
+    @torch.no_grad()
+    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+        self.num_batches_tracked += 1
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        self.running_mean.lerp_(mean, momentum)
+        self.running_var.lerp_(var * n / max(n - 1, 1), momentum)
+
+
+def convert_batchnorm_cpu(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm layer replaced by a SyncBatchNormCPU sharing its parameters and buffers."""
+    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNormCPU):
+        synced = SyncBatchNormCPU(module.num_features, module.eps, module.momentum, module.affine,
+                                  module.track_running_stats)
+        if module.affine:
+            synced.weight, synced.bias = module.weight, module.bias
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            if getattr(module, name, None) is not None:
+                setattr(synced, name, getattr(module, name))
+        synced.train(module.training)
+        return synced
+    for name, child in module.named_children():
+        setattr(module, name, convert_batchnorm_cpu(child))
+    return module
 
 
 _current = Distributed()

@@ -17,7 +17,7 @@ GLOBAL_BATCH = 15       # odd on purpose: the two ranks get 8 and 7 samples
 
 
 class ToySupernet(nn.Module):
-    """Two edges, each a softmax(α)-weighted mix of three candidate ops, then a linear classifier."""
+    """Two edges, each a softmax(α)-weighted mix of three candidate ops, a BatchNorm, a linear classifier."""
 
     def __init__(self, width=6, classes=3):
         super().__init__()
@@ -25,6 +25,7 @@ class ToySupernet(nn.Module):
             nn.ModuleList([nn.Linear(width, width), nn.Sequential(nn.Linear(width, width), nn.Tanh()), nn.Identity()])
             for _ in range(2))
         self.alpha = nn.Parameter(1e-3 * torch.randn(2, 3))
+        self.norm = nn.BatchNorm1d(width)
         self.head = nn.Linear(width, classes)
 
     def weights(self):
@@ -33,14 +34,13 @@ class ToySupernet(nn.Module):
     def forward(self, x):
         for edge, alpha in zip(self.edges, self.alpha.softmax(-1)):
             x = sum(w * op(x) for w, op in zip(alpha, edge))
-        return self.head(x)
+        return self.head(self.norm(x))
 
 
 def toy_search(group: Distributed, steps=12):
     """First-order DARTS on fixed random data: a weight step on a train batch, an α step on a val batch."""
     torch.manual_seed(0)
-    model = ToySupernet()
-    model = group.prepare_model(model)
+    model = group.prepare_model(ToySupernet())
     data = torch.randn(2, 60, 6, generator=torch.Generator().manual_seed(1))
     labels = (data[..., 0] > 0).long() + (data[..., 1] > 0.5).long()
     w_opt = torch.optim.SGD(model.weights(), lr=0.1, momentum=0.9)
@@ -51,29 +51,30 @@ def toy_search(group: Distributed, steps=12):
         for split, optimizer, params in ((0, w_opt, model.weights()), (1, a_opt, [model.alpha])):
             x, y = group.shard(data[split][index], labels[split][index])
             optimizer.zero_grad()
-            nn.functional.cross_entropy(model(x), y).backward()
-            group.average_gradients(params, global_batch=GLOBAL_BATCH)
+            group.rescale(nn.functional.cross_entropy(model(x), y), GLOBAL_BATCH).backward()
+            group.average_gradients(params)
             optimizer.step()
     alpha = model.alpha.detach().clone()
-    return group.agree(alpha.argmax(-1).tolist()), alpha
+    return group.agree(alpha.argmax(-1).tolist()), alpha, model.norm.running_mean.clone()
 
 
 def _search_on_rank(out_dir: str) -> None:
     group = distributed.init(Hardware("cpu"))
     try:
-        arch, alpha = toy_search(group)
-        torch.save({"arch": arch, "alpha": alpha}, f"{out_dir}/rank{group.rank}.pt")
+        arch, alpha, running_mean = toy_search(group)
+        torch.save({"arch": arch, "alpha": alpha, "running_mean": running_mean}, f"{out_dir}/rank{group.rank}.pt")
     finally:
         distributed.finish()
 
 
 def test_two_gloo_processes_derive_what_one_process_derives(tmp_path):
-    single_arch, single_alpha = toy_search(Distributed())
+    single_arch, single_alpha, single_running_mean = toy_search(Distributed())
     distributed.launch(_search_on_rank, 2, str(tmp_path))
     for rank in (0, 1):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result["arch"] == single_arch
         assert torch.allclose(result["alpha"], single_alpha, atol=ALPHA_TOLERANCE, rtol=0)
+        assert torch.allclose(result["running_mean"], single_running_mean, atol=1e-5)  # BatchNorm saw the global batch
     assert (single_alpha - ToySupernet().alpha.detach()).abs().max() > 1e-2  # α really was trained
 
 
