@@ -132,5 +132,12 @@ class ProcessesExecutor(Executor):
         return Trial(id=job.id, arch=job.arch, status="failed", error=error, seed=job.seed, worker=worker), None
 
     def shutdown(self) -> None:
-        for pool in getattr(self, "pools", []):
+        """Stop the workers. Trials still running (the search ended early: an error, Ctrl-C) are
+        abandoned: their processes are terminated rather than waited for."""
+        busy = {slot for slot, _, _ in getattr(self, "running", {}).values()}
+        for slot, pool in enumerate(getattr(self, "pools", [])):
+            if slot in busy:
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
+        self.running = {}
