@@ -65,7 +65,7 @@ def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir
             table.add_column(column, justify="right")
     for rank, trial in enumerate(ranked, start=1):
         params = trial.metrics.get("params")
-        table.add_row(str(rank), str(trial.id), f"{trial.score():.4f}", f"{int(params):,}" if params else "-",
+        table.add_row(str(rank), str(trial.id), f"{trial.metrics.get('val_accuracy', float('nan')):.4f}", f"{int(params):,}" if params else "-",
                       f"{trial.seconds:.1f}", describe(trial.arch))
     if test_metrics:
         table.caption = "best architecture, final test: " + "  ".join(
