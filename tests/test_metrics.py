@@ -83,3 +83,63 @@ def test_design_check_warns_on_poor_spaces():
     assert any("covers 100% of the space" in w for w in tiny)
     huge = design_warnings(MacroSpace(20, 20), 10)
     assert any("covers 1e-" in w for w in huge)
+
+
+# --- latency lookup tables ---------------------------------------------------------------------------
+from nasrun.latency_table import LatencyTable, macro_keys  # noqa: E402
+
+TABLE_SPACE = dict(min_layers=1, max_layers=3, ops=["conv3x3", "conv7x7", "identity"], widths=[8, 64],
+                   stem_width=8, reduce_at=[0.5])
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    return LatencyTable.measure(MacroSpace(**TABLE_SPACE), (3, 16, 16), 10, warmup=1, min_seconds=0.005)
+
+
+def test_latency_table_covers_every_part_and_ranks_tiny_below_huge(small_table, tmp_path):
+    space = MacroSpace(**TABLE_SPACE)
+    tiny = space.validate({"stem": 8, "layers": [{"op": "identity", "width": 8, "skips": []}]})
+    huge = space.validate({"stem": 8, "layers": [{"op": "conv7x7", "width": 64, "skips": []},
+                                                  {"op": "conv7x7", "width": 64, "skips": []},
+                                                  {"op": "conv7x7", "width": 64, "skips": [1]}]})
+    small_table.save(tmp_path / "table.json")
+    predict = LatencyTable.load(tmp_path / "table.json").predictor(space, (3, 16, 16))
+    for arch in (tiny, huge, *(space.sample(random.Random(seed)) for seed in range(5))):
+        predict(arch)                                       # every reachable part is in the table
+    x = torch.randn(1, 3, 16, 16)
+    measured = {name: measure_latency_ms(space.build(a, (3, 16, 16), 10), x, 1, 0.05)
+                for name, a in (("tiny", tiny), ("huge", huge))}
+    assert predict(tiny) < predict(huge) and measured["tiny"] < measured["huge"]
+    assert measured["huge"] / 10 < predict(huge) < measured["huge"] * 10     # a loose agreement
+    assert len(macro_keys(huge, (3, 16, 16))) == 1 + 3 + 1 + 1              # stem, 3 ops, one skip, head
+
+
+def test_latency_table_refuses_other_inputs_and_spaces(small_table):
+    with pytest.raises(ConfigError, match="rebuild"):
+        small_table.predictor(MacroSpace(**TABLE_SPACE), (3, 32, 32))
+    with pytest.raises(ConfigError, match="independent"):
+        LatencyTable.measure(NB201Space(), (3, 32, 32), 10)
+    with pytest.raises(ConfigError, match="not a nasrun-latency-table"):
+        LatencyTable.load("/nonexistent/table.json")
+
+
+@pytest.mark.slow
+def test_latency_table_cli_feeds_the_search(tmp_path):
+    from conftest import TINY, read_jsonl, run_cli, run_dirs
+
+    space = ["search_space.ops=[conv3x3,identity,maxpool3x3]", "search_space.widths=[8,16]",
+             "search_space.stem_width=8", "search_space.min_layers=2", "search_space.max_layers=3"]
+    result = run_cli([*space, "--out", "table.json", "--min-seconds", "0.002", "--warmup", "1"], tmp_path,
+                     command="nasrun-latency-table")
+    assert result.returncode == 0, result.stderr[-2000:]
+    objectives = "objectives=[{metric:val_accuracy,direction:max},{metric:latency_ms,direction:min}]"
+    result = run_cli([*TINY, *space, objectives, "metrics.latency=table", "metrics.latency_table=table.json"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = run_dirs(tmp_path)
+    predict = LatencyTable.load(tmp_path / "table.json").predictor(MacroSpace(2, 3, ops=["conv3x3", "identity",
+                                                                   "maxpool3x3"], widths=[8, 16], stem_width=8), (1, 8, 8))
+    for trial in read_jsonl(run / "trials.jsonl"):
+        assert trial["metrics"]["latency_ms"] == pytest.approx(predict(trial["arch"]), abs=1e-3)
+    assert (run / "pareto.json").is_file()
