@@ -46,6 +46,9 @@ class Assessment:
             summary["best_fitness"] = best.metrics["fitness"]
         if self.objectives.constraints:
             summary["feasible_trials"] = sum(t.ok and t.metrics.get("feasible", 0) == 1 for t in trials)
+            if not summary["feasible_trials"]:
+                log.warning("no architecture satisfies the constraints %s: no best architecture is reported",
+                            {c.metric: {"min": c.min, "max": c.max} for c in self.objectives.constraints})
         if not self.objectives.multi:
             return summary
         record = self.objectives.pareto_record(trials)

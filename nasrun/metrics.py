@@ -8,10 +8,11 @@ Names recorded per trial (in `trials.jsonl`):
   latency_ms        median time of one eval-mode forward pass at batch 1 (`torch.utils.benchmark.Timer`
                     after warm-up runs; the Timer synchronises CUDA around every measurement)
   latency_ms_batch  the same at batch `latency_batch`
-  memory_mb         peak memory of a no-grad forward pass at batch 1. CUDA: `torch.cuda.max_memory_allocated`
-                    during the pass (weights and input included). CPU: weights + buffers + input + the peak
-                    total size of the tensors alive during the pass, tracked op by op with a
-                    `TorchDispatchMode` (each storage counted once, released when its last tensor dies).
+  memory_mb         peak memory of a no-grad forward pass at batch 1: weights + buffers + input + the peak of
+                    what the pass allocates on top. CUDA: `torch.cuda.max_memory_allocated` during the pass
+                    minus what was allocated before it. CPU: the peak total size of the tensors alive during
+                    the pass, tracked op by op with a `TorchDispatchMode` (each storage counted once,
+                    released when its last tensor dies).
 """
 
 from __future__ import annotations
@@ -126,17 +127,19 @@ def _static_tensors(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
 def measure_memory_mb(model: nn.Module, x: torch.Tensor) -> float:
     """Peak memory (MiB) of one no-grad forward pass on `x`; see the module docstring for how."""
     model.eval()
+    static = _static_tensors(model, x)
+    static_bytes = sum(t.numel() * t.element_size() for t in static)
     if x.is_cuda:
         torch.cuda.synchronize(x.device)
+        before = torch.cuda.memory_allocated(x.device)
         torch.cuda.reset_peak_memory_stats(x.device)
         model(x)
         torch.cuda.synchronize(x.device)
-        return torch.cuda.max_memory_allocated(x.device) / 2**20
-    static = _static_tensors(model, x)
+        return (static_bytes + torch.cuda.max_memory_allocated(x.device) - before) / 2**20
     tracker = _LiveTensorBytes(static)
     with tracker:
         model(x)
-    return (sum(t.numel() * t.element_size() for t in static) + tracker.peak) / 2**20
+    return (static_bytes + tracker.peak) / 2**20
 
 
 @dataclass
