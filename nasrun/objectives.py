@@ -5,8 +5,8 @@ Config (top level):
   constraints:  {latency_ms: {max: 5}, params: {max: 1e6}}
   scalarization: weighted_sum      # or mnasnet
 
-Every trial gets `feasible` (1/0) and `constraint_violation` (sum of relative excesses, 0 when feasible);
-when the run has constraints or anything beyond "maximise val_accuracy" it also gets `fitness`, the
+With constraints, every trial gets `feasible` (1/0) and `constraint_violation` (sum of relative excesses,
+0 when feasible); when the run has constraints or anything beyond "maximise val_accuracy" it also gets `fitness`, the
 scalar that `Trial.score()` ranks by:
   weighted_sum  Σ weight · (+1 for max, -1 for min) · value / scale
   mnasnet       primary · Π (value / target)^(-weight) over the other objectives (MnasNet's soft reward,
@@ -99,8 +99,9 @@ class Objectives:
         if not trial.ok:
             return
         violation = self.violation(trial.metrics)
-        trial.metrics["feasible"] = int(violation == 0)
-        trial.metrics["constraint_violation"] = round(violation, 6)
+        if self.constraints:
+            trial.metrics["feasible"] = int(violation == 0)
+            trial.metrics["constraint_violation"] = round(violation, 6)
         if not self.trivial:
             trial.metrics["fitness"] = self.fitness(trial.metrics) if violation == 0 else -math.inf
 

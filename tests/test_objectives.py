@@ -64,7 +64,7 @@ def test_mnasnet_reward():
 def test_only_val_accuracy_needs_no_fitness():
     t = trial(0, val_accuracy=0.5)
     Objectives().assess(t)
-    assert "fitness" not in t.metrics and t.score() == 0.5
+    assert "fitness" not in t.metrics and "feasible" not in t.metrics and t.score() == 0.5
 
 
 def test_pareto_front_skips_dominated_and_infeasible_trials():
