@@ -123,6 +123,9 @@ class RunBenchmark:
         trial = self.trials.get(trial_id)
         seed = trial.seed if trial is not None and trial.seed is not None else int(self.cfg.seed)
         evaluation = self.estimator.evaluate(self.space.from_json(arch), seed)
+        if evaluation.weights is None:
+            raise NasrunError(f"trial {trial_id} has no checkpoint and the run's estimator does not train "
+                              f"networks, so there are no weights to benchmark")
         model.load_state_dict(evaluation.weights)
         return model.to(self.hardware.device), "retrained"
 
