@@ -17,7 +17,6 @@ Names recorded per trial (in `trials.jsonl`):
 
 from __future__ import annotations
 
-import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -28,8 +27,6 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from nasrun.errors import ConfigError
-
-log = logging.getLogger("nasrun")
 
 MEASURES = ("params", "flops", "latency", "memory")
 # Which measure produces which recorded metric.
