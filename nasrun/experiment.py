@@ -11,11 +11,13 @@ from omegaconf import DictConfig
 
 import nasrun
 from nasrun import distributed
+from nasrun.assessment import build_assessment
 from nasrun.build import instantiate
 from nasrun.config import validate
 from nasrun.hardware import seed_everything
 from nasrun.progress import console, summary_table
 from nasrun.runner import Budget, Runner
+from nasrun.space_check import check_space
 
 log = logging.getLogger("nasrun")
 
@@ -46,11 +48,14 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool) ->
     data = instantiate(cfg.dataset, "dataset").load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
+    check_space(space, cfg.budget.trials)
     if not group.is_main:
         return distributed.follow_search(space, strategy, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
+    assessment = build_assessment(cfg, space, data, hardware)
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
-                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware))
+                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
+                    assessment=assessment)
     summary = runner.run()
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     return summary

@@ -59,9 +59,11 @@ class SearchProgress:
 
 def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir: Any, top: int = 5) -> Table:
     """The best trials by validation accuracy, the failures counted, and the final test score."""
-    ranked = sorted((t for t in trials if t.ok), key=lambda t: -t.score())[:top]
+    ranked = sorted((t for t in trials if t.ok and t.metrics.get("feasible", 1)), key=lambda t: -t.score())[:top]
     failed = sum(not t.ok for t in trials)
-    title = f"nasrun: {len(trials)} trials ({failed} failed)  ·  run dir: {run_dir}"
+    violating = sum(t.ok and not t.metrics.get("feasible", 1) for t in trials)
+    violations = f", {violating} violate the constraints" if violating else ""
+    title = f"nasrun: {len(trials)} trials ({failed} failed{violations})  ·  run dir: {run_dir}"
     table = Table(title=title, title_justify="left")
     for column in ("rank", "trial", "val_accuracy", "params", "seconds", "architecture"):
         if column == "architecture":
@@ -70,7 +72,7 @@ def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir
             table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, trial in enumerate(ranked, start=1):
         params = trial.metrics.get("params")
-        table.add_row(str(rank), str(trial.id), f"{trial.score():.4f}", f"{int(params):,}" if params else "-",
+        table.add_row(str(rank), str(trial.id), f"{trial.metrics.get('val_accuracy', float('nan')):.4f}", f"{int(params):,}" if params else "-",
                       f"{trial.seconds:.1f}", describe(trial.arch))
     if test_metrics:
         table.caption = "best architecture, final test: " + "  ".join(

@@ -10,6 +10,7 @@ Run directory layout written here:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,14 @@ def trial_seed(run_seed: int, trial_id: int) -> int:
 class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
-                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None):
+                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
+                 assessment=None):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
+        self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment)
         self.log = TrialLog(self.run_dir / "trials.jsonl")
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
@@ -64,6 +67,8 @@ class Runner:
             else:
                 self._run_trials(progress, start)
         test_metrics = self._final_test()
+        if self.assessment is not None:
+            self.run_info.update(self.assessment.finish(self.trials, self.run_dir))
         return self._write_summary(test_metrics, time.perf_counter() - start)
 
     def _run_trials(self, progress: SearchProgress, start: float) -> None:
@@ -107,11 +112,13 @@ class Runner:
 
     # --- records ----------------------------------------------------------------------------------
     def _record(self, trial: Trial, evaluation: Evaluation | None, progress: SearchProgress) -> None:
+        if self.assessment is not None:
+            self.assessment.assess(trial)
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
         self.log.append(trial)
         if trial.ok:
-            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.score(), trial.seconds,
+            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.metrics.get("val_accuracy", math.nan), trial.seconds,
                      self.space.describe(trial.arch))
         else:
             log.warning("trial %d failed: %s", trial.id, trial.error)
@@ -157,7 +164,7 @@ class Runner:
             "trials": len(self.trials),
             "failed_trials": sum(not t.ok for t in self.trials),
             "best_trial": best.id if best else None,
-            "best_val_accuracy": best.score() if best else None,
+            "best_val_accuracy": best.metrics.get("val_accuracy") if best else None,
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),

@@ -101,6 +101,12 @@ class MacroSpace(SearchSpace):
     def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> MacroNet:
         return MacroNet(self.validate(arch), input_shape, num_classes)
 
+    def design_facts(self) -> dict:
+        """What the space-design check reads (nasrun.space_check)."""
+        return {"ops": list(self.ops), "skip_ops": [op for op in self.ops if op == "identity"],
+                "has_skip_connections": self.skip_window >= 2,
+                "channels": [self.stem_width, *self.widths], "reductions": list(self.reduce_at)}
+
     def describe(self, arch: Any) -> str:
         parts = []
         for layer in arch["layers"]:

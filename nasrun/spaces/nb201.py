@@ -34,5 +34,10 @@ class NB201Space(SearchSpace):
     def network_options(self) -> dict:
         return {"C": self.C, "N": self.N}
 
+    def design_facts(self) -> dict:
+        """What the space-design check reads (nasrun.space_check): the cell ops; channels double per stage."""
+        return {"ops": list(NB201_OPS), "skip_ops": ["skip_connect"],
+                "channels": [self.C, 2 * self.C, 4 * self.C]}
+
     def describe(self, arch: Any) -> str:
         return arch

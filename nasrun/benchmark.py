@@ -1,0 +1,199 @@
+"""`nasrun-benchmark RUN_DIR`: benchmark the architectures a run found.
+
+For the best architecture (or, with `--pareto`, every architecture on the run's Pareto front) it reports
+accuracy on every split, params, FLOPs/MACs, latency (batch 1 and `--latency-batch`), peak forward memory,
+and robustness: accuracy under Gaussian input noise (σ in units of the standardised inputs) and under
+FGSM adversarial examples (ε in the same units). Weights come from `checkpoints/best_model.pt` when it
+belongs to the architecture; otherwise the network is retrained from scratch with the run's estimator
+and the trial's seed. The dataset, space, estimator and hardware are rebuilt from the run's saved
+`.hydra/config.yaml`. Results go to `RUN_DIR/benchmark.json` and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from rich.table import Table
+from torch import nn
+
+from nasrun.build import instantiate
+from nasrun.checkpoints import load_checkpoint
+from nasrun.errors import CheckpointError, NasrunError
+from nasrun.metrics import ArchitectureMetrics, MetricsConfig
+from nasrun.progress import console
+from nasrun.records import TrialLog, atomic_write_json
+from nasrun.reproduce import load_saved_config
+from nasrun.training import accuracy, logits_of
+
+log = logging.getLogger("nasrun")
+
+SIGMAS = (0.0, 0.1, 0.25, 0.5, 1.0)
+EPSILONS = (0.0, 0.01, 0.03, 0.1)
+
+
+def batches_of(data, split: str, device: str, batch_size: int = 256):
+    for x, y in data.loader(split, batch_size):
+        yield x.to(device), y.to(device)
+
+
+@torch.no_grad()
+def noisy_accuracy(model: nn.Module, data, split: str, sigma: float, device: str, seed: int = 0) -> float:
+    """Accuracy when N(0, σ²) noise is added to every input (same noise for the same seed)."""
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    correct = count = 0
+    for x, y in batches_of(data, split, device):
+        noise = torch.randn(x.shape, generator=generator).to(device) * sigma
+        correct += (logits_of(model(x + noise)).argmax(1) == y).sum().item()
+        count += len(y)
+    return correct / max(count, 1)
+
+
+def fgsm_accuracy(model: nn.Module, data, split: str, epsilon: float, device: str) -> float:
+    """Accuracy on FGSM examples x + ε·sign(∇ₓ cross-entropy) (Goodfellow et al., 2015)."""
+    model.eval()
+    loss_fn = nn.CrossEntropyLoss()
+    correct = count = 0
+    for x, y in batches_of(data, split, device):
+        x = x.clone().requires_grad_(True)
+        loss = loss_fn(logits_of(model(x)), y)
+        (gradient,) = torch.autograd.grad(loss, x)
+        with torch.no_grad():
+            adversarial = x + epsilon * gradient.sign()
+            correct += (logits_of(model(adversarial)).argmax(1) == y).sum().item()
+        count += len(y)
+    return correct / max(count, 1)
+
+
+def robustness(model: nn.Module, data, device: str, sigmas: Sequence[float], epsilons: Sequence[float],
+               split: str = "test") -> dict:
+    return {
+        "split": split,
+        "gaussian_noise": {str(s): noisy_accuracy(model, data, split, s, device) for s in sigmas},
+        "fgsm": {str(e): fgsm_accuracy(model, data, split, e, device) for e in epsilons},
+    }
+
+
+class RunBenchmark:
+    """Rebuilds a run's components and benchmarks architectures of it."""
+
+    def __init__(self, run_dir: Path, overrides: Sequence[str] = ()):
+        from omegaconf import OmegaConf
+
+        self.run_dir = Path(run_dir)
+        cfg = load_saved_config(self.run_dir)
+        self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        self.hardware = instantiate(self.cfg.hardware, "hardware")
+        self.hardware.apply()
+        self.space = instantiate(self.cfg.search_space, "search_space")
+        self.estimator = instantiate(self.cfg.estimator, "estimator")
+        self.data = instantiate(self.cfg.dataset, "dataset").load()
+        self.estimator.bind(self.space, self.data, self.hardware, None)
+        self.trials = {t.id: t for t in TrialLog(self.run_dir / "trials.jsonl").read()}
+
+    def targets(self, pareto: bool) -> list[dict]:
+        """[{trial, arch}] of the best architecture, or of the Pareto front."""
+        name = "pareto.json" if pareto else "best_architecture.json"
+        path = self.run_dir / name
+        if not path.is_file():
+            hint = " (a multi-objective run writes it)" if pareto else " (the run found no feasible architecture?)"
+            raise NasrunError(f"{path} not found{hint}")
+        record = json.loads(path.read_text())
+        entries = record["front"] if pareto else [record]
+        return [{"trial": entry["trial"], "arch": entry["arch"]} for entry in entries]
+
+    def model_for(self, trial_id: int, arch: Any) -> tuple[nn.Module, str]:
+        """The trained network: the run's checkpoint when it is this trial's, else retrained."""
+        model = self.space.build(self.space.from_json(arch), self.data.input_shape, self.data.num_classes)
+        best = json.loads((self.run_dir / "best_architecture.json").read_text()) \
+            if (self.run_dir / "best_architecture.json").is_file() else {}
+        checkpoint = self.run_dir / "checkpoints" / "best_model.pt"
+        if best.get("trial") == trial_id and checkpoint.is_file():
+            try:
+                model.load_state_dict(load_checkpoint(checkpoint))
+                return model.to(self.hardware.device), "checkpoint"
+            except (CheckpointError, RuntimeError) as err:
+                log.warning("retraining trial %d: %s", trial_id, str(err).splitlines()[0])
+        trial = self.trials.get(trial_id)
+        seed = trial.seed if trial is not None and trial.seed is not None else int(self.cfg.seed)
+        evaluation = self.estimator.evaluate(self.space.from_json(arch), seed)
+        if evaluation.weights is None:
+            raise NasrunError(f"trial {trial_id} has no checkpoint and the run's estimator does not train "
+                              f"networks, so there are no weights to benchmark")
+        model.load_state_dict(evaluation.weights)
+        return model.to(self.hardware.device), "retrained"
+
+    def benchmark(self, trial_id: int, arch: Any, sigmas, epsilons, latency_batch: int) -> dict:
+        model, source = self.model_for(trial_id, arch)
+        splits = {f"{split}_accuracy": accuracy(model, self.data, split, self.hardware)
+                  for split in ("train", "val", "test")}
+        measure = ArchitectureMetrics(self.space, tuple(self.data.input_shape), self.data.num_classes,
+                                      self.hardware.device, MetricsConfig(latency_batch=latency_batch),
+                                      measures={"params", "flops", "latency", "memory"})
+        costs = measure.measure(self.space.from_json(arch))
+        return {"trial": trial_id, "arch": arch, "weights": source, **splits, **costs,
+                "robustness": robustness(model, self.data, self.hardware.device, sigmas, epsilons)}
+
+
+def results_tables(results: list[dict]) -> list[Table]:
+    """Accuracy and cost per architecture; then accuracy under noise and FGSM."""
+    costs = Table(title="nasrun-benchmark: accuracy and cost", title_justify="left")
+    for column in ("trial", "weights", "train", "val", "test", "params", "MFLOPs", "ms@1", "ms@batch", "MiB"):
+        costs.add_column(column, justify="right")
+    for r in results:
+        costs.add_row(str(r["trial"]), r["weights"], f"{r['train_accuracy']:.4f}", f"{r['val_accuracy']:.4f}",
+                      f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['flops'] / 1e6:.3f}",
+                      f"{r['latency_ms']:.3f}", f"{r['latency_ms_batch']:.3f}", f"{r['memory_mb']:.2f}")
+    first = results[0]["robustness"]
+    robust = Table(title=f"robustness ({first['split']} accuracy)", title_justify="left")
+    robust.add_column("trial", justify="right")
+    for sigma in first["gaussian_noise"]:
+        robust.add_column(f"σ={sigma}", justify="right")
+    for epsilon in first["fgsm"]:
+        robust.add_column(f"FGSM ε={epsilon}", justify="right")
+    for r in results:
+        values = [*r["robustness"]["gaussian_noise"].values(), *r["robustness"]["fgsm"].values()]
+        robust.add_row(str(r["trial"]), *(f"{v:.4f}" for v in values))
+    return [costs, robust]
+
+
+def floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-benchmark", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="a finished nasrun run directory")
+    parser.add_argument("overrides", nargs="*", help="optional key=value changes (e.g. hardware.device=cpu)")
+    parser.add_argument("--pareto", action="store_true", help="benchmark every Pareto-front architecture")
+    parser.add_argument("--sigmas", type=floats, default=list(SIGMAS), help="Gaussian noise levels, e.g. 0,0.1,0.5")
+    parser.add_argument("--epsilons", type=floats, default=list(EPSILONS), help="FGSM step sizes, e.g. 0,0.01,0.1")
+    parser.add_argument("--latency-batch", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/benchmark.json")
+    args = parser.parse_args(argv)
+    try:
+        bench = RunBenchmark(args.run_dir.resolve(), args.overrides)
+        results = [bench.benchmark(t["trial"], t["arch"], args.sigmas, args.epsilons, args.latency_batch)
+                   for t in bench.targets(args.pareto)]
+    except NasrunError as err:
+        console.print(f"[bold red]nasrun-benchmark: error:[/] {err}", highlight=False)
+        sys.exit(2)
+    out = args.out or args.run_dir / "benchmark.json"
+    atomic_write_json(out, {"run_dir": str(args.run_dir.resolve()), "device": bench.hardware.device,
+                            "results": results})
+    for table in results_tables(results):
+        console.print(table)
+    console.print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""How well a `nasrun-latency-table` predicts whole-network latency, and how much time it saves.
+
+Builds a table for a macro space at an input size, then for N sampled architectures compares the
+predicted latency with a measured one (same Timer, batch 1). Prints the rank correlation, the median
+predicted/measured ratio, and the time to predict vs. to measure all N (the speed-up ratio).
+
+    python scripts/latency_table_check.py --input 3,32,32 --samples 20 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+from scipy.stats import spearmanr
+
+from nasrun.latency_table import LatencyTable
+from nasrun.metrics import example_input, measure_latency_ms
+from nasrun.spaces.macro import MacroSpace
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", default="3,32,32")
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--min-seconds", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    shape = tuple(int(v) for v in args.input.split(","))
+    space = MacroSpace(min_layers=2, max_layers=6, ops=["conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "identity"],
+                       widths=[16, 32, 64])
+    start = time.perf_counter()
+    table = LatencyTable.measure(space, shape, 10, min_seconds=args.min_seconds)
+    build_seconds = time.perf_counter() - start
+    predict = table.predictor(space, shape)
+    archs = [space.sample(random.Random(args.seed + i)) for i in range(args.samples)]
+    start = time.perf_counter()
+    predicted = [predict(a) for a in archs]
+    predict_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    measured = [measure_latency_ms(space.build(a, shape, 10), example_input(shape), 3, args.min_seconds) for a in archs]
+    measure_seconds = time.perf_counter() - start
+    ratios = [p / m for p, m in zip(predicted, measured)]
+    print(f"table: {len(table.entries)} parts in {build_seconds:.1f}s on {table.info['device_name']}, "
+          f"input {list(shape)}, {args.threads} thread(s)")
+    print(f"spearman(predicted, measured) over {args.samples} archs: {spearmanr(predicted, measured).statistic:.3f}")
+    print(f"predicted/measured: median {statistics.median(ratios):.2f}, range {min(ratios):.2f}..{max(ratios):.2f}")
+    print(f"predict {predict_seconds * 1000:.1f} ms vs measure {measure_seconds:.1f} s for {args.samples} archs: "
+          f"{measure_seconds / max(predict_seconds, 1e-9):,.0f}x faster")
+
+
+if __name__ == "__main__":
+    main()
