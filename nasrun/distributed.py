@@ -73,12 +73,12 @@ class Distributed:
         return loss * (self.world_size * self.share(global_batch)) if self.enabled else loss
 
     def average_gradients(self, parameters: Iterable[torch.Tensor]) -> None:
-        """Average each gradient over the ranks (what DistributedDataParallel does), with one all-reduce;
-        a parameter without a gradient counts as zero."""
-        if not self.enabled:
+        """Average each gradient over the ranks (what DistributedDataParallel does), with one all-reduce.
+        A parameter without a gradient keeps none (every rank runs the same model, so the same ones)."""
+        parameters = [p for p in parameters if p.grad is not None]
+        if not self.enabled or not parameters:
             return
-        parameters = [p for p in parameters if p.requires_grad]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+        grads = [p.grad for p in parameters]
         flat = torch.cat([g.reshape(-1) for g in grads]) / self.world_size
         torch_dist.all_reduce(flat, op=torch_dist.ReduceOp.SUM)
         offset = 0
