@@ -19,8 +19,9 @@ from nasrun.runner import Budget, Runner
 log = logging.getLogger("nasrun")
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True) -> dict:
-    """Validate `cfg`, build the components, search, test the best architecture, write the run dir."""
+def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
+    """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
+    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/resume.py)."""
     validate(cfg)
     hardware = instantiate(cfg.hardware, "hardware")
     hardware.apply()
@@ -35,7 +36,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
-                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware))
+                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware), resume=resume)
     summary = runner.run()
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     return summary

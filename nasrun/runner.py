@@ -5,6 +5,7 @@ Run directory layout written here:
   best_architecture.json   the best architecture so far and all that is needed to rebuild its network
   checkpoints/best_model.pt weights of the best trained network (a plain state dict)
   summary.json             strategy, space, budget, best validation and final test scores, versions
+  checkpoints/runner.json  the strategy's state and the trials asked / told, for `nasrun-resume` (resume.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
 from nasrun.progress import SearchProgress
 from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
+from nasrun.resume import RunCheckpoint, restore
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
 
@@ -41,7 +43,8 @@ def trial_seed(run_seed: int, trial_id: int) -> int:
 class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
-                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None):
+                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
+                 resume: bool = False):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
@@ -50,13 +53,17 @@ class Runner:
         self.log = TrialLog(self.run_dir / "trials.jsonl")
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
+        self.resume = resume
+        self.checkpoint = RunCheckpoint(self.run_dir, space)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
+        if self.resume:
+            restore(self)
+        start = self.checkpoint.start_clock()
         total = 1 if self.strategy.one_shot else self.budget.trials
         with SearchProgress(total, enabled=self.show_progress) as progress:
             if self.strategy.one_shot:
@@ -68,7 +75,11 @@ class Runner:
 
     def _run_trials(self, progress: SearchProgress, start: float) -> None:
         self.executor.start(self.estimator)
-        pending, next_id = 0, len(self.trials)
+        progress.progress.update(progress.trials, completed=len(self.trials))
+        pending, next_id = 0, self.checkpoint.next_id
+        for job in self.checkpoint.take_pending():
+            self._submit(job, progress)
+            pending += 1
         try:
             while True:
                 room = min(self.executor.workers - pending, self.budget.trials - next_id)
@@ -76,6 +87,7 @@ class Runner:
                     for arch in self.strategy.ask(room):
                         self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
                         next_id, pending = next_id + 1, pending + 1
+                    self.checkpoint.asked(self.strategy)
                 if pending == 0:
                     break
                 finished = self.executor.wait()
@@ -83,14 +95,18 @@ class Runner:
                 for trial, evaluation in finished:
                     self._record(trial, evaluation, progress)
                 self.strategy.tell([trial for trial, _ in finished])
+                self.checkpoint.told_trials([trial for trial, _ in finished], self.strategy)
         finally:
             self.executor.shutdown()
 
     def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
         progress.trial_started(job.id, self.space.describe(job.arch))
+        self.checkpoint.submitted(job)
         self.executor.submit(job, progress.epoch if self.executor.workers == 1 else None)
 
     def _run_one_shot(self, progress: SearchProgress) -> None:
+        if self.trials:  # resumed after the derived architecture was scored
+            return
         context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.epoch)
         progress.phase("supernet", 1)
         search_start = time.perf_counter()
@@ -101,6 +117,7 @@ class Runner:
         trial, evaluation = run_trial(self.estimator, job, progress.epoch)
         trial.metrics["search_seconds"] = round(search_seconds, 3)
         self._record(trial, evaluation, progress)
+        self.checkpoint.told_trials([trial], self.strategy)
 
     def _out_of_time(self, start: float) -> bool:
         return self.budget.seconds is not None and time.perf_counter() - start >= self.budget.seconds
@@ -110,6 +127,7 @@ class Runner:
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
         self.log.append(trial)
+        self.checkpoint.recorded(trial)
         if trial.ok:
             log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.score(), trial.seconds,
                      self.space.describe(trial.arch))
