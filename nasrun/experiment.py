@@ -13,6 +13,7 @@ import nasrun
 from nasrun.build import instantiate
 from nasrun.config import validate
 from nasrun.hardware import seed_everything
+from nasrun.plots import write_run_report
 from nasrun.progress import console, summary_table
 from nasrun.runner import Budget, Runner
 
@@ -38,6 +39,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware), resume=resume)
     summary = runner.run()
+    write_run_report(run_dir)
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     return summary
 

@@ -25,6 +25,7 @@ from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
 from nasrun.resume import RunCheckpoint, restore
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
+from nasrun.tensorboard import TensorBoardLog
 
 log = logging.getLogger("nasrun")
 
@@ -55,6 +56,7 @@ class Runner:
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
         self.checkpoint = RunCheckpoint(self.run_dir, space)
+        self.tensorboard = TensorBoardLog(self.run_dir)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -70,6 +72,7 @@ class Runner:
                 self._run_one_shot(progress)
             else:
                 self._run_trials(progress, start)
+        self.tensorboard.close()
         test_metrics = self._final_test()
         return self._write_summary(test_metrics, time.perf_counter() - start)
 
@@ -102,7 +105,8 @@ class Runner:
     def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
         progress.trial_started(job.id, self.space.describe(job.arch))
         self.checkpoint.submitted(job)
-        self.executor.submit(job, progress.epoch if self.executor.workers == 1 else None)
+        report = progress.epoch if self.executor.workers == 1 else None
+        self.executor.submit(job, self.tensorboard.epochs(job.id, report))
 
     def _run_one_shot(self, progress: SearchProgress) -> None:
         if self.trials:  # resumed after the derived architecture was scored
@@ -140,6 +144,7 @@ class Runner:
             if evaluation is not None and evaluation.weights is not None:
                 save_checkpoint(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
         progress.trial_finished(trial, best)
+        self.tensorboard.trial(trial, best)
 
     def _write_best(self, trial: Trial, test_metrics: dict) -> None:
         network = {"input_shape": list(self.data.input_shape) if self.data else None,
