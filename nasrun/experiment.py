@@ -47,6 +47,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
 def run_info(cfg: DictConfig, hardware) -> dict:
     """What a summary needs to tell two runs apart: components, versions, device, git commit."""
     import hydra
+    import numpy
+    import omegaconf
     import torch
     import torchvision
 
@@ -58,9 +60,23 @@ def run_info(cfg: DictConfig, hardware) -> dict:
         "device": hardware.device,
         "device_name": hardware.name(),
         "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "hydra": hydra.__version__},
+                     "torchvision": torchvision.__version__, "hydra": hydra.__version__,
+                     "omegaconf": omegaconf.__version__, "numpy": numpy.__version__,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+        "platform": platform.platform(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
     }
+
+
+def git_dirty() -> bool | None:
+    """Whether the nasrun checkout has uncommitted changes (None outside a checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def git_commit() -> str | None:
