@@ -81,13 +81,15 @@ def plot_best_so_far(trials: list[Trial], path: str | Path, times: list[float] |
 
 # --- α trajectories ---------------------------------------------------------------------------------------
 def read_alphas(path: str | Path) -> list[dict]:
-    records = []
+    """The records of alphas.jsonl by epoch; an epoch written twice (a resumed search) keeps its last record."""
+    by_epoch = {}
     for line in Path(path).read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line torn by a crash
-    return records
+        by_epoch[record["epoch"]] = record
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
 def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
@@ -111,12 +113,14 @@ def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
             for index, op in enumerate(ops):
                 ax.plot(epochs, [s[edge][index] for s in series], label=op)
             ax.set_title(f"edge {edge}", fontsize=9)
+            ax.tick_params(labelbottom=True)
             ax.grid(alpha=0.3)
         fig.supxlabel("epoch")
         fig.supylabel("α (softmax)")
         fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper center", ncols=min(len(ops), 4),
                    fontsize=8)
-        paths.append(save_figure(fig, Path(out_dir) / f"alphas_{cell}.png"))
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(cell))
+        paths.append(save_figure(fig, Path(out_dir) / f"alphas_{safe}.png"))
     return paths
 
 

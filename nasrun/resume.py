@@ -207,20 +207,30 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(prog="nasrun-resume", description="Continue an interrupted nasrun run "
                                      "in its own run directory, from its saved config and checkpoints.")
-    parser.add_argument("run_dir", type=Path, help="the run directory of the interrupted run")
+    parser.add_argument("run_dir", type=Path, help="the run directory of the interrupted run (or a multirun "
+                        "sweep directory: every job in it is resumed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
-    try:
-        summary = resume_run(args.run_dir, show_progress=False if args.no_progress else None)
-    except NasrunError as err:
-        console.print(f"[bold red]nasrun-resume: error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("nasrun-resume: interrupted; run it again to continue", highlight=False)
-        sys.exit(130)
-    if summary is None:
-        console.print(f"{args.run_dir} has already finished (summary.json exists); nothing to resume",
-                      highlight=False, soft_wrap=True)
+    for run_dir in sweep_jobs(args.run_dir):
+        try:
+            summary = resume_run(run_dir, show_progress=False if args.no_progress else None)
+        except NasrunError as err:
+            console.print(f"[bold red]nasrun-resume: error:[/] {err}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            console.print("nasrun-resume: interrupted; run it again to continue", highlight=False)
+            sys.exit(130)
+        if summary is None:
+            console.print(f"{run_dir} has already finished (summary.json exists); nothing to resume",
+                          highlight=False, soft_wrap=True)
+
+
+def sweep_jobs(path: Path) -> list[Path]:
+    """`path` itself, or for a multirun sweep directory the job directories in it."""
+    if (path / ".hydra" / "config.yaml").exists() or not path.is_dir():
+        return [path]
+    jobs = sorted((p.parent.parent for p in path.glob("*/.hydra/config.yaml")), key=lambda p: (len(p.name), p.name))
+    return jobs or [path]
 
 
 if __name__ == "__main__":
