@@ -90,7 +90,7 @@ class Runner:
                     for arch in self.strategy.ask(room):
                         self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
                         next_id, pending = next_id + 1, pending + 1
-                    self.checkpoint.asked(self.strategy)
+                    self.checkpoint.save(self.strategy, len(self.trials))
                 if pending == 0:
                     break
                 finished = self.executor.wait()
@@ -98,7 +98,7 @@ class Runner:
                 for trial, evaluation in finished:
                     self._record(trial, evaluation, progress)
                 self.strategy.tell([trial for trial, _ in finished])
-                self.checkpoint.told_trials([trial for trial, _ in finished], self.strategy)
+            self.checkpoint.save(self.strategy, len(self.trials))
         finally:
             self.executor.shutdown()
 
@@ -121,7 +121,7 @@ class Runner:
         trial, evaluation = run_trial(self.estimator, job, progress.epoch)
         trial.metrics["search_seconds"] = round(search_seconds, 3)
         self._record(trial, evaluation, progress)
-        self.checkpoint.told_trials([trial], self.strategy)
+        self.checkpoint.save(self.strategy, len(self.trials))
 
     def _out_of_time(self, start: float) -> bool:
         return self.budget.seconds is not None and time.perf_counter() - start >= self.budget.seconds

@@ -28,6 +28,7 @@ from nasrun.resume import RunCheckpoint, resume_run
 from nasrun.runner import Budget, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
+from nasrun.strategies.random_search import RandomSearch
 from conftest import run_cli
 
 SEARCH = ["budget.trials=4", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
@@ -85,8 +86,9 @@ def reference(tmp_path_factory):
 
 CRASH_POINTS = {
     "mid-trial": (FullTraining, "evaluate", 3),                # while trial 2 trains
-    "after-record-before-checkpoint": (RunCheckpoint, "told_trials", 2),   # trial 1 logged, never told
-    "between-trials": (RunCheckpoint, "asked", 3),            # trial 1 told, trial 2 not yet asked
+    "recorded-not-told": (RandomSearch, "tell", 2),            # trial 1 logged, never told
+    "told-not-checkpointed": (RunCheckpoint, "save", 3),      # trial 1 told, trial 2 asked, no checkpoint
+    "before-final-checkpoint": (RunCheckpoint, "save", 5),    # all 4 trials done, last one unconfirmed
     "best-json-written-weights-not": ("nasrun.runner.save_checkpoint", None, 2),
     "final-test": (FullTraining, "test", 1),
 }
@@ -169,7 +171,7 @@ def test_torn_last_line_is_cut_and_trial_rerun(reference, tmp_path, monkeypatch)
 
 
 # --- SIGKILL in a real process -------------------------------------------------------------------------
-KILL_SEARCH = ["budget.trials=4", "estimator.epochs=3", "search_space.min_layers=2", "search_space.max_layers=3",
+KILL_SEARCH = ["budget.trials=3", "estimator.epochs=3", "search_space.min_layers=2", "search_space.max_layers=3",
                "progress=false", "seed=5", "hardware=cpu", "hardware.threads=1"]
 
 
