@@ -208,10 +208,18 @@ def resume_run(run_dir: Path, show_progress: bool | None = None) -> dict | None:
 
 
 def attach_log_file(path: Path) -> None:
+    """Log on into the run's nasrun.log, warnings to the console too (as `nasrun` does)."""
+    root = logging.getLogger()
+    if any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+        return
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    root.addHandler(handler)
+    if not any(type(h) is logging.StreamHandler for h in root.handlers):
+        console_handler = logging.StreamHandler()
+        console_handler.setLevel(logging.WARNING)
+        root.addHandler(console_handler)
+    root.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -264,3 +264,13 @@ def test_one_shot_search_resumes_from_its_saved_state(tmp_path):
     assert saved["epoch"] == 2
     one_shot_runner(tmp_path / "run", ToyOneShot(), resume=True).run()
     assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")
+
+
+def test_sweep_dir_resumes_every_job(tmp_path):
+    from nasrun.resume import sweep_jobs
+
+    for job in ("0", "1", "10", "2"):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    assert [p.name for p in sweep_jobs(tmp_path)] == ["0", "1", "2", "10"]
+    assert sweep_jobs(tmp_path / "1") == [tmp_path / "1"]
