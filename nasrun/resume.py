@@ -181,7 +181,10 @@ def restore_best(runner: "Runner", unconfirmed: set[int]) -> None:
     weights_path = runner.run_dir / "checkpoints" / "best_model.pt"
     if best.id in unconfirmed:
         arch = runner.space.from_json(best.arch)
-        _, evaluation = run_trial(runner.estimator, TrialJob(best.id, arch, best.seed))
+        again, evaluation = run_trial(runner.estimator, TrialJob(best.id, arch, best.seed))
+        if again.score() != best.score():
+            log.warning("resume: re-evaluating trial %d for its weights gave score %s, not %s (non-deterministic "
+                        "hardware?); its weights are from the re-evaluation", best.id, again.score(), best.score())
         if evaluation is not None and evaluation.weights is not None:
             save_checkpoint(evaluation.weights, weights_path)
         runner.best_evaluation = Evaluation(metrics=dict(best.metrics),
