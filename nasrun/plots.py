@@ -206,12 +206,12 @@ def draw_architecture(space: str, arch: Any, path: str | Path, engine: str = "au
 def render_graphviz(graphs: list[Graph], path: Path) -> Path:
     lines = ["digraph G {", "rankdir=LR; node [shape=box, style=rounded];"]
     for number, graph in enumerate(graphs):
-        lines.append(f'subgraph cluster_{number} {{ label="{graph.title}";')
+        lines.append(f'subgraph cluster_{number} {{ label="{dot_text(graph.title)}";')
         for key, label in graph.nodes:
-            lines.append(f'"{number}_{key}" [label="{label}"];')
+            lines.append(f'"{number}_{key}" [label="{dot_text(label)}"];')
         for source, target, label, dashed in graph.edges:
             style = ", style=dashed" if dashed else ""
-            lines.append(f'"{number}_{source}" -> "{number}_{target}" [label="{label}"{style}];')
+            lines.append(f'"{number}_{source}" -> "{number}_{target}" [label="{dot_text(label)}"{style}];')
         lines.append("}")
     lines.append("}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -220,6 +220,11 @@ def render_graphviz(graphs: list[Graph], path: Path) -> Path:
     subprocess.run(["dot", "-Tpng", handle.name, "-o", str(path)], check=True, capture_output=True, timeout=60)
     Path(handle.name).unlink()
     return path
+
+
+def dot_text(text: str) -> str:
+    """A label as a DOT quoted string's contents: quotes escaped, line breaks as \\n."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def render_matplotlib(graphs: list[Graph], path: Path) -> Path:

@@ -131,3 +131,25 @@ def test_summary_records_the_environment(finished_run):
     assert summary["seed"] == 0 and summary["device"] == "cpu" and summary["device_name"]
     assert summary["platform"] and "git_commit" in summary and "git_dirty" in summary
     assert summary["git_commit"] is None or len(summary["git_commit"]) == 40
+
+
+def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
+    """With a `dot` binary the drawing goes through graphviz; here a stand-in records the DOT source."""
+    import nasrun.plots as plots
+
+    sources = []
+
+    def fake_dot(command, **kwargs):
+        assert command[:2] == ["dot", "-Tpng"]
+        sources.append(Path(command[2]).read_text())
+        Path(command[-1]).write_bytes(b"\x89PNG\r\n\x1a\n")
+
+    monkeypatch.setattr(plots.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(plots.subprocess, "run", fake_dot)
+    macro = {"stem": 8, "layers": [{"op": "conv3x3", "width": 8, "stride": 2, "skips": []},
+                                   {"op": "identity", "width": 8, "stride": 1, "skips": [0]}]}
+    assert draw_architecture("macro", macro, tmp_path / "a.png") == tmp_path / "a.png"
+    assert '"0_n1" [label="conv3x3\\n8 ↓2"];' in sources[0]
+    assert '"0_n0" -> "0_n2" [label="", style=dashed];' in sources[0]
+    draw_architecture("darts", GENOTYPE, tmp_path / "b.png")
+    assert sources[1].count("subgraph cluster_") == 2 and '[label="dil_conv_3x3"]' in sources[1]
