@@ -39,6 +39,15 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
+    resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
+    if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/resume.py)
+        from nasrun.resume import main as resume_main
+
+        others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
+        if others or len(resume) > 1:
+            fail(f"resume=RUN_DIR continues a run with its saved config and takes no other overrides, got {others}")
+        resume_main([resume[0].split("=", 1)[1], *(["--no-progress"] if "progress=false" in sys.argv else [])])
+        return
     hydra_main()
 
 

@@ -126,6 +126,9 @@ def test_resume_of_finished_run_changes_nothing(reference, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
     result = run_cli([str(run_dir), "--no-progress"], tmp_path, command="nasrun-resume")
     assert result.returncode == 0 and "already finished" in result.stderr
+    result = run_cli([f"resume={run_dir}", "progress=false"], tmp_path)
+    assert result.returncode == 0 and "already finished" in result.stderr
+    assert not (tmp_path / "outputs").exists()
 
 
 def test_truncated_runner_checkpoint_is_a_clear_error(reference, tmp_path, monkeypatch):
@@ -205,7 +208,10 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
         if (run_dir / "summary.json").exists():
             continue  # finished before the kill landed: nothing to resume
         resumed += 1
-        result = run_cli([str(run_dir), "--no-progress"], tmp_path, command="nasrun-resume")
+        if name == "between-trials":
+            result = run_cli([str(run_dir), "--no-progress"], tmp_path, command="nasrun-resume")
+        else:
+            result = run_cli([f"resume={run_dir}", "progress=false"], tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert outcome(run_dir) == outcome(reference), name
     assert resumed, "no kill landed before the search finished"
