@@ -221,8 +221,8 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
 class ToyOneShot(OneShotStrategy):
     """Trains a linear 'supernet' and a vector of α for `epochs`, saving its state after every epoch."""
 
-    def __init__(self, epochs: int = 4, crash_after: int | None = None):
-        self.epochs, self.crash_after = epochs, crash_after
+    def __init__(self, epochs: int = 4, crash_after: int | None = None, pause: float = 0.0):
+        self.epochs, self.crash_after, self.pause = epochs, crash_after, pause
 
     def search(self, context):
         decisions = self.space.decisions()
@@ -252,6 +252,7 @@ class ToyOneShot(OneShotStrategy):
                                 "alphas": alphas.detach().clone(), "noise": noise.get_state()})
             if epoch == self.crash_after:
                 raise Crash("supernet")
+            time.sleep(self.pause)  # room for a SIGKILL between epochs
         choice = alphas.detach().argmax(1).tolist()
         return self.space.decode([min(c, len(d.choices) - 1) for c, d in zip(choice, decisions)])
 
@@ -280,3 +281,25 @@ def test_sweep_dir_resumes_every_job(tmp_path):
         (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
     assert [p.name for p in sweep_jobs(tmp_path)] == ["0", "1", "2", "10"]
     assert sweep_jobs(tmp_path / "1") == [tmp_path / "1"]
+
+
+@pytest.mark.slow
+def test_one_shot_search_killed_between_epochs_resumes(tmp_path):
+    one_shot_runner(tmp_path / "reference", ToyOneShot()).run()
+    run_dir = tmp_path / "run"
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "from test_resume import ToyOneShot, one_shot_runner\n"
+              f"one_shot_runner({str(run_dir)!r}, ToyOneShot(pause=5.0)).run()\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
+    state = run_dir / "checkpoints" / "search_state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert state.exists(), stderr.decode()[-2000:]
+    assert load_checkpoint(state)["epoch"] == 1 and not (run_dir / "trials.jsonl").exists()
+    one_shot_runner(run_dir, ToyOneShot(), resume=True).run()
+    assert outcome(run_dir) == outcome(tmp_path / "reference")
