@@ -22,7 +22,7 @@ from nasrun.estimators.full_training import FullTraining
 from nasrun.executors.local import LocalExecutor
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
-from nasrun.records import TrialLog, atomic_write_json
+from nasrun.records import TrialLog
 from nasrun.reproduce import TIMING_METRICS, comparable
 from nasrun.resume import RunCheckpoint, resume_run
 from nasrun.runner import Budget, Runner
