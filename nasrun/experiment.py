@@ -46,6 +46,17 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
 
 def run_info(cfg: DictConfig, hardware) -> dict:
     """What a summary needs to tell two runs apart: components, versions, device, git commit."""
+    return {
+        "strategy": cfg.strategy.get("name", cfg.strategy._target_),
+        "search_space": cfg.search_space.get("name", cfg.search_space._target_),
+        "estimator": cfg.estimator.get("name", cfg.estimator._target_),
+        "dataset": cfg.dataset.get("name", cfg.dataset._target_),
+        **environment(hardware),
+    }
+
+
+def environment(hardware) -> dict:
+    """Device, library versions, platform and the nasrun checkout's commit (also used by nasrun-train)."""
     import hydra
     import numpy
     import omegaconf
@@ -53,10 +64,6 @@ def run_info(cfg: DictConfig, hardware) -> dict:
     import torchvision
 
     return {
-        "strategy": cfg.strategy.get("name", cfg.strategy._target_),
-        "search_space": cfg.search_space.get("name", cfg.search_space._target_),
-        "estimator": cfg.estimator.get("name", cfg.estimator._target_),
-        "dataset": cfg.dataset.get("name", cfg.dataset._target_),
         "device": hardware.device,
         "device_name": hardware.name(),
         "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,

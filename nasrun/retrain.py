@@ -31,6 +31,7 @@ from nasrun.checkpoints import save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.experiment import environment
 from nasrun.export import export_model, read_spec
 from nasrun.hardware import seed_everything
 from nasrun.progress import console
@@ -186,7 +187,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
         "recipe": OmegaConf.to_container(cfg, resolve=True), "repeats": repeats,
         "test_accuracy": mean_std([r["test_accuracy"] for r in repeats]),
         "val_accuracy": mean_std([r["val_accuracy"] for r in repeats]) if cfg.train_on == "train" else None,
-        "final_model_seed": repeats[final]["seed"],
+        "final_model_seed": repeats[final]["seed"], "environment": environment(hardware),
     }
     if cfg.export:
         result["export"] = {k: str(out / "export" / v) for k, v in

@@ -112,6 +112,7 @@ def test_retrain_from_run_dir_reports_mean_and_std_and_exports(search_run, tmp_p
     assert all(0.2 < t <= 1 for t in tests)  # 10 classes: well above chance after 2 epochs
     assert report["architecture"]["arch"] == json.loads((search_run / "best_architecture.json").read_text())["arch"]
     assert report["recipe"]["augment"] == {"crop_padding": 0, "flip": True, "cutout": 2}
+    assert report["environment"]["versions"]["torch"] == torch.__version__
     assert {Path(p).name for p in report["export"].values()} == {"architecture.json", "weights.safetensors",
                                                                   "model.torchscript.pt", "model.onnx"}
     final = load_exported(out / "export")
