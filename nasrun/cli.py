@@ -63,6 +63,15 @@ def unknown_group_choice(argv: list[str]) -> str | None:
 
 
 def main() -> None:
+    resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
+    if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/resume.py)
+        from nasrun.resume import main as resume_main
+
+        others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
+        if others or len(resume) > 1:
+            fail(f"resume=RUN_DIR continues a run with its saved config and takes no other overrides, got {others}")
+        resume_main([resume[0].split("=", 1)[1], *(["--no-progress"] if "progress=false" in sys.argv else [])])
+        return
     message = unknown_group_choice(sys.argv[1:])
     if message:
         fail(message)

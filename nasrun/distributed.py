@@ -247,21 +247,21 @@ def require_one_shot(strategy) -> None:
                           "strategy; for parallel trials use executor=processes or executor=ray")
 
 
-def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool) -> dict:
+def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool, resume: bool = False) -> dict:
     """`hardware.devices=N`: run the experiment in N processes; rank 0's summary is the result."""
     log.info("distributed one-shot search: %d processes", int(cfg.hardware.devices))
-    launch(_spawned_experiment, int(cfg.hardware.devices), experiment, cfg, str(run_dir), show_progress)
+    launch(_spawned_experiment, int(cfg.hardware.devices), experiment, cfg, str(run_dir), show_progress, resume)
     return json.loads((Path(run_dir) / "summary.json").read_text())
 
 
-def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool) -> None:
+def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool, resume: bool) -> None:
     if current_rank() == 0:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(Path(run_dir) / "nasrun.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
-    experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0)
+    experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0, resume=resume)
 
 
 def current_rank() -> int:

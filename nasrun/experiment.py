@@ -15,6 +15,7 @@ from nasrun.assessment import build_assessment
 from nasrun.build import instantiate
 from nasrun.config import validate
 from nasrun.hardware import seed_everything
+from nasrun.plots import write_run_report
 from nasrun.progress import console, summary_table
 from nasrun.runner import Budget, Runner
 from nasrun.space_check import check_space
@@ -22,19 +23,20 @@ from nasrun.space_check import check_space
 log = logging.getLogger("nasrun")
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True) -> dict:
-    """Validate `cfg`, build the components, search, test the best architecture, write the run dir."""
+def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
+    """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
+    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/resume.py)."""
     validate(cfg)
     hardware = instantiate(cfg.hardware, "hardware")
     if distributed.should_spawn(hardware, instantiate(cfg.strategy, "strategy")):
-        return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress)
+        return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
-        return _run(cfg, hardware, run_dir, show_progress)
+        return _run(cfg, hardware, run_dir, show_progress, resume)
     finally:
         distributed.finish()
 
 
-def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool) -> dict:
+def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, resume: bool) -> dict:
     group = distributed.init(hardware)
     hardware.apply()
     seed_everything(cfg.seed)
@@ -55,30 +57,54 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool) ->
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
-                    assessment=assessment)
+                    assessment=assessment, resume=resume)
     summary = runner.run()
+    write_run_report(run_dir)
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     return summary
 
 
 def run_info(cfg: DictConfig, hardware) -> dict:
     """What a summary needs to tell two runs apart: components, versions, device, git commit."""
-    import hydra
-    import torch
-    import torchvision
-
     return {
         "strategy": cfg.strategy.get("name", cfg.strategy._target_),
         "search_space": cfg.search_space.get("name", cfg.search_space._target_),
         "estimator": cfg.estimator.get("name", cfg.estimator._target_),
         "dataset": cfg.dataset.get("name", cfg.dataset._target_),
         "executor": cfg.executor.get("name", cfg.executor._target_),
+        **environment(hardware),
+    }
+
+
+def environment(hardware) -> dict:
+    """Device, library versions, platform and the nasrun checkout's commit (also used by nasrun-train)."""
+    import hydra
+    import numpy
+    import omegaconf
+    import torch
+    import torchvision
+
+    return {
         "device": hardware.device,
         "device_name": hardware.name(),
         "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "hydra": hydra.__version__},
+                     "torchvision": torchvision.__version__, "hydra": hydra.__version__,
+                     "omegaconf": omegaconf.__version__, "numpy": numpy.__version__,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+        "platform": platform.platform(),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
     }
+
+
+def git_dirty() -> bool | None:
+    """Whether the nasrun checkout has uncommitted changes (None outside a checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5)
+        return bool(out.stdout.strip()) if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def git_commit() -> str | None:

@@ -55,9 +55,20 @@ class Hardware:
     def name(self) -> str:
         if self.is_cuda:
             return torch.cuda.get_device_name(torch.device(self.device))
-        import platform
+        return cpu_name()
 
-        return platform.processor() or platform.machine() or "cpu"
+
+def cpu_name() -> str:
+    """The CPU model (from /proc/cpuinfo on Linux), else what `platform` knows."""
+    import platform
+
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
 
 
 def resolve_device(device: str) -> str:

@@ -5,6 +5,7 @@ Run directory layout written here:
   best_architecture.json   the best architecture so far and all that is needed to rebuild its network
   checkpoints/best_model.pt weights of the best trained network (a plain state dict)
   summary.json             strategy, space, budget, best validation and final test scores, versions
+  checkpoints/runner.json  the strategy's state and the trials asked / told, for `nasrun-resume` (resume.py)
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
 from nasrun.progress import SearchProgress
 from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
+from nasrun.resume import RunCheckpoint, restore
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
+from nasrun.tensorboard import TensorBoardLog
 
 log = logging.getLogger("nasrun")
 
@@ -43,7 +46,7 @@ class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None):
+                 assessment=None, resume: bool = False):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
@@ -53,19 +56,25 @@ class Runner:
         self.log = TrialLog(self.run_dir / "trials.jsonl")
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
+        self.resume = resume
+        self.checkpoint = RunCheckpoint(self.run_dir, space)
+        self.tensorboard = TensorBoardLog(self.run_dir)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
+        if self.resume:
+            restore(self)
+        start = self.checkpoint.start_clock()
         total = 1 if self.strategy.one_shot else self.budget.trials
         with SearchProgress(total, enabled=self.show_progress) as progress:
             if self.strategy.one_shot:
                 self._run_one_shot(progress)
             else:
                 self._run_trials(progress, start)
+        self.tensorboard.close()
         test_metrics = self._final_test()
         if self.assessment is not None:
             self.run_info.update(self.assessment.finish(self.trials, self.run_dir))
@@ -73,7 +82,11 @@ class Runner:
 
     def _run_trials(self, progress: SearchProgress, start: float) -> None:
         self.executor.start(self.estimator)
-        pending, next_id = 0, len(self.trials)
+        progress.progress.update(progress.trials, completed=len(self.trials))
+        pending, next_id = 0, self.checkpoint.next_id
+        for job in self.checkpoint.take_pending():
+            self._submit(job, progress)
+            pending += 1
         try:
             while True:
                 room = min(self.executor.workers - pending, self.budget.trials - next_id)
@@ -81,6 +94,7 @@ class Runner:
                     for arch in self.strategy.ask(room):
                         self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
                         next_id, pending = next_id + 1, pending + 1
+                    self.checkpoint.save(self.strategy, len(self.trials))
                 if pending == 0:
                     break
                 finished = self.executor.wait()
@@ -88,14 +102,19 @@ class Runner:
                 for trial, evaluation in finished:
                     self._record(trial, evaluation, progress)
                 self.strategy.tell([trial for trial, _ in finished])
+            self.checkpoint.save(self.strategy, len(self.trials))
         finally:
             self.executor.shutdown()
 
     def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
         progress.trial_started(job.id, self.space.describe(job.arch))
-        self.executor.submit(job, progress.epoch if self.executor.workers == 1 else None)
+        self.checkpoint.submitted(job)
+        report = progress.epoch if self.executor.workers == 1 else None
+        self.executor.submit(job, self.tensorboard.epochs(job.id, report))
 
     def _run_one_shot(self, progress: SearchProgress) -> None:
+        if self.trials:  # resumed after the derived architecture was scored
+            return
         context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.epoch)
         progress.phase("supernet", 1)
         search_start = time.perf_counter()
@@ -106,6 +125,7 @@ class Runner:
         trial, evaluation = run_trial(self.estimator, job, progress.epoch)
         trial.metrics["search_seconds"] = round(search_seconds, 3)
         self._record(trial, evaluation, progress)
+        self.checkpoint.save(self.strategy, len(self.trials))
 
     def _out_of_time(self, start: float) -> bool:
         return self.budget.seconds is not None and time.perf_counter() - start >= self.budget.seconds
@@ -117,6 +137,7 @@ class Runner:
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
         self.log.append(trial)
+        self.checkpoint.recorded(trial)
         if trial.ok:
             log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.metrics.get("val_accuracy", math.nan), trial.seconds,
                      self.space.describe(trial.arch))
@@ -129,6 +150,7 @@ class Runner:
             if evaluation is not None and evaluation.weights is not None:
                 save_checkpoint(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
         progress.trial_finished(trial, best)
+        self.tensorboard.trial(trial, best)
 
     def _write_best(self, trial: Trial, test_metrics: dict) -> None:
         network = {"input_shape": list(self.data.input_shape) if self.data else None,

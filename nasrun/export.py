@@ -1,0 +1,161 @@
+"""Export a trained network so it runs without nasrun's search code.
+
+`<out>/` receives:
+  architecture.json     space, arch and network options: `nasrun.nets.load_network` rebuilds the network
+  weights.safetensors   the weights (safetensors when installed, else weights.pt: a weights-only state dict)
+  model.torchscript.pt  TorchScript (traced): `torch.jit.load(path)`; needs torch only
+  model.onnx            ONNX (input `images`, output `logits`, dynamic batch) when the `onnx` package is installed
+Load the first two back with `load_exported(out)`.
+
+`nasrun-export RUN_DIR_OR_ARCH_JSON [--weights W] [--out DIR]` exports a run's best network
+(`best_architecture.json` + `checkpoints/best_model.pt`) as it was trained during the search.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from nasrun.checkpoints import load_checkpoint
+from nasrun.errors import CheckpointError, NasrunError
+from nasrun.records import atomic_write_json
+
+FORMATS = ("json", "weights", "torchscript", "onnx")
+
+
+def has_package(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def sample_input(spec: dict, batch: int = 2) -> torch.Tensor:
+    shape = spec["network"]["input_shape"]
+    return torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def export_model(model: nn.Module, spec: dict, out_dir: str | Path, formats=FORMATS) -> dict[str, str]:
+    """Write the requested formats of `model` (described by `spec`, a best_architecture.json-like dict)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    written: dict[str, str] = {}
+    if "weights" in formats:
+        written["weights"] = save_weights(model, out_dir).name
+    if "torchscript" in formats:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, sample_input(spec))
+        traced.save(str(out_dir / "model.torchscript.pt"))
+        written["torchscript"] = "model.torchscript.pt"
+    if "onnx" in formats and has_package("onnx"):
+        export_onnx(model, spec, out_dir / "model.onnx")
+        written["onnx"] = "model.onnx"
+    if "json" in formats:
+        atomic_write_json(out_dir / "architecture.json", {
+            "space": spec["space"], "arch": spec["arch"], "network": spec["network"], "files": written,
+            "load": "from nasrun.export import load_exported; net = load_exported('.')  # or torch.jit.load / onnx",
+        })
+        written["json"] = "architecture.json"
+    return written
+
+
+def save_weights(model: nn.Module, out_dir: Path) -> Path:
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    if has_package("safetensors"):
+        from safetensors.torch import save_file
+
+        path = out_dir / "weights.safetensors"
+        save_file(state, str(path))
+    else:
+        path = out_dir / "weights.pt"
+        torch.save(state, path)
+    return path
+
+
+def export_onnx(model: nn.Module, spec: dict, path: Path) -> None:
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (sample_input(spec),), str(path), dynamo=False, opset_version=17,
+                          input_names=["images"], output_names=["logits"],
+                          dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
+    import onnx
+
+    onnx.checker.check_model(onnx.load(str(path)))
+
+
+def load_exported(out_dir: str | Path) -> nn.Module:
+    """The exported network with its weights, in eval mode (needs nasrun.nets, not the search code)."""
+    from nasrun.nets import load_network
+
+    out_dir = Path(out_dir)
+    model = load_network(out_dir / "architecture.json")
+    model.load_state_dict(load_weights(out_dir))
+    return model.eval()
+
+
+def load_weights(out_dir: Path) -> dict:
+    if (out_dir / "weights.safetensors").exists():
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(out_dir / "weights.safetensors"))
+        except Exception as err:  # noqa: BLE001 - a truncated file
+            raise CheckpointError(f"{out_dir / 'weights.safetensors'} is corrupt or truncated ({err})") from None
+    return load_checkpoint(out_dir / "weights.pt")
+
+
+# --- exporting a search run's best network -----------------------------------------------------------------
+def read_spec(path: Path) -> dict:
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise NasrunError(f"{path} is not a readable architecture JSON ({type(err).__name__})") from None
+    missing = [k for k in ("space", "arch", "network") if k not in spec]
+    if missing:
+        raise NasrunError(f"{path} lacks {missing}: expected a best_architecture.json (or an export's architecture.json)")
+    return spec
+
+
+def export_run(source: Path, weights: Path | None, out_dir: Path, formats=FORMATS) -> dict[str, str]:
+    from nasrun.nets import build_network
+
+    spec_path = source / "best_architecture.json" if source.is_dir() else source
+    spec = read_spec(spec_path)
+    if weights is None and source.is_dir():
+        weights = source / "checkpoints" / "best_model.pt"
+    if weights is None:
+        raise NasrunError("no weights to export: pass --weights, a run directory, or use nasrun-train to retrain")
+    net = spec["network"]
+    model = build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
+    model.load_state_dict(load_checkpoint(weights))
+    return export_model(model, spec, out_dir, formats)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from nasrun.progress import console
+
+    parser = argparse.ArgumentParser(prog="nasrun-export", description="Export a run's best network: architecture "
+                                     "JSON + weights, TorchScript and ONNX.")
+    parser.add_argument("source", type=Path, help="a run directory, or a best_architecture.json (with --weights)")
+    parser.add_argument("--weights", type=Path, default=None, help="a state dict (default RUN_DIR/checkpoints/best_model.pt)")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default SOURCE_DIR/export)")
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    args = parser.parse_args(argv)
+    out = args.out or (args.source if args.source.is_dir() else args.source.parent) / "export"
+    try:
+        written = export_run(args.source, args.weights, out, args.formats)
+    except NasrunError as err:
+        console.print(f"[bold red]nasrun-export: error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    for kind, name in written.items():
+        console.print(f"{kind:12s} {out / name}", highlight=False, soft_wrap=True)
+
+
+if __name__ == "__main__":
+    main()

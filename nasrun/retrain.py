@@ -1,0 +1,227 @@
+"""`nasrun-train ARCH_JSON_OR_RUN_DIR [key=value ...]`: retrain an architecture from scratch with a
+final-training recipe (`conf/train.yaml`) for `repeats` seeds and report mean ± std test accuracy.
+
+Given a run directory it trains that run's `best_architecture.json` on the run's dataset (its saved
+`.hydra/config.yaml`); given an architecture JSON it uses the default dataset unless told otherwise.
+Writes `<out>/retrain.json` (every repeat, mean ± std), `train_config.yaml`, `weights/seed_<s>.pt` and,
+with `export=true`, the final model (the repeat with the best validation accuracy, else the first) in
+`<out>/export/` (see nasrun/export.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import statistics
+import sys
+import time
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import nn
+
+from nasrun.build import instantiate
+from nasrun.checkpoints import save_checkpoint
+from nasrun.datasets import DataBundle, TensorSplit
+from nasrun.datasets.base import Augment
+from nasrun.errors import ConfigError, NasrunError
+from nasrun.experiment import environment
+from nasrun.export import export_model, read_spec
+from nasrun.hardware import seed_everything
+from nasrun.progress import console
+from nasrun.records import atomic_write_json, atomic_write_text
+from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
+
+log = logging.getLogger("nasrun")
+GROUPS = ("dataset", "hardware")
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "scheduler", "grad_clip",
+               "label_smoothing")
+
+
+# --- configuration -----------------------------------------------------------------------------------------
+def group_option(group: str, option: str) -> DictConfig:
+    path = resources.files("nasrun.conf") / group / f"{option}.yaml"
+    if not path.is_file():
+        known = sorted(p.name[:-5] for p in (resources.files("nasrun.conf") / group).iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"{group}={option}: no such option (known: {known})")
+    return OmegaConf.load(str(path))
+
+
+def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
+    """The recipe (defaults < the run's dataset/hardware < overrides) and the architecture spec."""
+    cfg = OmegaConf.load(str(resources.files("nasrun.conf") / "train.yaml"))
+    if source.is_dir():
+        from nasrun.reproduce import load_saved_config
+
+        run_cfg = load_saved_config(source)
+        cfg.dataset, cfg.hardware = run_cfg.dataset, run_cfg.hardware
+        spec = read_spec(source / "best_architecture.json")
+    else:
+        cfg.dataset, cfg.hardware = group_option("dataset", "digits"), group_option("hardware", "auto")
+        spec = read_spec(source)
+    dotlist = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' must read key=value")
+        if key in GROUPS:
+            cfg[key] = group_option(key, value)
+        else:
+            dotlist.append(item)
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    except Exception as err:
+        raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
+    check(cfg)
+    return cfg, spec
+
+
+def check(cfg: DictConfig) -> None:
+    for key in ("repeats", "epochs", "batch_size"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive integer, got {cfg[key]!r}")
+    if cfg.train_on not in ("train", "train+val"):
+        raise ConfigError(f"train_on must be train or train+val, got {cfg.train_on!r}")
+    if not 0 <= float(cfg.drop_path_prob) < 1:
+        raise ConfigError(f"drop_path_prob must be in [0, 1), got {cfg.drop_path_prob}")
+
+
+# --- training ------------------------------------------------------------------------------------------------
+def prepare_data(cfg: DictConfig) -> DataBundle:
+    data = instantiate(cfg.dataset, "dataset").load()
+    data.augment = Augment(**OmegaConf.to_container(cfg.augment))
+    if cfg.train_on == "train+val":
+        data.train = merge_splits(data.train, data.val)
+    return data
+
+
+def merge_splits(first, second):
+    if isinstance(first, TensorSplit) and isinstance(second, TensorSplit):
+        return TensorSplit(torch.cat([first.images, second.images]), torch.cat([first.labels, second.labels]))
+    return torch.utils.data.ConcatDataset([first, second])
+
+
+def build_model(spec: dict, cfg: DictConfig, data: DataBundle) -> tuple[nn.Module, dict]:
+    """The network for `spec` on `data`, with an auxiliary head where its builder offers one."""
+    from nasrun.nets import _BUILDERS, build_network
+
+    options = {**spec["network"].get("options", {}), **OmegaConf.to_container(cfg.network)}
+    model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
+    if "auxiliary" in inspect.signature(_BUILDERS[spec["space"]]).parameters and "auxiliary" not in options:
+        if cfg.auxiliary_weight > 0:
+            options["auxiliary"] = True
+            model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
+    return model, options
+
+
+def loss_with_auxiliary(recipe: Recipe, weight: float):
+    ce = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    def loss(output, y):
+        if isinstance(output, tuple):
+            return ce(output[0], y) + weight * ce(output[1], y)
+        return ce(output, y)
+
+    return loss
+
+
+def train_repeat(spec: dict, cfg: DictConfig, data: DataBundle, hardware, seed: int, progress, task) -> tuple[dict, nn.Module, dict]:
+    """One training from scratch; returns its scores, the model and the network options used."""
+    start = time.perf_counter()
+    seed_everything(seed)
+    model, options = build_model(spec, cfg, data)
+    model.to(hardware.device)
+    recipe = Recipe(**{k: cfg[k] for k in RECIPE_KEYS})
+    optimizer = recipe.make_optimizer(model.parameters())
+    scheduler = recipe.make_scheduler(optimizer, -(-len(data.train) // recipe.batch_size))
+    loss_fn = loss_with_auxiliary(recipe, float(cfg.auxiliary_weight))
+    for epoch in range(1, recipe.epochs + 1):
+        if hasattr(model, "drop_path_prob"):
+            model.drop_path_prob = float(cfg.drop_path_prob) * (epoch - 1) / recipe.epochs
+        train_loss = train_one_epoch(model, data, recipe, optimizer, scheduler, hardware, seed * 1000 + epoch, loss_fn)
+        progress.update(task, advance=1, info=f"seed {seed}  train_loss={train_loss:.4f}")
+    scores = {"seed": seed, "train_loss": train_loss, "params": count_parameters(model),
+              "test_accuracy": accuracy(model, data, "test", hardware)}
+    if cfg.train_on == "train":
+        scores["val_accuracy"] = accuracy(model, data, "val", hardware)
+    scores["seconds"] = round(time.perf_counter() - start, 3)
+    return scores, model, options
+
+
+def mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}
+
+
+def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
+    cfg, spec = train_config(source, overrides)
+    out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
+    hardware = instantiate(cfg.hardware, "hardware")
+    hardware.apply()
+    data = prepare_data(cfg)
+    repeats, models = [], []
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not cfg.progress) as progress:
+        task = progress.add_task("retraining (epochs)", total=cfg.repeats * cfg.epochs, info="")
+        for repeat in range(cfg.repeats):
+            scores, model, options = train_repeat(spec, cfg, data, hardware, int(cfg.seed) + repeat, progress, task)
+            save_checkpoint({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                            out / "weights" / f"seed_{scores['seed']}.pt")
+            log.info("retrain seed %d: %s", scores["seed"], scores)
+            repeats.append(scores)
+            models.append(model)
+    final = max(range(len(repeats)), key=lambda i: (repeats[i].get("val_accuracy", 0.0), -i))
+    final_spec = {"space": spec["space"], "arch": spec["arch"],
+                  "network": {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "options": options}}
+    result = {
+        "architecture": final_spec, "source": str(source), "dataset": data.name, "train_on": cfg.train_on,
+        "recipe": OmegaConf.to_container(cfg, resolve=True), "repeats": repeats,
+        "test_accuracy": mean_std([r["test_accuracy"] for r in repeats]),
+        "val_accuracy": mean_std([r["val_accuracy"] for r in repeats]) if cfg.train_on == "train" else None,
+        "final_model_seed": repeats[final]["seed"], "environment": environment(hardware),
+    }
+    if cfg.export:
+        result["export"] = {k: str(out / "export" / v) for k, v in
+                            export_model(models[final], final_spec, out / "export").items()}
+    atomic_write_json(out / "retrain.json", result)
+    return out, result
+
+
+def results_table(result: dict, out: Path) -> Table:
+    table = Table(title=f"nasrun-train: {result['dataset']}, {len(result['repeats'])} seeds  ·  {out}", title_justify="left")
+    for column in ("seed", "val_accuracy", "test_accuracy", "params", "seconds"):
+        table.add_column(column, justify="right")
+    for r in result["repeats"]:
+        val = f"{r['val_accuracy']:.4f}" if "val_accuracy" in r else "-"
+        table.add_row(str(r["seed"]), val, f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['seconds']:.1f}")
+    test, val = result["test_accuracy"], result["val_accuracy"]
+    table.add_row("mean ± std", f"{val['mean']:.4f} ± {val['std']:.4f}" if val else "-",
+                  f"{test['mean']:.4f} ± {test['std']:.4f}", "", "", style="bold")
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-train", description="Retrain an architecture from scratch with a "
+                                     "final-training recipe for several seeds; report mean ± std test accuracy.")
+    parser.add_argument("source", type=Path, help="a run directory or an architecture JSON (best_architecture.json)")
+    parser.add_argument("overrides", nargs="*", help="key=value changes to conf/train.yaml (e.g. epochs=100 repeats=3)")
+    args = parser.parse_args(argv)
+    try:
+        out, result = retrain(args.source, args.overrides)
+    except NasrunError as err:
+        console.print(f"[bold red]nasrun-train: error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    console.print(results_table(result, out))
+
+
+if __name__ == "__main__":
+    main()

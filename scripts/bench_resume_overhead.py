@@ -1,0 +1,59 @@
+"""What crash safety costs per trial: the runner with its checkpoint (runner.json after every ask,
+trial_times.jsonl) against the same runner with checkpointing switched off, on an instant estimator
+(the worst case: a tabular benchmark, where the runner's own work is all there is).
+
+    python scripts/bench_resume_overhead.py [--trials 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+from nasrun.estimators import Estimator, Evaluation
+from nasrun.executors.local import LocalExecutor
+from nasrun.hardware import Hardware
+from nasrun.runner import Budget, Runner
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.strategies.random_search import RandomSearch
+
+
+class InstantEstimator(Estimator):
+    needs_data = False
+
+    def evaluate(self, arch, seed, report=None):
+        return Evaluation(metrics={"val_accuracy": random.Random(seed).random()})
+
+    def test(self, arch, evaluation, seed):
+        return {}
+
+
+def run_seconds(trials: int, checkpointing: bool) -> float:
+    with tempfile.TemporaryDirectory() as run_dir:
+        runner = Runner(NB201Space(), RandomSearch(), InstantEstimator(), LocalExecutor(), None, Hardware("cpu"),
+                        Path(run_dir), seed=0, budget=Budget(trials), show_progress=False, final_test=False)
+        runner.tensorboard.enabled = False
+        if not checkpointing:
+            runner.checkpoint.save = lambda *args: None
+            runner.checkpoint.recorded = lambda trial: None
+        start = time.perf_counter()
+        runner.run()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=2000)
+    args = parser.parse_args()
+    run_seconds(50, True)  # warm-up
+    without = run_seconds(args.trials, False)
+    with_checkpoint = run_seconds(args.trials, True)
+    print(f"{args.trials} instant trials: {without:.2f}s without checkpoints, {with_checkpoint:.2f}s with "
+          f"({1000 * (with_checkpoint - without) / args.trials:.2f} ms per trial; ratio {with_checkpoint / without:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

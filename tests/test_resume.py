@@ -1,0 +1,305 @@
+"""Resume: a search killed anywhere continues in the same run dir and ends exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from nasrun.checkpoints import load_checkpoint
+from nasrun.datasets.digits import Digits
+from nasrun.errors import CheckpointError
+from nasrun.estimators.full_training import FullTraining
+from nasrun.executors.local import LocalExecutor
+from nasrun.experiment import run_experiment
+from nasrun.hardware import Hardware
+from nasrun.records import TrialLog
+from nasrun.reproduce import TIMING_METRICS, comparable
+from nasrun.resume import RunCheckpoint, resume_run
+from nasrun.runner import Budget, Runner
+from nasrun.spaces.macro import MacroSpace
+from nasrun.strategies import OneShotStrategy
+from nasrun.strategies.random_search import RandomSearch
+from conftest import run_cli
+
+SEARCH = ["budget.trials=4", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
+          "progress=false", "seed=3"]
+
+
+class Crash(BaseException):
+    """Stands in for SIGKILL inside one process: nothing after the raise point runs."""
+
+
+def crash_on_call(monkeypatch, owner, name: str, call: int) -> None:
+    """Make `owner.name` raise Crash on its `call`-th call (1-based)."""
+    original, calls = getattr(owner, name), []
+
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == call:
+            raise Crash(name)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, wrapper)
+
+
+def start_run(cfg, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    run_experiment(cfg, run_dir, show_progress=False)
+
+
+def outcome(run_dir: Path) -> dict:
+    """What must not depend on a crash: trial records (timings aside), the best architecture, its weights."""
+    best = json.loads((run_dir / "best_architecture.json").read_text())
+    best["metrics"] = {k: v for k, v in best["metrics"].items() if k not in TIMING_METRICS}
+    weights = load_checkpoint(run_dir / "checkpoints" / "best_model.pt")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    return {"trials": [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()],
+            "best": best, "test": summary["test"], "best_trial": summary["best_trial"],
+            "weights": {k: v.sum().item() for k, v in weights.items()}}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
+        cfg = compose(config_name="config", overrides=SEARCH)
+    GlobalHydra.instance().clear()
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    start_run(cfg, run_dir)
+    return cfg, outcome(run_dir)
+
+
+CRASH_POINTS = {
+    "mid-trial": (FullTraining, "evaluate", 3),                # while trial 2 trains
+    "recorded-not-told": (RandomSearch, "tell", 2),            # trial 1 logged, never told
+    "told-not-checkpointed": (RunCheckpoint, "save", 3),      # trial 1 told, trial 2 asked, no checkpoint
+    "before-final-checkpoint": (RunCheckpoint, "save", 5),    # all 4 trials done, last one unconfirmed
+    "best-json-written-weights-not": ("nasrun.runner.save_checkpoint", None, 2),
+    "final-test": (FullTraining, "test", 1),
+}
+
+
+@pytest.mark.parametrize("point", list(CRASH_POINTS))
+def test_crash_then_resume_equals_uninterrupted_run(point, reference, tmp_path, monkeypatch):
+    cfg, expected = reference
+    owner, name, call = CRASH_POINTS[point]
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        if name is None:
+            module, name = owner.rsplit(".", 1)
+            owner = sys.modules[module]
+        crash_on_call(patch, owner, name, call)
+        with pytest.raises(Crash):
+            start_run(cfg, run_dir)
+    assert not (run_dir / "summary.json").exists()
+    evaluated = []
+    original = FullTraining.evaluate
+    monkeypatch.setattr(FullTraining, "evaluate", lambda self, arch, seed, report=None: evaluated.append(seed)
+                        or original(self, arch, seed, report))
+    resume_run(run_dir, show_progress=False)
+    assert outcome(run_dir) == expected
+    done_before = len(TrialLog(run_dir / "trials.jsonl").read()) - len(set(evaluated))
+    assert done_before >= {"mid-trial": 2, "final-test": 4}.get(point, 1)   # finished trials are not re-run
+
+
+def test_resume_of_finished_run_changes_nothing(reference, tmp_path):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    start_run(cfg, run_dir)
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()}
+    assert resume_run(run_dir, show_progress=False) is None
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
+    result = run_cli([str(run_dir), "--no-progress"], tmp_path, command="nasrun-resume")
+    assert result.returncode == 0 and "already finished" in result.stderr
+    result = run_cli([f"resume={run_dir}", "progress=false"], tmp_path)
+    assert result.returncode == 0 and "already finished" in result.stderr
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_truncated_runner_checkpoint_is_a_clear_error(reference, tmp_path, monkeypatch):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        crash_on_call(patch, FullTraining, "evaluate", 3)
+        with pytest.raises(Crash):
+            start_run(cfg, run_dir)
+    path = run_dir / "checkpoints" / "runner.json"
+    path.write_text(path.read_text()[:200])
+    with pytest.raises(CheckpointError, match="runner.json"):
+        resume_run(run_dir, show_progress=False)
+    result = run_cli([str(run_dir)], tmp_path, command="nasrun-resume")
+    assert result.returncode == 2 and "runner.json" in result.stderr and "Traceback" not in result.stderr
+    assert not (run_dir / "summary.json").exists()
+
+
+def test_truncated_best_weights_are_a_clear_error(reference, tmp_path, monkeypatch):
+    cfg, _ = reference
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        crash_on_call(patch, FullTraining, "test", 1)
+        with pytest.raises(Crash):
+            start_run(cfg, run_dir)
+    weights = run_dir / "checkpoints" / "best_model.pt"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="best_model.pt"):
+        resume_run(run_dir, show_progress=False)
+
+
+def test_torn_last_line_is_cut_and_trial_rerun(reference, tmp_path, monkeypatch):
+    cfg, expected = reference
+    run_dir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        crash_on_call(patch, FullTraining, "evaluate", 3)
+        with pytest.raises(Crash):
+            start_run(cfg, run_dir)
+    with open(run_dir / "trials.jsonl", "a") as log:   # trial 2 half-written when the process died
+        log.write('{"id": 2, "arch": {"stem": 16, "lay')
+    resume_run(run_dir, show_progress=False)
+    assert outcome(run_dir) == expected
+
+
+# --- SIGKILL in a real process -------------------------------------------------------------------------
+KILL_SEARCH = ["budget.trials=3", "estimator.epochs=3", "search_space.min_layers=2", "search_space.max_layers=3",
+               "progress=false", "seed=5", "hardware=cpu", "hardware.threads=1"]
+
+
+def trial_lines(run_dir: Path) -> int:
+    path = run_dir / "trials.jsonl"
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def kill_when(run_dir: Path, lines: int, delay: float, cwd: Path) -> None:
+    """Start a search and SIGKILL it `delay` seconds after trials.jsonl reaches `lines` lines."""
+    executable = str(Path(sys.executable).with_name("nasrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([executable, *KILL_SEARCH, f"hydra.run.dir={run_dir}"], cwd=cwd, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while trial_lines(run_dir) < lines and process.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_then_resume(tmp_path):
+    reference = tmp_path / "reference"
+    assert run_cli([*KILL_SEARCH, f"hydra.run.dir={reference}"], tmp_path).returncode == 0
+    resumed = 0
+    for name, lines, delay in (("between-trials", 1, 0.0), ("during-a-trial", 2, 0.1)):
+        run_dir = tmp_path / name
+        kill_when(run_dir, lines, delay, tmp_path)
+        if (run_dir / "summary.json").exists():
+            continue  # finished before the kill landed: nothing to resume
+        resumed += 1
+        if name == "between-trials":
+            result = run_cli([str(run_dir), "--no-progress"], tmp_path, command="nasrun-resume")
+        else:
+            result = run_cli([f"resume={run_dir}", "progress=false"], tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert outcome(run_dir) == outcome(reference), name
+    assert resumed, "no kill landed before the search finished"
+
+
+# --- one-shot searches ---------------------------------------------------------------------------------
+class ToyOneShot(OneShotStrategy):
+    """Trains a linear 'supernet' and a vector of α for `epochs`, saving its state after every epoch."""
+
+    def __init__(self, epochs: int = 4, crash_after: int | None = None, pause: float = 0.0):
+        self.epochs, self.crash_after, self.pause = epochs, crash_after, pause
+
+    def search(self, context):
+        decisions = self.space.decisions()
+        width = max(len(d.choices) for d in decisions)
+        torch.manual_seed(context.seed)
+        model = nn.Linear(64, 10)
+        alphas = torch.zeros(len(decisions), width, requires_grad=True)
+        optimizer = torch.optim.SGD([*model.parameters(), alphas], lr=0.1, momentum=0.9)
+        noise = torch.Generator().manual_seed(context.seed)
+        start = 1
+        state = context.load_state()
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            with torch.no_grad():
+                alphas.copy_(state["alphas"])
+            noise.set_state(state["noise"])
+            start = state["epoch"] + 1
+        for epoch in range(start, self.epochs + 1):
+            for x, y in context.data.loader("train", 256, shuffle=True, seed=epoch):
+                mix = (alphas * torch.randn(alphas.shape, generator=noise)).sum()
+                loss = nn.functional.cross_entropy(model(x.flatten(1)), y) + 0.01 * mix ** 2
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            context.save_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "alphas": alphas.detach().clone(), "noise": noise.get_state()})
+            if epoch == self.crash_after:
+                raise Crash("supernet")
+            time.sleep(self.pause)  # room for a SIGKILL between epochs
+        choice = alphas.detach().argmax(1).tolist()
+        return self.space.decode([min(c, len(d.choices) - 1) for c, d in zip(choice, decisions)])
+
+
+def one_shot_runner(run_dir: Path, strategy, resume: bool = False) -> Runner:
+    space = MacroSpace(min_layers=2, max_layers=3)
+    return Runner(space, strategy, FullTraining(epochs=1), LocalExecutor(), Digits().load(), Hardware("cpu"),
+                  run_dir, seed=7, budget=Budget(1), show_progress=False, resume=resume)
+
+
+def test_one_shot_search_resumes_from_its_saved_state(tmp_path):
+    one_shot_runner(tmp_path / "reference", ToyOneShot()).run()
+    with pytest.raises(Crash):
+        one_shot_runner(tmp_path / "run", ToyOneShot(crash_after=2)).run()
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "search_state.pt")
+    assert saved["epoch"] == 2
+    one_shot_runner(tmp_path / "run", ToyOneShot(), resume=True).run()
+    assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")
+
+
+def test_sweep_dir_resumes_every_job(tmp_path):
+    from nasrun.resume import sweep_jobs
+
+    for job in ("0", "1", "10", "2"):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    assert [p.name for p in sweep_jobs(tmp_path)] == ["0", "1", "2", "10"]
+    assert sweep_jobs(tmp_path / "1") == [tmp_path / "1"]
+
+
+@pytest.mark.slow
+def test_one_shot_search_killed_between_epochs_resumes(tmp_path):
+    one_shot_runner(tmp_path / "reference", ToyOneShot()).run()
+    run_dir = tmp_path / "run"
+    script = ("import torch; torch.set_num_threads(1)\n"
+              "from test_resume import ToyOneShot, one_shot_runner\n"
+              f"one_shot_runner({str(run_dir)!r}, ToyOneShot(pause=5.0)).run()\n")
+    process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
+    state = run_dir / "checkpoints" / "search_state.pt"
+    deadline = time.time() + 120
+    while not state.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert state.exists(), stderr.decode()[-2000:]
+    assert load_checkpoint(state)["epoch"] == 1 and not (run_dir / "trials.jsonl").exists()
+    one_shot_runner(run_dir, ToyOneShot(), resume=True).run()
+    assert outcome(run_dir) == outcome(tmp_path / "reference")
