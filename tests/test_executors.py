@@ -109,6 +109,39 @@ def test_killed_workers_fail_or_retry_their_trial_and_the_search_goes_on(tmp_pat
     same_trials(serial, trials)  # the retried trial 5 and all the others are as in a serial run
 
 
+class Crash(BaseException):
+    """Stands in for the driver being killed: nothing after the raise runs."""
+
+
+def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, tmp_path, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from nasrun.records import TrialLog
+    from nasrun.resume import RunCheckpoint, resume_run
+
+    run_experiment(compose_cfg(tiny_training([])), tmp_path / "local", show_progress=False)
+    cfg = compose_cfg(tiny_training(["executor=processes"]))
+    run_dir = tmp_path / "proc"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    saves, save = [], RunCheckpoint.save
+
+    def crash_on_third_save(self, *args):
+        saves.append(1)
+        if len(saves) == 3:
+            raise Crash()
+        return save(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunCheckpoint, "save", crash_on_third_save)
+        with pytest.raises(Crash):
+            run_experiment(cfg, run_dir, show_progress=False)
+    assert not (run_dir / "summary.json").exists() and 0 < len(TrialLog(run_dir / "trials.jsonl").read()) < 4
+    resume_run(run_dir, show_progress=False)
+    same_trials({t.id: t for t in TrialLog(tmp_path / "local" / "trials.jsonl").read()},
+                {t.id: t for t in TrialLog(run_dir / "trials.jsonl").read()})
+
+
 def test_processes_config_errors_and_devices():
     with pytest.raises(ConfigError, match="workers"):
         ProcessesExecutor(workers=0)
