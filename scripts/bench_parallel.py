@@ -5,13 +5,16 @@ trial). Start-up (spawning workers, starting Ray, shipping the estimator) is tim
 trials; speed-ups are trial wall time of `local` divided by that of each parallel executor, measured in
 the same run. Goal on 2 free cores: >= 1.7x for processes (2 workers) and ray (local, 2 CPUs).
 
-    python scripts/bench_parallel.py [--trials 16] [--steps 400] [--workers 2] [--skip-ray]
+    python scripts/bench_parallel.py [--trials 16] [--steps 400] [--workers 2] [--repeats 1] [--skip-ray]
+
+With --repeats N the executors take turns N times and the medians are printed (steadier on a busy machine).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 
 import torch
@@ -70,29 +73,35 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     estimator = FixedWorkEstimator(args.steps)
     estimator.bind(None, None, Hardware("cpu", threads=1))
-    executors = {"local": LocalExecutor(), "processes": ProcessesExecutor(workers=args.workers)}
+    estimator.evaluate([0], 0)  # torch's one-off lazy set-up, paid here for local (workers pay theirs in trials)
+    executors = {"local": LocalExecutor, "processes": lambda: ProcessesExecutor(workers=args.workers)}
     if not args.skip_ray:
         from nasrun.executors.ray import RayExecutor
 
-        executors["ray"] = RayExecutor(local_cpus=args.workers, num_cpus=1, object_store_mb=128)
+        executors["ray"] = lambda: RayExecutor(local_cpus=args.workers, num_cpus=1, object_store_mb=128)
     print(f"{args.trials} trials x {args.steps} steps, {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, {args.repeats} repeat(s)")
+    times = {name: [] for name in executors}
+    reference = None
+    for _ in range(args.repeats):
+        for name, make in executors.items():
+            startup, elapsed, done = time_executor(make(), estimator, args.trials)
+            assert all(t.ok for t in done), [t.error for t in done if not t.ok]
+            scores = [t.metrics["val_accuracy"] for t in done]
+            reference = reference or scores
+            assert scores == reference, f"{name} scored the trials differently from local"
+            times[name].append((startup, elapsed, statistics.median(t.seconds for t in done)))
     print(f"{'executor':<10} {'start-up s':>10} {'trials s':>9} {'speed-up':>9}  per-trial s (median)")
-    baseline, reference = None, None
-    for name, executor in executors.items():
-        startup, elapsed, done = time_executor(executor, estimator, args.trials)
-        scores = [t.metrics.get("val_accuracy") for t in done]
-        assert all(t.ok for t in done), [t.error for t in done if not t.ok]
-        reference = reference or scores
-        assert scores == reference, f"{name} scored the trials differently from local"
-        baseline = baseline or elapsed
-        median = sorted(t.seconds for t in done)[len(done) // 2]
-        print(f"{name:<10} {startup:>10.2f} {elapsed:>9.2f} {baseline / elapsed:>8.2f}x  {median:.2f}")
+    baseline = statistics.median(elapsed for _, elapsed, _ in times["local"])
+    for name, runs in times.items():
+        startup, elapsed, per_trial = (statistics.median(column) for column in zip(*runs))
+        print(f"{name:<10} {startup:>10.2f} {elapsed:>9.2f} {baseline / elapsed:>8.2f}x  {per_trial:.2f}")
 
 
 if __name__ == "__main__":
