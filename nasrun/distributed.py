@@ -104,6 +104,14 @@ class Distributed:
         self.broadcast_parameters(list(model.parameters()) + list(model.buffers()))
         return model
 
+    def mean_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Each number averaged over the ranks (e.g. per-rank epoch losses, for logging on rank 0)."""
+        if not self.enabled or not metrics:
+            return dict(metrics)
+        values = torch.tensor([float(v) for v in metrics.values()], dtype=torch.float64)
+        torch_dist.all_reduce(values, op=torch_dist.ReduceOp.SUM)
+        return {key: value / self.world_size for key, value in zip(metrics, values.tolist())}
+
     def agree(self, arch: Any) -> Any:
         """`arch`, after checking that every rank derived the same one (else a NasrunError)."""
         if not self.enabled:

@@ -62,7 +62,9 @@ def _search_on_rank(out_dir: str) -> None:
     group = distributed.init(Hardware("cpu"))
     try:
         arch, alpha, running_mean = toy_search(group)
-        torch.save({"arch": arch, "alpha": alpha, "running_mean": running_mean}, f"{out_dir}/rank{group.rank}.pt")
+        mean = group.mean_over_ranks({"rank": group.rank})
+        torch.save({"arch": arch, "alpha": alpha, "running_mean": running_mean, "mean_rank": mean["rank"]},
+                   f"{out_dir}/rank{group.rank}.pt")
     finally:
         distributed.finish()
 
@@ -75,6 +77,7 @@ def test_two_gloo_processes_derive_what_one_process_derives(tmp_path):
         assert result["arch"] == single_arch
         assert torch.allclose(result["alpha"], single_alpha, atol=ALPHA_TOLERANCE, rtol=0)
         assert torch.allclose(result["running_mean"], single_running_mean, atol=1e-5)  # BatchNorm saw the global batch
+        assert result["mean_rank"] == 0.5
     assert (single_alpha - ToySupernet().alpha.detach()).abs().max() > 1e-2  # α really was trained
 
 
