@@ -3,6 +3,7 @@ data, never a way to run someone else's code."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import hydra.utils
@@ -26,13 +27,22 @@ def check_targets(node: Any, where: str) -> None:
             check_targets(item, f"{where}[{index}]")
 
 
+def accepts_name(target: str) -> bool:
+    try:
+        parameters = inspect.signature(hydra.utils.get_object(target)).parameters
+    except Exception:  # hydra.utils.instantiate reports unimportable targets itself
+        return False
+    return "name" in parameters
+
+
 def instantiate(node: DictConfig, where: str, **kwargs) -> Any:
     """Instantiate a config group's node, turning the errors users cause into one-line ConfigErrors."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"{where}: expected a config with a _target_, got {OmegaConf.to_yaml(node).strip()!r}")
     check_targets(node, where)
     params = OmegaConf.to_container(node, resolve=True)
-    params.pop("name", None)  # a label for summaries and comparisons, not a constructor argument
+    if not accepts_name(params["_target_"]):
+        params.pop("name", None)  # a label for summaries and comparisons, not a constructor argument
     try:
         return hydra.utils.instantiate(params, _convert_="all", **kwargs)
     except NasrunError:

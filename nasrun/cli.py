@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from nasrun.errors import NasrunError
-from nasrun.progress import console
+from nasrun.progress import print_error
 
 
 def debug_mode(cfg: DictConfig | None = None) -> bool:
@@ -19,7 +19,7 @@ def debug_mode(cfg: DictConfig | None = None) -> bool:
 
 
 def fail(message: str, code: int = 2) -> None:
-    console.print(f"[bold red]nasrun: error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error("nasrun", message)
     sys.exit(code)
 
 
@@ -38,7 +38,34 @@ def hydra_main(cfg: DictConfig) -> float | None:
     return summary.get("best_val_accuracy")
 
 
+def unknown_group_choice(argv: list[str]) -> str | None:
+    """A one-line message for `group=option` overrides that name no YAML of that group, else None.
+    (Hydra's own message for this lists its whole search path.)"""
+    from importlib import resources
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
+    except Exception:  # malformed overrides: Hydra explains those itself
+        return None
+    conf = resources.files("nasrun.conf")
+    for override in overrides:
+        group = override.key_or_group
+        if "." in group or "/" in group or not conf.joinpath(group).is_dir() or override.is_delete():
+            continue
+        values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
+        options = sorted(p.name[:-5] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        for value in values:
+            if str(value) not in options:
+                return f"unknown {group} '{value}' (available: {', '.join(options)})"
+    return None
+
+
 def main() -> None:
+    message = unknown_group_choice(sys.argv[1:])
+    if message:
+        fail(message)
     hydra_main()
 
 

@@ -13,6 +13,11 @@ from nasrun.records import Trial
 console = Console(stderr=True)
 
 
+def print_error(program: str, message: str) -> None:
+    """One unwrapped line on stderr: `<program>: error: <message>`."""
+    console.print(f"[bold red]{program}: error:[/] {message}", highlight=False, soft_wrap=True)
+
+
 class SearchProgress:
     """Two bars: trials of the search and epochs of the trial being trained."""
 
@@ -60,9 +65,9 @@ def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir
     table = Table(title=title, title_justify="left")
     for column in ("rank", "trial", "val_accuracy", "params", "seconds", "architecture"):
         if column == "architecture":
-            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=34)
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=24)
         else:
-            table.add_column(column, justify="right")
+            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, trial in enumerate(ranked, start=1):
         params = trial.metrics.get("params")
         table.add_row(str(rank), str(trial.id), f"{trial.score():.4f}", f"{int(params):,}" if params else "-",

@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nasrun.errors import NasrunError
-from nasrun.progress import console
+from nasrun.progress import console, print_error
 from nasrun.records import TrialLog, atomic_write_text
 
 TIMING_KEYS = {"seconds", "worker"}
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         new_dir = reproduce(args.run_dir.resolve(), args.out, args.overrides, show_progress=not args.no_progress)
     except NasrunError as err:
-        console.print(f"[bold red]nasrun-reproduce: error:[/] {err}", highlight=False)
+        print_error("nasrun-reproduce", str(err))
         sys.exit(2)
     console.print(f"reproduced into {new_dir}")
     if args.check:

@@ -3,6 +3,7 @@ the files' own on-disk format, held in memory as tensors. Nothing is downloaded 
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,14 @@ def _offline(cls):
         def _check_integrity(self) -> bool:
             folder = Path(self.root) / self.base_folder
             return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            if not path.is_file():
+                raise DatasetMissing(f"{path} not found: the dataset folder is incomplete")
+            with open(path, "rb") as handle:
+                self.classes = pickle.load(handle, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
 
     Offline.__name__ = cls.__name__
     return Offline

@@ -25,6 +25,9 @@ class MacroSpace(SearchSpace):
         skip_window: int = 3,
         reduce_at: Sequence[float] = (1 / 3, 2 / 3),
     ):
+        for label, value in (("ops", ops), ("widths", widths), ("reduce_at", reduce_at)):
+            if isinstance(value, (str, int, float)):
+                raise ConfigError(f"macro: {label} must be a list, got {value!r}")
         if not 1 <= min_layers <= max_layers:
             raise ConfigError(f"macro: need 1 <= min_layers <= max_layers, got {min_layers}..{max_layers}")
         unknown = [op for op in ops if op not in MACRO_OPS]

@@ -1,0 +1,93 @@
+"""Training throughput of nasrun's estimator against a minimal plain PyTorch loop, same data, same run.
+
+One fixed macro architecture is trained on the bundled digits for the same epochs, batch size and
+optimiser, alternating the two loops `--repeats` times; the median throughputs (training samples per
+second, final validation pass included in both) and their ratio are printed. Goal: ratio >= 0.97.
+
+    python scripts/bench_overhead.py [--epochs 10] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from torch import nn
+
+from nasrun.datasets.digits import Digits
+from nasrun.estimators.full_training import FullTraining
+from nasrun.hardware import Hardware, seed_everything
+from nasrun.spaces.macro import MacroSpace
+
+ARCH = {"stem": 16, "layers": [
+    {"op": "conv3x3", "width": 32, "stride": 1, "skips": []},
+    {"op": "sepconv3x3", "width": 32, "stride": 1, "skips": []},
+    {"op": "conv3x3", "width": 64, "stride": 2, "skips": [1]},
+    {"op": "maxpool3x3", "width": 64, "stride": 1, "skips": [2]},
+    {"op": "conv5x5", "width": 64, "stride": 1, "skips": [3]},
+    {"op": "conv3x3", "width": 64, "stride": 2, "skips": []},
+    {"op": "identity", "width": 64, "stride": 1, "skips": [5]},
+    {"op": "conv3x3", "width": 64, "stride": 1, "skips": []},
+]}
+
+
+def plain_loop(space, data, epochs: int, batch_size: int, lr: float, seed: int) -> float:
+    """The loop a user would write by hand: SGD + cosine per step, clipping, then a validation pass."""
+    seed_everything(seed)
+    model = space.build(ARCH, data.input_shape, data.num_classes)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=3e-4, nesterov=True)
+    steps = epochs * -(-len(data.train) // batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    loss_fn = nn.CrossEntropyLoss()
+    images, labels = data.train.images, data.train.labels
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + epoch))
+        for start in range(0, len(labels), batch_size):
+            index = order[start:start + batch_size]
+            loss = loss_fn(model(images[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimizer.step()
+            scheduler.step()
+            loss.item()
+    model.eval()
+    with torch.no_grad():
+        return (model(data.val.images).argmax(1) == data.val.labels).float().mean().item()
+
+
+def timed(fn) -> tuple[float, float]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    data, space, hardware = Digits().load(), MacroSpace(), Hardware("cpu")
+    hardware.apply()
+    estimator = FullTraining(epochs=args.epochs, batch_size=args.batch_size, lr=0.05)
+    estimator.bind(space, data, hardware)
+    samples = args.epochs * len(data.train)
+    ours, plain = [], []
+    for repeat in range(args.repeats):
+        seconds, evaluation = timed(lambda: estimator.evaluate(ARCH, seed=repeat))
+        ours.append(samples / seconds)
+        seconds, accuracy = timed(lambda: plain_loop(space, data, args.epochs, args.batch_size, 0.05, repeat))
+        plain.append(samples / seconds)
+        print(f"repeat {repeat}: nasrun {ours[-1]:.0f} samples/s (val {evaluation.metrics['val_accuracy']:.3f}), "
+              f"plain {plain[-1]:.0f} samples/s (val {accuracy:.3f})")
+    ratio = statistics.median(ours) / statistics.median(plain)
+    print(f"median throughput: nasrun {statistics.median(ours):.0f} samples/s, plain loop "
+          f"{statistics.median(plain):.0f} samples/s, ratio {ratio:.3f} (goal >= 0.97) on {torch.get_num_threads()} threads")
+
+
+if __name__ == "__main__":
+    main()

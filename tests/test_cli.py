@@ -1,0 +1,142 @@
+"""End-to-end: the installed `nasrun` and `nasrun-reproduce` commands, run as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY, read_jsonl, run_cli, run_dirs
+
+
+def test_default_run_finds_an_accurate_architecture(tmp_path):
+    result = run_cli([], cwd=tmp_path, env={"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trials"] == 8 and summary["failed_trials"] == 0
+    assert summary["test"]["test_accuracy"] >= 0.97
+    assert "best architecture, final test" in result.stderr
+
+
+def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):
+    result = run_cli(TINY, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (run,) = run_dirs(tmp_path)
+    assert {"config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in (run / ".hydra").iterdir()}
+    assert "trial 1" in (run / "nasrun.log").read_text()
+    trials = read_jsonl(run / "trials.jsonl")
+    assert [t["id"] for t in trials] == [0, 1]
+    assert {"id", "arch", "metrics", "status", "seconds", "error", "seed"} <= set(trials[0])
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("strategy", "search_space", "budget", "best_val_accuracy", "test", "wall_seconds", "versions", "seed"):
+        assert key in summary
+    assert summary["versions"]["torch"] == torch.__version__
+
+    from nasrun.datasets.digits import Digits
+    from nasrun.nets import load_network
+
+    best = json.loads((run / "best_architecture.json").read_text())
+    net = load_network(run / "best_architecture.json")
+    net.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
+    net.eval()
+    test = Digits().load().test
+    accuracy = (net(test.images).argmax(1) == test.labels).float().mean().item()
+    assert accuracy == pytest.approx(best["metrics"]["test_accuracy"], abs=1e-6)
+
+
+@pytest.mark.parametrize("flag, expected", [("--help", "search_space"), ("--cfg job", "budget:"),
+                                            ("--info searchpath", "pkg://nasrun.conf")])
+def test_standard_hydra_flags(tmp_path, flag, expected):
+    result = run_cli(flag.split(), cwd=tmp_path)
+    assert result.returncode == 0 and expected in result.stdout
+    assert not (tmp_path / "outputs").exists() or not run_dirs(tmp_path)
+
+
+def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
+    result = run_cli(["-m", "seed=0,1", *TINY], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = run_dirs(tmp_path)
+    assert len(runs) == 2 and runs[0].parent == runs[1].parent
+    seeds = sorted(json.loads((r / "summary.json").read_text())["seed"] for r in runs)
+    assert seeds == [0, 1]
+    assert read_jsonl(runs[0] / "trials.jsonl")[0]["arch"] != read_jsonl(runs[1] / "trials.jsonl")[0]["arch"]
+
+
+def test_reproduce_from_the_run_directory_alone_gives_identical_trials(tmp_path):
+    assert run_cli([*TINY, "seed=5"], cwd=tmp_path).returncode == 0
+    (run,) = run_dirs(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = run_cli([str(run), "--check", "--no-progress"], cwd=elsewhere, command="nasrun-reproduce")
+    assert result.returncode == 0, result.stderr
+    assert "identical trials" in result.stdout + result.stderr
+    (again,) = run_dirs(elsewhere)
+    assert read_jsonl(again / "trials.jsonl")[0]["metrics"] == read_jsonl(run / "trials.jsonl")[0]["metrics"]
+
+
+def test_reproduce_refuses_a_config_that_names_code_outside_the_package(tmp_path):
+    assert run_cli(TINY, cwd=tmp_path).returncode == 0
+    (run,) = run_dirs(tmp_path)
+    config = run / ".hydra" / "config.yaml"
+    config.write_text(config.read_text().replace("nasrun.strategies.random_search.RandomSearch", "os.system"))
+    before = sorted(p.name for p in run.iterdir())
+    result = run_cli([str(run)], cwd=tmp_path, command="nasrun-reproduce")
+    assert result.returncode == 2 and "outside the nasrun package" in result.stderr
+    assert "Traceback" not in result.stderr and sorted(p.name for p in run.iterdir()) == before
+
+
+BAD_INPUTS = [
+    (["strategy=nope"], "unknown strategy 'nope'"),
+    (["budget.trials=abc"], "budget.trials must be a positive integer"),
+    (["budget.trials=-3"], "budget.trials must be a positive integer"),
+    (["budget.trials=0"], "budget.trials must be a positive integer"),
+    (["seed=-1"], "seed must be a non-negative integer"),
+    (["estimator.epochs=0"], "must be positive"),
+    (["search_space.widths=5"], "widths must be a list"),
+    (["dataset=cifar10"], "cifar-10-batches-py"),
+    (["dataset=imagefolder"], "train"),
+    (["hardware.device=tpu"], "hardware.device must be"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_line_and_a_non_zero_exit(tmp_path, args, message):
+    result = run_cli([*args, "progress=false"], cwd=tmp_path, env={"NASRUN_DATA_DIR": str(tmp_path / "none")})
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(error_lines) == 1, result.stderr
+    assert not list((tmp_path / "outputs").rglob("summary.json"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path):
+    result = run_cli(["hardware=cuda", "progress=false"], cwd=tmp_path)
+    assert result.returncode == 2 and "no CUDA GPU" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_debug_flag_shows_the_full_traceback(tmp_path):
+    result = run_cli(["budget.trials=0", "debug=true"], cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
+    target = tmp_path / "site"
+    build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                            "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr
+    assert (target / "nasrun" / "conf" / "strategy" / "random.yaml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-m", "nasrun", "--cfg", "job"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "nasrun.spaces.macro.MacroSpace" in result.stdout
+    probe = subprocess.run([sys.executable, "-c", "import nasrun.conf; print(nasrun.conf.__path__[0])"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True)
+    assert Path(probe.stdout.strip()).is_relative_to(target)

@@ -1,0 +1,65 @@
+"""Every YAML of every config group composes and runs end to end on a tiny budget."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY, group_options
+from fake_data import write_cifar10, write_cifar100, write_image_folder, write_mnist
+from nasrun.errors import ConfigError
+from nasrun.experiment import run_experiment
+
+DATA_WRITERS = {
+    "cifar10": write_cifar10,
+    "cifar100": write_cifar100,
+    "mnist": write_mnist,
+    "fashion_mnist": lambda root: write_mnist(root, "FashionMNIST"),
+    "imagefolder": lambda root: write_image_folder(root / "images"),
+}
+
+# Extra overrides an option needs to stay tiny (keyed by "group=option").
+TINY_FOR = {
+    "search_space=nb201": ["search_space.C=4", "search_space.N=1"],
+    "estimator=early_stopping": ["estimator.max_epochs=2", "estimator.patience=1", "~estimator.epochs"],
+    "dataset=cifar10": ["dataset.train_subset=40"],
+}
+
+CASES = [(group, option) for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
+         for option in group_options(group)]
+
+
+def overrides_for(group: str, option: str) -> list[str]:
+    tiny = [o for o in TINY if not (group == "search_space" and o.startswith("search_space."))]
+    extra = TINY_FOR.get(f"{group}={option}", [])
+    removed = {o[1:] for o in extra if o.startswith("~")}
+    tiny = [o for o in tiny if o.split("=")[0] not in removed]
+    return [f"{group}={option}", *tiny, *[o for o in extra if not o.startswith("~")]]
+
+
+@pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_config_option_composes_and_runs(compose_cfg, tmp_path, monkeypatch, group, option):
+    monkeypatch.setenv("NASRUN_DATA_DIR", str(tmp_path / "data"))
+    if group == "dataset" and option in DATA_WRITERS:
+        DATA_WRITERS[option](tmp_path / "data")
+    cfg = compose_cfg(overrides_for(group, option))
+    if group == "hardware" and option == "cuda" and not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            run_experiment(cfg, tmp_path / "run", show_progress=False)
+        return
+    summary = run_experiment(cfg, tmp_path / "run", show_progress=False)
+    assert summary["trials"] >= 1 and summary["best_trial"] is not None
+    assert (tmp_path / "run" / "trials.jsonl").exists()
+    best = json.loads((tmp_path / "run" / "best_architecture.json").read_text())
+    assert best["space"] == cfg.search_space.name
+
+
+def test_every_group_has_its_default_and_a_name(compose_cfg):
+    cfg = compose_cfg()
+    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor"):
+        assert cfg[group]["_target_"].startswith("nasrun.")
+    for group in ("search_space", "strategy", "estimator", "dataset"):
+        for option in group_options(group):
+            assert compose_cfg([f"{group}={option}"])[group]["name"] == option

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from fake_data import write_cifar10, write_cifar100, write_image_folder, write_mnist
+from nasrun.datasets.digits import Digits
+from nasrun.datasets.imagefolder import ImageFolderDataset
+from nasrun.datasets.vision import VisionDataset
+from nasrun.errors import DatasetMissing
+
+
+def test_digits_splits_are_disjoint_seeded_and_complete():
+    bundle = Digits().load()
+    assert bundle.sizes() == {"train": 1079, "val": 359, "test": 359}
+    assert bundle.input_shape == (1, 8, 8) and bundle.num_classes == 10
+    again = Digits().load()
+    assert torch.equal(bundle.val.images, again.val.images)
+    other = Digits(split_seed=1).load()
+    assert not torch.equal(bundle.val.images, other.val.images)
+    rows = lambda split: {tuple(x.flatten().tolist()) for x in split.images}  # noqa: E731
+    assert not rows(bundle.train) & rows(bundle.test)
+
+
+def test_loader_batches_are_seeded_and_cover_the_split():
+    bundle = Digits().load()
+    first = [y for _, y in bundle.loader("train", 100, shuffle=True, seed=3)]
+    second = [y for _, y in bundle.loader("train", 100, shuffle=True, seed=3)]
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+    assert sorted(torch.cat(first).tolist()) == sorted(bundle.train.labels.tolist())
+
+
+@pytest.mark.parametrize("name, writer, classes, shape", [
+    ("cifar10", write_cifar10, 10, (3, 32, 32)),
+    ("cifar100", write_cifar100, 100, (3, 32, 32)),
+    ("mnist", write_mnist, 10, (1, 28, 28)),
+    ("fashion_mnist", lambda root: write_mnist(root, "FashionMNIST"), 10, (1, 28, 28)),
+])
+def test_torchvision_sets_load_from_their_on_disk_format(tmp_path, name, writer, classes, shape):
+    writer(tmp_path)
+    bundle = VisionDataset(name, root=str(tmp_path), val_fraction=0.2).load()
+    assert bundle.num_classes == classes and bundle.input_shape == shape
+    sizes = bundle.sizes()
+    assert sizes["val"] > 0 and sizes["train"] > sizes["val"] and sizes["test"] > 0
+    x, y = next(iter(bundle.loader("train", 8, shuffle=True)))
+    assert x.shape == (8, *shape) and y.dtype == torch.long
+    assert abs(bundle.train.images.mean().item()) < 1e-3  # standardised with the training split's statistics
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100", "mnist", "fashion_mnist"])
+def test_missing_dataset_is_one_clear_line_naming_the_place(tmp_path, name):
+    with pytest.raises(DatasetMissing) as err:
+        VisionDataset(name, root=str(tmp_path)).load()
+    message = str(err.value)
+    assert "\n" not in message and str(tmp_path) in message and "download" in message
+
+
+def test_augmentation_applies_to_training_batches_only(tmp_path):
+    write_cifar10(tmp_path)
+    bundle = VisionDataset("cifar10", root=str(tmp_path), cutout=8).load()
+    x_train, _ = next(iter(bundle.loader("train", 16, shuffle=False, seed=0)))
+    assert not torch.equal(x_train, bundle.train.images[:16])
+    x_val, _ = next(iter(bundle.loader("val", 16)))
+    assert torch.equal(x_val, bundle.val.images[:16])
+
+
+def test_image_folder_with_and_without_test_split(tmp_path):
+    write_image_folder(tmp_path / "a")
+    bundle = ImageFolderDataset(str(tmp_path / "a"), image_size=16).load()
+    assert bundle.num_classes == 2 and bundle.input_shape == (3, 16, 16)
+    assert bundle.sizes() == {"train": 8, "val": 8, "test": 8}
+    x, y = next(iter(bundle.loader("train", 4, shuffle=True)))
+    assert x.shape == (4, 3, 16, 16)
+    write_image_folder(tmp_path / "b", splits=("train", "val"), per_class=10)
+    bundle = ImageFolderDataset(str(tmp_path / "b"), image_size=8, channels=1, test_fraction=0.25).load()
+    assert bundle.sizes() == {"train": 15, "val": 20, "test": 5} and bundle.input_shape == (1, 8, 8)
+
+
+def test_image_folder_missing_is_clear(tmp_path):
+    with pytest.raises(DatasetMissing, match="train"):
+        ImageFolderDataset(str(tmp_path)).load()

@@ -1,0 +1,176 @@
+"""The search loop with toy components: completion order, failures, budgets, the one-shot path."""
+
+import json
+import math
+import random
+
+import pytest
+from torch import nn
+
+from nasrun.estimators import Estimator, Evaluation
+from nasrun.executors import Executor, run_trial
+from nasrun.executors.local import LocalExecutor
+from nasrun.hardware import Hardware
+from nasrun.runner import Budget, Runner, trial_seed
+from nasrun.spaces import Decision, SearchSpace
+from nasrun.strategies import OneShotStrategy, Strategy
+from nasrun.strategies.random_search import RandomSearch
+
+
+class ToySpace(SearchSpace):
+    """Three decisions of 4 options; the 'network' is a linear layer."""
+
+    name = "toy"
+
+    def decisions(self):
+        return [Decision(f"d{i}", (0, 1, 2, 3)) for i in range(3)]
+
+    def encode(self, arch):
+        return list(arch)
+
+    def decode(self, indices):
+        return list(indices)
+
+    def build(self, arch, input_shape, num_classes):
+        return nn.Linear(1, 1)
+
+
+class ToyEstimator(Estimator):
+    needs_data = False
+
+    def __init__(self, fail_on=(), nan_on=()):
+        self.fail_on, self.nan_on = fail_on, nan_on
+
+    def evaluate(self, arch, seed, report=None):
+        if arch[0] in self.fail_on:
+            raise RuntimeError("out of memory (pretend)")
+        score = float("nan") if arch[0] in self.nan_on else sum(arch) / 9
+        return Evaluation({"val_accuracy": score})
+
+    def test(self, arch, evaluation, seed):
+        return {"test_accuracy": evaluation.metrics["val_accuracy"]}
+
+
+class ReversingExecutor(Executor):
+    """Two workers that hand results back in reverse submission order."""
+
+    workers = 2
+
+    def start(self, estimator):
+        super().start(estimator)
+        self.jobs = []
+
+    def submit(self, job, report=None):
+        self.jobs.append(job)
+
+    def wait(self):
+        done = [run_trial(self.estimator, job, worker="w") for job in reversed(self.jobs)]
+        self.jobs = []
+        return done
+
+
+class RecordingStrategy(RandomSearch):
+    def bind(self, space, seed, budget):
+        super().bind(space, seed, budget)
+        self.asked, self.told = [], []
+
+    def ask(self, n):
+        self.asked.append(n)
+        return super().ask(n)
+
+    def tell(self, trials):
+        self.told.append([t.id for t in trials])
+
+
+def make_runner(tmp_path, strategy=None, estimator=None, executor=None, trials=6, seconds=None):
+    return Runner(ToySpace(), strategy or RandomSearch(), estimator or ToyEstimator(), executor or LocalExecutor(),
+                  None, Hardware("cpu"), tmp_path, seed=0, budget=Budget(trials, seconds), show_progress=False)
+
+
+def test_runner_writes_trials_best_and_summary(tmp_path):
+    runner = make_runner(tmp_path)
+    summary = runner.run()
+    lines = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert [line["id"] for line in lines] == list(range(6))
+    assert all(line["status"] == "ok" and line["seed"] == trial_seed(0, line["id"]) for line in lines)
+    best = json.loads((tmp_path / "best_architecture.json").read_text())
+    assert best["metrics"]["val_accuracy"] == max(line["metrics"]["val_accuracy"] for line in lines)
+    assert best["metrics"]["test_accuracy"] == best["metrics"]["val_accuracy"]
+    assert summary["trials"] == 6 and summary["best_trial"] == best["trial"]
+    assert json.loads((tmp_path / "summary.json").read_text())["test"] == summary["test"]
+
+
+def test_failures_and_nan_scores_are_recorded_and_the_search_goes_on(tmp_path):
+    runner = make_runner(tmp_path, estimator=ToyEstimator(fail_on=(0, 1), nan_on=(2,)), trials=12)
+    summary = runner.run()
+    failed = [t for t in runner.trials if not t.ok]
+    assert failed and len(runner.trials) == 12
+    assert all("RuntimeError: out of memory" in t.error or "non-finite" in t.error for t in failed)
+    assert summary["failed_trials"] == len(failed)
+    assert runner.trials[summary["best_trial"]].ok
+
+
+def test_runner_asks_for_free_workers_and_accepts_any_completion_order(tmp_path):
+    strategy = RecordingStrategy()
+    runner = make_runner(tmp_path, strategy=strategy, executor=ReversingExecutor(), trials=5)
+    runner.run()
+    assert strategy.asked == [2, 2, 1]
+    assert strategy.told == [[1, 0], [3, 2], [4]]
+    assert sorted(t.id for t in runner.trials) == list(range(5))
+
+
+def test_wall_clock_budget_stops_new_trials(tmp_path):
+    runner = make_runner(tmp_path, trials=50, seconds=1e-9)
+    runner.run()
+    assert len(runner.trials) <= 1
+
+
+def test_random_search_never_repeats_until_exhausted(tmp_path):
+    strategy = RandomSearch()
+    strategy.bind(ToySpace(), seed=0, budget=64)
+    keys = [json.dumps(a) for a in strategy.ask(64)]
+    assert len(set(keys)) == 64
+
+
+def test_same_seed_same_proposals_and_state_round_trip():
+    first, second = RandomSearch(), RandomSearch()
+    first.bind(ToySpace(), 3, 10)
+    second.bind(ToySpace(), 3, 10)
+    assert first.ask(4) == second.ask(4)
+    resumed = RandomSearch()
+    resumed.bind(ToySpace(), 3, 10)
+    resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
+    assert resumed.ask(3) == first.ask(3)
+
+
+class ToyOneShot(OneShotStrategy):
+    def search(self, context):
+        context.save_state({"epoch": 1})
+        assert context.load_state() == {"epoch": 1}
+        return [3, 3, 3]
+
+
+def test_one_shot_strategy_result_is_scored_like_a_trial(tmp_path):
+    runner = make_runner(tmp_path, strategy=ToyOneShot())
+    summary = runner.run()
+    assert len(runner.trials) == 1 and runner.trials[0].arch == [3, 3, 3]
+    assert summary["best_val_accuracy"] == 1.0 and "search_seconds" in runner.trials[0].metrics
+    assert (tmp_path / "checkpoints" / "search_state.pt").exists()
+
+
+def test_trial_seeds_differ_per_trial_and_run():
+    seeds = {trial_seed(run, trial) for run in range(3) for trial in range(100)}
+    assert len(seeds) == 300 and trial_seed(0, 0) != 0
+
+
+def test_base_mutation_of_a_toy_space_changes_one_decision():
+    space, rng = ToySpace(), random.Random(0)
+    arch = space.sample(rng)
+    child = space.mutate(arch, rng)
+    assert sum(a != b for a, b in zip(arch, child)) == 1
+    assert len(space.neighbours(arch)) == 9 and math.prod([4, 4, 4]) == space.size()
+
+
+def test_strategy_base_is_abstract():
+    with pytest.raises(NotImplementedError):
+        Strategy().ask(1)
