@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import read_jsonl, run_cli, run_dirs
+from fake_data import write_cifar10
 from nasrun.datasets.base import DataBundle, TensorSplit
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
@@ -223,25 +224,9 @@ def test_cli_searches_then_retrains_and_tests_the_genotype(tmp_path):
     assert load_network(run_dir / "best_architecture.json").eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
-def write_tiny_cifar10(root, per_batch: int = 8) -> None:
-    """CIFAR-10's own on-disk format (cifar-10-batches-py/ pickles), with a few random images."""
-    import pickle
-
-    import numpy as np
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 "labels": rng.integers(0, 10, per_batch).tolist()}
-        (folder / name).write_bytes(pickle.dumps(batch))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
-
-
 @pytest.mark.slow
 def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
-    write_tiny_cifar10(tmp_path / "data")
+    write_cifar10(tmp_path / "data", per_batch=8)
     result = run_cli(["strategy=gdas", "search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'data'}",
                       "strategy.epochs=1", "strategy.C=4", "strategy.N=1", "strategy.batch_size=8",
                       "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false"], tmp_path)
