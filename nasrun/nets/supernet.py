@@ -71,6 +71,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.stride, self.partial = stride, partial
         self.ops = nn.ModuleList(make_op(name, channels // partial, stride) for name in ops)
+        self.nonzero = [i for i, name in enumerate(ops) if name != "none"]  # `none` adds exactly 0: skipped
         self.active: int | None = None   # when set, only this op runs (single-path weight sharing)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None):
@@ -86,7 +87,7 @@ class MixedOp(nn.Module):
             return self.ops[self.active](x)
         if index is not None:  # hard sample: run one op, keep every weight in the graph for α's gradient
             return self.ops[index](x) * weights[index] + (weights.sum() - weights[index])
-        return sum(w * op(x) for w, op in zip(weights, self.ops))
+        return sum(weights[i] * self.ops[i](x) for i in self.nonzero)
 
 
 # --- the supernet base --------------------------------------------------------------------------------
