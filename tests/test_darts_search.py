@@ -87,9 +87,10 @@ def test_darts_derivation_takes_top2_edges_without_none():
 
 
 # --- the order-2 hypergradient -----------------------------------------------------------------------------
-def test_second_order_hypergradient_matches_finite_differences():
+@pytest.mark.parametrize("checkpoint_cells", [False, True])
+def test_second_order_hypergradient_matches_finite_differences(checkpoint_cells):
     torch.manual_seed(0)
-    model = NB201Supernet((1, 4, 4), 3, Weighting(), C=2, N=1).double()
+    model = NB201Supernet((1, 4, 4), 3, Weighting(), C=2, N=1, checkpoint_cells=checkpoint_cells).double()
     x, y = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
     x_val, y_val = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
     eta, weight_decay = 0.1, 3e-4
@@ -100,6 +101,7 @@ def test_second_order_hypergradient_matches_finite_differences():
 
     named = model.named_weight_parameters()
     alpha = model.alphas["cell"]
+    model.checkpoint_cells = False
 
     def unrolled_val_loss() -> float:
         loss = F.cross_entropy(model(x), y)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from nasrun.nets.darts import reduction_layers
 from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
@@ -101,9 +102,19 @@ class Supernet(nn.Module):
     ops: tuple
     cell_types: tuple
 
-    def __init__(self, weighting: Weighting):
+    def __init__(self, weighting: Weighting, checkpoint_cells: bool = False):
         super().__init__()
         self.weighting = weighting
+        self.checkpoint_cells = checkpoint_cells
+
+    def run_cell(self, cell: nn.Module, *inputs):
+        """With `checkpoint_cells`, keep only each cell's inputs and recompute its activations in the
+        backward pass: a fraction of the memory for about one more forward pass. (The recomputation
+        updates the affine-free BN running statistics a second time; training-mode outputs and every
+        gradient are unchanged.)"""
+        if self.checkpoint_cells and self.training and torch.is_grad_enabled():
+            return checkpoint(cell, *inputs, use_reentrant=False)
+        return cell(*inputs)
 
     def _make_arch_parameters(self, edges: int) -> None:
         self.alphas = nn.ParameterDict({name: nn.Parameter(1e-3 * torch.randn(edges, len(self.ops)))
@@ -202,8 +213,8 @@ class DartsSupernet(Supernet):
     cell_types = ("normal", "reduce")
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16,
-                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = ()):
-        super().__init__(weighting)
+                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = (), checkpoint_cells: bool = False):
+        super().__init__(weighting, checkpoint_cells)
         self.search_ops = tuple(search_ops)
         self.ops = ("none",) + self.search_ops
         self.nodes = nodes
@@ -229,7 +240,7 @@ class DartsSupernet(Supernet):
         s0 = s1 = self.stem(x)
         weights = {name: self.cell_weights(name) for name in self.cell_types}
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, *weights[cell.kind])
+            s0, s1 = s1, self.run_cell(cell, s0, s1, *weights[cell.kind])
         return self.classifier(self.pool(s1).flatten(1))
 
     def derive(self) -> dict:
@@ -279,8 +290,9 @@ class NB201Supernet(Supernet):
     ops = NB201_OPS
     node_edges = [slice(0, 1), slice(1, 3), slice(3, 6)]
 
-    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16, N: int = 5):
-        super().__init__(weighting)
+    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16, N: int = 5,
+                 checkpoint_cells: bool = False):
+        super().__init__(weighting, checkpoint_cells)
         self.stem, self.cells, channels = nb201_backbone(input_shape[0], C, N,
                                                          lambda c: NB201SearchCell(c, weighting.partial))
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
@@ -291,7 +303,7 @@ class NB201Supernet(Supernet):
         x = self.stem(x)
         weights = self.cell_weights("cell")
         for block in self.cells:
-            x = block(x, *weights) if isinstance(block, NB201SearchCell) else block(x)
+            x = self.run_cell(block, x, *weights) if isinstance(block, NB201SearchCell) else block(x)
         return self.head(x)
 
     def derive(self) -> str:

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError
@@ -39,7 +38,8 @@ class DifferentiableSearch(OneShotStrategy):
     w: lr (cosine to lr_min per epoch), momentum, weight_decay, grad_clip; α: arch_lr, arch_betas,
     arch_weight_decay; order 1|2; warmup_epochs (w only, α frozen); train_portion of the training split
     used for w (the rest for α); steps_per_epoch caps the steps (null: the whole half);
-    stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects.
+    stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects;
+    checkpoint_cells recomputes cell activations in the backward pass (less memory, ~1 more forward).
     """
 
     name = "differentiable"
@@ -49,7 +49,7 @@ class DifferentiableSearch(OneShotStrategy):
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas=(0.5, 0.999),
                  arch_weight_decay: float = 1e-3, order: int = 1, warmup_epochs: int = 0,
                  train_portion: float = 0.5, steps_per_epoch: int | None = None,
-                 stop_at_skip_connects: int | None = None):
+                 stop_at_skip_connects: int | None = None, checkpoint_cells: bool = True):
         for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
@@ -66,6 +66,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
+        self.checkpoint_cells = bool(checkpoint_cells)
 
     # --- what subclasses choose --------------------------------------------------------------------------
     def make_weighting(self) -> Weighting:
@@ -79,9 +80,10 @@ class DifferentiableSearch(OneShotStrategy):
     def build_supernet(self, space, input_shape, num_classes: int) -> Supernet:
         weighting = self.make_weighting()
         if isinstance(space, DartsSpace):
-            return DartsSupernet(input_shape, num_classes, weighting, self.C, self.layers, space.nodes, space.ops)
+            return DartsSupernet(input_shape, num_classes, weighting, self.C, self.layers, space.nodes, space.ops,
+                                 self.checkpoint_cells)
         if isinstance(space, NB201Space):
-            return NB201Supernet(input_shape, num_classes, weighting, self.C, self.N)
+            return NB201Supernet(input_shape, num_classes, weighting, self.C, self.N, self.checkpoint_cells)
         raise ConfigError(f"strategy={self.name} searches cell spaces (search_space=darts or nb201), "
                           f"not '{space.name}'")
 
@@ -271,34 +273,35 @@ def unrolled_arch_gradients(model: Supernet, x, y, x_arch, y_arch, eta: float, w
     """Second-order DARTS: ∇α L_val(w', α) with w' = w - η (momentum buffer + ∇w L_train(w, α) + λw),
     i.e. ∇α L_val(w', α) - η ∇²α,w L_train(w, α) ∇w' L_val(w', α), the Hessian-vector product taken by
     central finite differences at w ± ε ∇w' L_val, ε = r / ‖∇w' L_val‖. Returns (gradients for
-    model.arch_parameters(), L_val(w', α)). The model's own weights are never modified."""
-    named = model.named_weight_parameters()
-    names = [n for n, _ in named]
-    weights = [p for _, p in named]
-    alphas = model.arch_parameters()
-    train_loss = F.cross_entropy(model(x), y)
-    grads = torch.autograd.grad(train_loss, weights, allow_unused=True)
+    model.arch_parameters(), L_val(w', α)). The weights are swapped in place for each evaluation and
+    restored bit for bit from a copy, so the model's weights are unchanged afterwards."""
+    weights, alphas = model.weight_parameters(), model.arch_parameters()
+    original = [w.detach().clone() for w in weights]
+    grads = _grads(F.cross_entropy(model(x), y), weights)
     with torch.no_grad():
-        unrolled = []
         for w, g in zip(weights, grads):
             buffer = w_optimizer.state.get(w, {}).get("momentum_buffer")
-            step = (0 if g is None else g) + weight_decay * w + (0 if buffer is None else momentum * buffer)
-            unrolled.append((w - eta * step).requires_grad_())
-    val_loss = F.cross_entropy(functional_call(model, dict(zip(names, unrolled)), (x_arch,)), y_arch)
-    found = torch.autograd.grad(val_loss, alphas + unrolled, allow_unused=True)
-    d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, found[:len(alphas)])]
-    d_w = [torch.zeros_like(w) if g is None else g for w, g in zip(unrolled, found[len(alphas):])]
-    epsilon = r / torch.cat([g.flatten() for g in d_w]).norm().clamp_min(1e-12)
-
-    def train_alpha_grad(sign: float) -> tuple:
+            w.sub_(eta * (g + weight_decay * w + (0 if buffer is None else momentum * buffer)))
+    try:
+        val_loss = F.cross_entropy(model(x_arch), y_arch)
+        found = _grads(val_loss, alphas + weights)
+        d_alpha, d_w = found[:len(alphas)], found[len(alphas):]
+        epsilon = r / torch.cat([g.flatten() for g in d_w]).norm().clamp_min(1e-12)
+        alpha_grads = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for w, w0, v in zip(weights, original, d_w):
+                    w.copy_(w0 + sign * epsilon * v)
+            alpha_grads.append(_grads(F.cross_entropy(model(x), y), alphas))
+    finally:
         with torch.no_grad():
-            moved = {n: w + sign * epsilon * v for n, w, v in zip(names, weights, d_w)}
-        loss = F.cross_entropy(functional_call(model, moved, (x,)), y)
-        return torch.autograd.grad(loss, alphas, allow_unused=True)
+            for w, w0 in zip(weights, original):
+                w.copy_(w0)
+    plus, minus = alpha_grads
+    return [da - eta * (gp - gm) / (2 * epsilon) for da, gp, gm in zip(d_alpha, plus, minus)], val_loss.detach()
 
-    plus, minus = train_alpha_grad(1.0), train_alpha_grad(-1.0)
-    result = []
-    for a, da, gp, gm in zip(alphas, d_alpha, plus, minus):
-        hessian_vector = ((0 if gp is None else gp) - (0 if gm is None else gm)) / (2 * epsilon)
-        result.append((da - eta * hessian_vector).detach() + torch.zeros_like(a))
-    return result, val_loss.detach()
+
+def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d tensors, zeros for tensors the loss does not use."""
+    found = torch.autograd.grad(loss, tensors, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, found)]
