@@ -77,21 +77,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.steps, args.threads)
+    print(f"C=16, 8 cells, batch 32, 32x32, CPU, {args.threads} threads, median of {args.steps} steps", flush=True)
+    print(f"{'variant':10} {'s/step':>8} {'peak GB':>8} {'time vs orig':>13} {'mem vs orig':>12} {'mem vs darts1':>14}")
     results = {}
-    for variant in args.variants:
+    for variant in args.variants:  # rows print as each variant finishes (darts1 first: the baseline)
         out = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(args.steps),
                               "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-        results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
-        print(f"measured {variant}", file=sys.stderr)
-    print(f"C=16, 8 cells, batch 32, 32x32, CPU, {args.threads} threads, median of {args.steps} steps")
-    print(f"{'variant':10} {'s/step':>8} {'peak GB':>8} {'time vs orig':>13} {'mem vs orig':>12} {'mem vs darts1':>14}")
-    base = results.get("darts1")
-    for variant, r in results.items():
-        original = ORIGINAL.get(variant)
+        r = results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+        original, base = ORIGINAL.get(variant), results.get("darts1")
         time_ratio = f"{r['seconds'] / original[0]:.2f}x" if original else "-"
         memory_ratio = f"{r['peak_gb'] / original[1]:.2f}x" if original else "-"
         vs_darts = f"{r['peak_gb'] / base['peak_gb']:.2f}x" if base else "-"
-        print(f"{variant:10} {r['seconds']:8.2f} {r['peak_gb']:8.2f} {time_ratio:>13} {memory_ratio:>12} {vs_darts:>14}")
+        print(f"{variant:10} {r['seconds']:8.2f} {r['peak_gb']:8.2f} {time_ratio:>13} {memory_ratio:>12} {vs_darts:>14}",
+              flush=True)
 
 
 if __name__ == "__main__":
