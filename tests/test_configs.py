@@ -25,7 +25,13 @@ TINY_FOR = {
     "search_space=nb201": ["search_space.C=4", "search_space.N=1"],
     "estimator=early_stopping": ["estimator.max_epochs=2", "estimator.patience=1", "~estimator.epochs"],
     "dataset=cifar10": ["dataset.train_subset=40"],
+    "search_space=darts": ["search_space.C=4", "search_space.layers=3"],
 }
+# One-shot strategies pick the darts cell space by default, so the macro-space keys go.
+CELL_SEARCH = ["~search_space.min_layers", "~search_space.max_layers", "search_space.C=4", "search_space.layers=3",
+               "strategy.epochs=1", "strategy.C=8", "strategy.layers=3", "strategy.steps_per_epoch=2",
+               "strategy.batch_size=16", "strategy.warmup_epochs=0"]
+TINY_FOR.update({f"strategy={option}": CELL_SEARCH for option in ("darts", "pcdarts", "gdas")})
 
 CASES = [(group, option) for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
          for option in group_options(group)]

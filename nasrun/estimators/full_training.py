@@ -37,7 +37,10 @@ class FullTraining(Estimator):
         optimizer = self.recipe.make_optimizer(model.parameters())
         scheduler = self.recipe.make_scheduler(optimizer, self.steps_per_epoch())
         best = None
+        drop_path_base = getattr(model, "drop_path_prob", None)
         for epoch in range(1, self.recipe.epochs + 1):
+            if drop_path_base is not None:  # drop-path annealed linearly from 0, as DARTS retrains
+                model.drop_path_prob = drop_path_base * (epoch - 1) / self.recipe.epochs
             loss = train_one_epoch(model, self.data, self.recipe, optimizer, scheduler, self.hardware, seed * 1000 + epoch)
             metrics = {"train_loss": loss}
             if self.validate_every_epoch or epoch == self.recipe.epochs:

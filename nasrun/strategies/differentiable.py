@@ -1,0 +1,307 @@
+"""Differentiable one-shot search: the bilevel loop that DARTS, PC-DARTS and GDAS share.
+
+The training split is cut in two (seeded): network weights w train on one half, architecture
+parameters α on the other; the validation split stays untouched for scoring the derived architecture.
+Each step first updates α (first order: ∇α L_val(w, α); second order: through one unrolled SGD step of
+w, with the finite-difference Hessian-vector product of the DARTS paper), then w (SGD, cosine schedule,
+gradient clipping). Subclasses choose the edge weighting (`make_weighting`) and per-epoch settings.
+
+Every epoch: metrics and softmax(α) go to `<run_dir>/alphas.jsonl`, the search state to
+`checkpoints/search_state.pt`; a search started with that state continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasrun.datasets.base import TensorSplit, batches
+from nasrun.errors import ConfigError
+from nasrun.nets.supernet import DartsSupernet, NB201Supernet, Supernet, Weighting
+from nasrun.spaces.darts import DartsSpace
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
+
+log = logging.getLogger("nasrun")
+
+
+class DifferentiableSearch(OneShotStrategy):
+    """Shared settings (published DARTS defaults in conf/strategy/darts.yaml):
+
+    epochs, batch_size; supernet size C, layers (DARTS space cells) and N (NB201 cells per stage);
+    w: lr (cosine to lr_min per epoch), momentum, weight_decay, grad_clip; α: arch_lr, arch_betas,
+    arch_weight_decay; order 1|2; warmup_epochs (w only, α frozen); train_portion of the training split
+    used for w (the rest for α); steps_per_epoch caps the steps (null: the whole half);
+    stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects;
+    checkpoint_cells recomputes cell activations in the backward pass (less memory, ~1 more forward).
+    """
+
+    name = "differentiable"
+
+    def __init__(self, epochs: int = 50, batch_size: int = 64, C: int = 16, layers: int = 8, N: int = 5,
+                 lr: float = 0.025, lr_min: float = 0.001, momentum: float = 0.9, weight_decay: float = 3e-4,
+                 grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas=(0.5, 0.999),
+                 arch_weight_decay: float = 1e-3, order: int = 1, warmup_epochs: int = 0,
+                 train_portion: float = 0.5, steps_per_epoch: int | None = None,
+                 stop_at_skip_connects: int | None = None, checkpoint_cells: bool = True):
+        for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
+        if order not in (1, 2):
+            raise ConfigError(f"strategy.order must be 1 or 2, got {order!r}")
+        if not 0.0 < float(train_portion) < 1.0:
+            raise ConfigError(f"strategy.train_portion must be in (0, 1), got {train_portion}")
+        if steps_per_epoch is not None and int(steps_per_epoch) <= 0:
+            raise ConfigError(f"strategy.steps_per_epoch must be positive or null, got {steps_per_epoch}")
+        self.epochs, self.batch_size, self.C, self.layers, self.N = epochs, batch_size, C, layers, N
+        self.lr, self.lr_min, self.momentum = float(lr), float(lr_min), float(momentum)
+        self.weight_decay, self.grad_clip = float(weight_decay), grad_clip
+        self.arch_lr, self.arch_betas, self.arch_weight_decay = float(arch_lr), tuple(arch_betas), float(arch_weight_decay)
+        self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
+        self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
+        self.stop_at_skip_connects = stop_at_skip_connects
+        self.checkpoint_cells = bool(checkpoint_cells)
+
+    # --- what subclasses choose --------------------------------------------------------------------------
+    def make_weighting(self) -> Weighting:
+        return Weighting()
+
+    def start_epoch(self, epoch: int) -> dict:
+        """Per-epoch settings (e.g. GDAS's temperature); returns what to log."""
+        return {}
+
+    # --- setup -------------------------------------------------------------------------------------------
+    def build_supernet(self, space, input_shape, num_classes: int) -> Supernet:
+        weighting = self.make_weighting()
+        if isinstance(space, DartsSpace):
+            return DartsSupernet(input_shape, num_classes, weighting, self.C, self.layers, space.nodes, space.ops,
+                                 self.checkpoint_cells)
+        if isinstance(space, NB201Space):
+            return NB201Supernet(input_shape, num_classes, weighting, self.C, self.N, self.checkpoint_cells)
+        raise ConfigError(f"strategy={self.name} searches cell spaces (search_space=darts or nb201), "
+                          f"not '{space.name}'")
+
+    def split_training_data(self, data) -> tuple:
+        """Two seeded halves of the training split: (for w, for α)."""
+        n = len(data.train)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
+        cut = max(1, min(n - 1, round(n * self.train_portion)))
+        halves = order[:cut], order[cut:]
+        if isinstance(data.train, TensorSplit):
+            return tuple(data.train.subset(h) for h in halves)
+        return tuple(torch.utils.data.Subset(data.train, h.tolist()) for h in halves)
+
+    # --- the search -----------------------------------------------------------------------------------
+    def search(self, context: SearchContext):
+        device = context.hardware.device
+        data = context.data
+        torch.manual_seed(self.seed)
+        model = self.build_supernet(context.space, data.input_shape, data.num_classes).to(device)
+        w_optimizer = torch.optim.SGD(model.weight_parameters(), self.lr, momentum=self.momentum,
+                                      weight_decay=self.weight_decay)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, self.epochs, eta_min=self.lr_min)
+        arch_optimizer = torch.optim.Adam(model.arch_parameters(), self.arch_lr, betas=self.arch_betas,
+                                          weight_decay=self.arch_weight_decay)
+        train_half, arch_half = self.split_training_data(data)
+        log_path = context.run_dir / "alphas.jsonl" if context.run_dir else None
+        start, stopped = self.restore(context, model, w_optimizer, arch_optimizer, scheduler, log_path)
+        for epoch in range(start, self.epochs):
+            if stopped:
+                break
+            settings = self.start_epoch(epoch)
+            lr = scheduler.get_last_lr()[0]
+            metrics = self.train_epoch(model, w_optimizer, arch_optimizer, train_half, arch_half, epoch, lr,
+                                       context.data.augment, device)
+            metrics.update(self.infer(model, arch_half, device))
+            arch = model.derive()
+            diagnostic = model.collapse(arch)
+            stopped = self.stop_at_skip_connects is not None and diagnostic["skip_connects"] >= self.stop_at_skip_connects
+            scheduler.step()
+            self.save(context, model, w_optimizer, arch_optimizer, scheduler, epoch + 1, stopped)
+            record = {"epoch": epoch + 1, "lr": lr, **settings, **metrics, **diagnostic, "stopped": stopped}
+            self.append_record(log_path, model, arch, record)
+            log.info("search epoch %d/%d: %s", epoch + 1, self.epochs,
+                     " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+                              if k != "epoch"))
+            if context.report:
+                context.report(epoch + 1, self.epochs, {k: v for k, v in record.items() if isinstance(v, float)})
+            if stopped:
+                log.warning("search stopped after epoch %d: the derived normal cell has %d skip-connects "
+                            "(stop_at_skip_connects=%s)", epoch + 1, diagnostic["skip_connects"],
+                            self.stop_at_skip_connects)
+        return model.derive()
+
+    def train_epoch(self, model: Supernet, w_optimizer, arch_optimizer, train_half, arch_half, epoch: int,
+                    lr: float, augment, device) -> dict:
+        model.train()
+        seed = self.seed * 1000 + epoch
+        train_batches = batches(train_half, self.batch_size, True, seed, augment)
+        arch_batches = batches(arch_half, self.batch_size, True, seed + 500, augment)
+        totals = {"train_loss": 0.0, "train_accuracy": 0.0, "arch_loss": 0.0}
+        steps = 0
+        update_arch = epoch >= self.warmup_epochs
+        for (x, y), (x_arch, y_arch) in zip(train_batches, arch_batches):
+            if self.steps_per_epoch is not None and steps >= self.steps_per_epoch:
+                break
+            x, y, x_arch, y_arch = (t.to(device) for t in (x, y, x_arch, y_arch))
+            if update_arch:
+                totals["arch_loss"] += self.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr)
+            loss, correct = self.weight_step(model, w_optimizer, x, y)
+            totals["train_loss"] += loss
+            totals["train_accuracy"] += correct / len(y)
+            steps += 1
+        metrics = {k: v / max(steps, 1) for k, v in totals.items()}
+        if not update_arch:
+            metrics.pop("arch_loss")
+        return metrics
+
+    def arch_step(self, model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr: float) -> float:
+        arch_optimizer.zero_grad(set_to_none=True)
+        if self.order == 2:
+            grads, loss = unrolled_arch_gradients(model, x, y, x_arch, y_arch, lr, w_optimizer,
+                                                  self.momentum, self.weight_decay)
+            for parameter, grad in zip(model.arch_parameters(), grads):
+                parameter.grad = grad
+        else:
+            loss = F.cross_entropy(model(x_arch), y_arch)
+            grads = torch.autograd.grad(loss, model.arch_parameters(), allow_unused=True)
+            for parameter, grad in zip(model.arch_parameters(), grads):
+                parameter.grad = grad  # None for a cell type the supernet does not use (e.g. 2 cells)
+        arch_optimizer.step()
+        return loss.item()
+
+    def weight_step(self, model, w_optimizer, x, y) -> tuple[float, int]:
+        w_optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        weights = model.weight_parameters()
+        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        for parameter, grad in zip(weights, grads):
+            parameter.grad = grad
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(weights, self.grad_clip)
+        w_optimizer.step()
+        return loss.item(), (logits.argmax(1) == y).sum().item()
+
+    @torch.no_grad()
+    def infer(self, model: Supernet, split, device) -> dict:
+        """Supernet loss and accuracy on the α half (eval mode)."""
+        model.eval()
+        loss, correct, count = 0.0, 0, 0
+        for step, (x, y) in enumerate(batches(split, self.batch_size, False, 0)):
+            if self.steps_per_epoch is not None and step >= self.steps_per_epoch:
+                break
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss += F.cross_entropy(logits, y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+        model.train()
+        return {"arch_val_loss": loss / max(count, 1), "arch_val_accuracy": correct / max(count, 1)}
+
+    # --- state and records ------------------------------------------------------------------------------
+    def save(self, context, model, w_optimizer, arch_optimizer, scheduler, epochs_done: int, stopped: bool) -> None:
+        context.save_state({
+            "epoch": epochs_done, "stopped": stopped,
+            "model": model.state_dict(), "w_optimizer": w_optimizer.state_dict(),
+            "arch_optimizer": arch_optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "alphas": {name: alpha.detach().cpu().clone() for name, alpha in model.alphas.items()},
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "rng": rng_state(self.rng), "extra": self.extra_state(),
+        })
+
+    def restore(self, context, model, w_optimizer, arch_optimizer, scheduler, log_path) -> tuple[int, bool]:
+        """Load the saved search state, if any: (epochs already done, whether the guard stopped it)."""
+        state = context.load_state()
+        if state is None:
+            if log_path is not None and log_path.exists():
+                log_path.unlink()
+            return 0, False
+        model.load_state_dict(state["model"])
+        w_optimizer.load_state_dict(state["w_optimizer"])
+        arch_optimizer.load_state_dict(state["arch_optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        if state["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.rng.setstate(rng_from_state(state["rng"]))
+        self.load_extra_state(state["extra"])
+        truncate_records(log_path, state["epoch"])
+        log.info("search resumed after epoch %d", state["epoch"])
+        return int(state["epoch"]), bool(state["stopped"])
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def append_record(self, path: Path | None, model: Supernet, arch, record: dict) -> None:
+        if path is None:
+            return
+        line = {"epoch": record["epoch"], "ops": list(model.ops), "alphas": model.op_probabilities()}
+        edges = model.edge_probabilities()
+        if edges is not None:
+            line["edge_weights"] = edges
+        line.update({k: v for k, v in record.items() if k != "epoch"})
+        line["arch"] = arch
+        with open(path, "a") as handle:
+            handle.write(json.dumps(line) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def truncate_records(path: Path | None, epochs_done: int) -> None:
+    """Keep the alphas.jsonl lines of the epochs the saved state covers (a crash may have left more)."""
+    if path is None or not path.exists():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
+    if len(kept) != len(lines):
+        path.write_text("".join(line + "\n" for line in kept))
+
+
+def unrolled_arch_gradients(model: Supernet, x, y, x_arch, y_arch, eta: float, w_optimizer, momentum: float,
+                            weight_decay: float, r: float = 0.01) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Second-order DARTS: ∇α L_val(w', α) with w' = w - η (momentum buffer + ∇w L_train(w, α) + λw),
+    i.e. ∇α L_val(w', α) - η ∇²α,w L_train(w, α) ∇w' L_val(w', α), the Hessian-vector product taken by
+    central finite differences at w ± ε ∇w' L_val, ε = r / ‖∇w' L_val‖. Returns (gradients for
+    model.arch_parameters(), L_val(w', α)). The weights are swapped in place for each evaluation and
+    restored bit for bit from a copy, so the model's weights are unchanged afterwards."""
+    weights, alphas = model.weight_parameters(), model.arch_parameters()
+    original = [w.detach().clone() for w in weights]
+    grads = _grads(F.cross_entropy(model(x), y), weights)
+    with torch.no_grad():
+        for w, g in zip(weights, grads):
+            buffer = w_optimizer.state.get(w, {}).get("momentum_buffer")
+            w.sub_(eta * (g + weight_decay * w + (0 if buffer is None else momentum * buffer)))
+    try:
+        val_loss = F.cross_entropy(model(x_arch), y_arch)
+        found = _grads(val_loss, alphas + weights)
+        d_alpha, d_w = found[:len(alphas)], found[len(alphas):]
+        epsilon = r / torch.cat([g.flatten() for g in d_w]).norm().clamp_min(1e-12)
+        alpha_grads = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                for w, w0, v in zip(weights, original, d_w):
+                    w.copy_(w0 + sign * epsilon * v)
+            alpha_grads.append(_grads(F.cross_entropy(model(x), y), alphas))
+    finally:
+        with torch.no_grad():
+            for w, w0 in zip(weights, original):
+                w.copy_(w0)
+    plus, minus = alpha_grads
+    return [da - eta * (gp - gm) / (2 * epsilon) for da, gp, gm in zip(d_alpha, plus, minus)], val_loss.detach()
+
+
+def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d tensors, zeros for tensors the loss does not use."""
+    found = torch.autograd.grad(loss, tensors, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, found)]

@@ -1,0 +1,246 @@
+"""Differentiable search: the supernet, DARTS / PC-DARTS / GDAS, the order-2 hypergradient, resume, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import read_jsonl, run_cli, run_dirs
+from fake_data import write_cifar10
+from nasrun.datasets.base import DataBundle, TensorSplit
+from nasrun.errors import ConfigError
+from nasrun.hardware import Hardware
+from nasrun.nets.nb201 import parse_arch
+from nasrun.nets.supernet import (DartsSupernet, GumbelWeighting, MixedOp, NB201Supernet, PartialChannelWeighting,
+                                  Weighting, darts_search_op)
+from nasrun.spaces.darts import SEARCH_OPS, DartsSpace
+from nasrun.spaces.macro import MacroSpace
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.strategies.base import SearchContext
+from nasrun.strategies.darts import DartsSearch
+from nasrun.strategies.differentiable import unrolled_arch_gradients
+from nasrun.strategies.gdas import GdasSearch
+from nasrun.strategies.pcdarts import PCDartsSearch
+
+TINY_SEARCH = dict(epochs=2, batch_size=16, C=4, layers=3, N=1, steps_per_epoch=2)
+
+
+def tiny_data(n: int = 64) -> DataBundle:
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (n,), generator=generator)
+    images = torch.randn(n, 1, 8, 8, generator=generator) + labels[:, None, None, None].float()
+    split = TensorSplit(images, labels)
+    return DataBundle("tiny", split, split, split, num_classes=4, input_shape=(1, 8, 8))
+
+
+def run_search(strategy, space, run_dir, seed=0, report=None):
+    strategy.bind(space, seed, 1)
+    context = SearchContext(space, tiny_data(), Hardware(device="cpu"), run_dir, seed, report)
+    return strategy.search(context)
+
+
+# --- supernet pieces ----------------------------------------------------------------------------------------
+def test_mixed_op_forced_path_and_partial_channels():
+    mixed = MixedOp(SEARCH_OPS, darts_search_op, 4, 1)
+    x = torch.randn(2, 4, 8, 8)
+    mixed.active = SEARCH_OPS.index("skip_connect")
+    assert torch.equal(mixed(x), x)  # one path, no weights needed
+    partial = MixedOp(SEARCH_OPS, darts_search_op, 8, 2, partial=4)
+    weights = torch.softmax(torch.randn(len(SEARCH_OPS)), 0)
+    assert partial(torch.randn(2, 8, 7, 7), weights).shape == (2, 8, 4, 4)
+
+
+def test_gumbel_weighting_samples_one_op_with_gradient():
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    weights, index = GumbelWeighting(tau=1.0).op_weights(alpha)
+    assert torch.equal(weights.detach().sum(1), torch.ones(6))
+    assert [int(row.argmax()) for row in weights.detach()] == index
+    (weights * torch.arange(5.0)).sum().backward()
+    assert alpha.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("weighting", [Weighting(), PartialChannelWeighting(2), GumbelWeighting()])
+def test_supernets_run_on_both_spaces_and_derive_valid_architectures(weighting):
+    darts = DartsSupernet((1, 8, 8), 4, weighting, C=4, layers=3, search_ops=SEARCH_OPS)
+    assert darts(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    DartsSpace().validate(darts.derive())
+    nb201 = NB201Supernet((1, 8, 8), 4, weighting, C=4, N=1)
+    assert nb201(torch.randn(2, 1, 8, 8)).shape == (2, 4)
+    parse_arch(nb201.derive())
+
+
+def test_darts_derivation_takes_top2_edges_without_none():
+    net = DartsSupernet((1, 8, 8), 4, Weighting(), C=4, layers=3, search_ops=SEARCH_OPS)
+    with torch.no_grad():
+        alpha = net.alphas["normal"]
+        alpha.zero_()
+        alpha[:, 0] = 10.0                                # `none` strongest everywhere: ignored
+        alpha[1, net.ops.index("sep_conv_5x5")] = 5.0      # node 2: edge from input 1
+        alpha[0, net.ops.index("dil_conv_3x3")] = 3.0      # node 2: edge from input 0
+        alpha[4, net.ops.index("skip_connect")] = 4.0      # node 3: edge from node 2
+    normal = net.derive()["normal"]
+    assert normal[:2] == [["sep_conv_5x5", 1], ["dil_conv_3x3", 0]]
+    assert normal[2] == ["skip_connect", 2]
+
+
+# --- the order-2 hypergradient -----------------------------------------------------------------------------
+@pytest.mark.parametrize("checkpoint_cells", [False, True])
+def test_second_order_hypergradient_matches_finite_differences(checkpoint_cells):
+    torch.manual_seed(0)
+    model = NB201Supernet((1, 4, 4), 3, Weighting(), C=2, N=1, checkpoint_cells=checkpoint_cells).double()
+    x, y = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
+    x_val, y_val = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
+    eta, weight_decay = 0.1, 3e-4
+    optimizer = torch.optim.SGD(model.weight_parameters(), eta, momentum=0.9, weight_decay=weight_decay)
+    # r sets the finite-difference step ε = r / ‖∇w' L_val‖; DARTS uses 0.01 in float32. This tiny net
+    # crosses ReLU kinks at that step, so the check takes a smaller one in float64.
+    (grad,), _ = unrolled_arch_gradients(model, x, y, x_val, y_val, eta, optimizer, 0.9, weight_decay, r=1e-5)
+
+    named = model.named_weight_parameters()
+    alpha = model.alphas["cell"]
+    model.checkpoint_cells = False
+
+    def unrolled_val_loss() -> float:
+        loss = F.cross_entropy(model(x), y)
+        grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
+        moved = {n: (p - eta * ((0 if g is None else g) + weight_decay * p)).detach()
+                 for (n, p), g in zip(named, grads)}
+        return F.cross_entropy(torch.func.functional_call(model, moved, (x_val,)), y_val).item()
+
+    numeric = torch.zeros_like(alpha)
+    h = 1e-5
+    for index in range(alpha.numel()):
+        with torch.no_grad():
+            alpha.view(-1)[index] += h
+        up = unrolled_val_loss()
+        with torch.no_grad():
+            alpha.view(-1)[index] -= 2 * h
+        down = unrolled_val_loss()
+        with torch.no_grad():
+            alpha.view(-1)[index] += h
+        numeric.view(-1)[index] = (up - down) / (2 * h)
+    assert torch.allclose(grad, numeric, rtol=1e-3, atol=1e-6 * numeric.abs().max().item() + 1e-9), (grad, numeric)
+    first_order = torch.autograd.grad(F.cross_entropy(model(x_val), y_val), alpha)[0]
+    assert not torch.allclose(first_order, numeric, rtol=1e-3)  # the unrolled term really matters here
+
+
+# --- strategies ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make, space", [
+    (lambda: DartsSearch(order=1, **TINY_SEARCH), DartsSpace(C=4, layers=3)),
+    (lambda: DartsSearch(order=2, **TINY_SEARCH), NB201Space(C=4, N=1)),
+    (lambda: PCDartsSearch(k=2, warmup_epochs=1, **TINY_SEARCH), DartsSpace(C=4, layers=3)),
+    (lambda: GdasSearch(**TINY_SEARCH), NB201Space(C=4, N=1)),
+], ids=["darts1-darts", "darts2-nb201", "pcdarts-darts", "gdas-nb201"])
+def test_strategies_change_alpha_and_log_every_epoch(make, space, tmp_path):
+    strategy = make()
+    arch = run_search(strategy, space, tmp_path)
+    space.validate(arch)
+    records = read_jsonl(tmp_path / "alphas.jsonl")
+    assert [r["epoch"] for r in records] == [1, 2]
+    for record in records:
+        assert set(record["alphas"]) == ({"normal", "reduce"} if isinstance(space, DartsSpace) else {"cell"})
+        assert {"train_loss", "train_accuracy", "arch_val_accuracy", "param_free_ops", "skip_connects"} <= set(record)
+        assert record["arch"] and record["ops"]
+    torch.manual_seed(0)
+    initial = strategy.build_supernet(space, (1, 8, 8), 4).op_probabilities()
+    first, last = ({k: torch.tensor(v) for k, v in r["alphas"].items()} for r in (records[0], records[-1]))
+    cell = "cell" if "cell" in first else "reduce"
+    assert not torch.allclose(last[cell], first[cell], rtol=0, atol=1e-6)  # α moved in epoch 2
+    frozen = isinstance(strategy, PCDartsSearch)  # epoch 1 is PC-DARTS's warm-up
+    assert torch.allclose(first[cell], torch.tensor(initial[cell]), rtol=0, atol=1e-7) == frozen
+    state = torch.load(tmp_path / "checkpoints" / "search_state.pt", weights_only=True)
+    assert state["epoch"] == 2
+    if isinstance(strategy, PCDartsSearch):
+        assert "arch_loss" not in records[0] and "arch_loss" in records[1]  # α frozen during warm-up
+        assert "edge_weights" in records[-1]
+    if isinstance(strategy, GdasSearch):
+        assert records[0]["tau"] == 10.0 and records[1]["tau"] == pytest.approx(0.1)
+
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("make", [lambda: DartsSearch(order=2, **{**TINY_SEARCH, "epochs": 3}),
+                                  lambda: GdasSearch(**{**TINY_SEARCH, "epochs": 3})], ids=["darts2", "gdas"])
+def test_resumed_search_continues_identically(make, tmp_path):
+    space = NB201Space(C=4, N=1)
+    straight = run_search(make(), space, tmp_path / "straight")
+
+    def stop_after_first_epoch(epoch, total, metrics):
+        if epoch == 1:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_search(make(), space, tmp_path / "resumed", report=stop_after_first_epoch)
+    resumed = run_search(make(), space, tmp_path / "resumed")
+    assert resumed == straight
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "search_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "search_state.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    assert read_jsonl(tmp_path / "straight" / "alphas.jsonl") == read_jsonl(tmp_path / "resumed" / "alphas.jsonl")
+
+
+def test_skip_connect_guard_stops_early(tmp_path):
+    strategy = DartsSearch(stop_at_skip_connects=0, **TINY_SEARCH)  # 0: stop at the first epoch's end
+    run_search(strategy, DartsSpace(C=4, layers=3), tmp_path)
+    records = read_jsonl(tmp_path / "alphas.jsonl")
+    assert len(records) == 1 and records[0]["stopped"] is True
+    run_search(DartsSearch(stop_at_skip_connects=0, **TINY_SEARCH), DartsSpace(C=4, layers=3), tmp_path)
+    assert len(read_jsonl(tmp_path / "alphas.jsonl")) == 1  # a stopped search stays stopped on resume
+
+
+def test_configuration_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="cell spaces"):
+        run_search(DartsSearch(**TINY_SEARCH), MacroSpace(min_layers=2, max_layers=3), tmp_path)
+    with pytest.raises(ConfigError, match="order"):
+        DartsSearch(order=3)
+    with pytest.raises(ConfigError, match="divisible by 2k"):
+        PCDartsSearch(k=4, C=4)
+    with pytest.raises(ConfigError, match="first order"):
+        GdasSearch(order=2)
+
+
+# --- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_cli_searches_then_retrains_and_tests_the_genotype(tmp_path):
+    result = run_cli(["strategy=darts", "search_space=darts", "strategy.epochs=1", "strategy.C=4",
+                      "strategy.layers=3", "strategy.steps_per_epoch=2", "strategy.batch_size=32",
+                      "search_space.C=4", "search_space.layers=3", "search_space.auxiliary=true",
+                      "search_space.drop_path_prob=0.2", "estimator.epochs=1", "progress=false"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    best = json.loads((run_dir / "best_architecture.json").read_text())
+    DartsSpace().validate(best["arch"])
+    assert best["network"]["options"]["auxiliary"] is True
+    assert 0.0 <= best["metrics"]["test_accuracy"] <= 1.0 and "search_seconds" in best["metrics"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["strategy"] == "darts" and summary["test"]["test_accuracy"] == best["metrics"]["test_accuracy"]
+    assert len(read_jsonl(run_dir / "alphas.jsonl")) == 1
+    from nasrun.nets import load_network
+
+    assert load_network(run_dir / "best_architecture.json").eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
+    write_cifar10(tmp_path / "data", per_batch=8)
+    result = run_cli(["strategy=gdas", "search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'data'}",
+                      "strategy.epochs=1", "strategy.C=4", "strategy.N=1", "strategy.batch_size=8",
+                      "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = run_dirs(tmp_path)
+    best = json.loads((run_dir / "best_architecture.json").read_text())
+    parse_arch(best["arch"])
+    assert "test_accuracy" in best["metrics"]
+    assert set(read_jsonl(run_dir / "alphas.jsonl")[0]["alphas"]) == {"cell"}
+
+
+def test_strategy_options_select_a_cell_space_by_default(compose_cfg):
+    assert compose_cfg(["strategy=darts"]).search_space._target_ == "nasrun.spaces.darts.DartsSpace"
+    assert compose_cfg(["strategy=pcdarts", "search_space=nb201"]).search_space.name == "nb201"
+    assert compose_cfg(["search_space=nb201", "strategy=gdas"]).search_space.name == "nb201"
