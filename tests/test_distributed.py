@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -105,3 +107,23 @@ def test_several_devices_need_a_one_shot_strategy(compose_cfg, tmp_path):
         run_experiment(cfg, tmp_path, show_progress=False)
     with pytest.raises(ConfigError, match="devices"):
         Hardware("cpu", devices=0)
+
+
+DARTS_TINY = ["hardware=cpu", "hardware.threads=1", "search_space=darts", "strategy=darts", "search_space.C=4",
+              "search_space.layers=3", "strategy.epochs=2", "strategy.C=8", "strategy.layers=3",
+              "strategy.steps_per_epoch=2", "strategy.batch_size=15", "estimator.epochs=1", "final_test=false",
+              "progress=false"]
+
+
+@pytest.mark.slow
+def test_darts_on_two_gloo_processes_derives_what_one_process_derives(compose_cfg, tmp_path):
+    single = run_experiment(compose_cfg(DARTS_TINY), tmp_path / "single", show_progress=False)
+    spawned = run_experiment(compose_cfg([*DARTS_TINY, "hardware.devices=2"]), tmp_path / "ddp", show_progress=False)
+    assert spawned["best_arch"] == single["best_arch"]
+    epochs = [[json.loads(line) for line in (tmp_path / run / "alphas.jsonl").read_text().splitlines()]
+              for run in ("single", "ddp")]
+    assert len(epochs[0]) == len(epochs[1]) == 2
+    for one, two in zip(*epochs):
+        for cell, weights in one["alphas"].items():
+            assert torch.allclose(torch.tensor(two["alphas"][cell]), torch.tensor(weights), atol=ALPHA_TOLERANCE, rtol=0)
+    assert len((tmp_path / "ddp" / "trials.jsonl").read_text().splitlines()) == 1  # rank 0 alone writes

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError
 from nasrun.nets.supernet import DartsSupernet, NB201Supernet, Supernet, Weighting
@@ -102,7 +103,8 @@ class DifferentiableSearch(OneShotStrategy):
         device = context.hardware.device
         data = context.data
         torch.manual_seed(self.seed)
-        model = self.build_supernet(context.space, data.input_shape, data.num_classes).to(device)
+        group = distributed.current()  # several processes: each trains on its shard of every batch
+        model = group.prepare_model(self.build_supernet(context.space, data.input_shape, data.num_classes).to(device))
         w_optimizer = torch.optim.SGD(model.weight_parameters(), self.lr, momentum=self.momentum,
                                       weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, self.epochs, eta_min=self.lr_min)
@@ -135,7 +137,7 @@ class DifferentiableSearch(OneShotStrategy):
                 log.warning("search stopped after epoch %d: the derived normal cell has %d skip-connects "
                             "(stop_at_skip_connects=%s)", epoch + 1, diagnostic["skip_connects"],
                             self.stop_at_skip_connects)
-        return model.derive()
+        return group.agree(model.derive())
 
     def train_epoch(self, model: Supernet, w_optimizer, arch_optimizer, train_half, arch_half, epoch: int,
                     lr: float, augment, device) -> dict:
@@ -146,22 +148,31 @@ class DifferentiableSearch(OneShotStrategy):
         totals = {"train_loss": 0.0, "train_accuracy": 0.0, "arch_loss": 0.0}
         steps = 0
         update_arch = epoch >= self.warmup_epochs
+        group = distributed.current()
         for (x, y), (x_arch, y_arch) in zip(train_batches, arch_batches):
             if self.steps_per_epoch is not None and steps >= self.steps_per_epoch:
                 break
             x, y, x_arch, y_arch = (t.to(device) for t in (x, y, x_arch, y_arch))
+            batch, arch_batch = len(y), len(y_arch)  # the global batches; this rank trains on its shards
+            (x, y), (x_arch, y_arch) = group.shard(x, y), group.shard(x_arch, y_arch)
             if update_arch:
-                totals["arch_loss"] += self.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr)
-            loss, correct = self.weight_step(model, w_optimizer, x, y)
+                totals["arch_loss"] += self.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr,
+                                                      arch_batch)
+            loss, correct = self.weight_step(model, w_optimizer, x, y, batch)
             totals["train_loss"] += loss
             totals["train_accuracy"] += correct / len(y)
             steps += 1
-        metrics = {k: v / max(steps, 1) for k, v in totals.items()}
+        metrics = group.mean_over_ranks({k: v / max(steps, 1) for k, v in totals.items()})
         if not update_arch:
             metrics.pop("arch_loss")
         return metrics
 
-    def arch_step(self, model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr: float) -> float:
+    def arch_step(self, model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr: float,
+                  global_batch: int | None = None) -> float:
+        """One α step. Under nasrun.distributed, (x_arch, y_arch) is this rank's shard of a global batch of
+        `global_batch` and α's gradients are averaged over the ranks (second order: each rank unrolls the
+        weight step on its own shard, an approximation of the single-process step)."""
+        group = distributed.current()
         arch_optimizer.zero_grad(set_to_none=True)
         if self.order == 2:
             grads, loss = unrolled_arch_gradients(model, x, y, x_arch, y_arch, lr, w_optimizer,
@@ -170,20 +181,24 @@ class DifferentiableSearch(OneShotStrategy):
                 parameter.grad = grad
         else:
             loss = F.cross_entropy(model(x_arch), y_arch)
-            grads = torch.autograd.grad(loss, model.arch_parameters(), allow_unused=True)
+            grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y_arch)), model.arch_parameters(),
+                                        allow_unused=True)
             for parameter, grad in zip(model.arch_parameters(), grads):
                 parameter.grad = grad  # None for a cell type the supernet does not use (e.g. 2 cells)
+        group.average_gradients(model.arch_parameters())
         arch_optimizer.step()
         return loss.item()
 
-    def weight_step(self, model, w_optimizer, x, y) -> tuple[float, int]:
+    def weight_step(self, model, w_optimizer, x, y, global_batch: int | None = None) -> tuple[float, int]:
+        group = distributed.current()
         w_optimizer.zero_grad(set_to_none=True)
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         weights = model.weight_parameters()
-        grads = torch.autograd.grad(loss, weights, allow_unused=True)
+        grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y)), weights, allow_unused=True)
         for parameter, grad in zip(weights, grads):
             parameter.grad = grad
+        group.average_gradients(weights)
         if self.grad_clip:
             nn.utils.clip_grad_norm_(weights, self.grad_clip)
         w_optimizer.step()
