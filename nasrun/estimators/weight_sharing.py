@@ -38,8 +38,7 @@ class WeightSharing(Estimator):
     def __init__(self, epochs: int = 30, sampling: str = "uniform", sandwich_random: int = 2,
                  kd: dict | None = None, calibration_batches: int = 4, calibration_batch_size: int = 64,
                  retrain: dict | None = None, **recipe):
-        self.trainer = FullTraining(epochs=epochs, **recipe)     # validates the supernet's recipe
-        self.recipe = self.trainer.recipe
+        self.recipe = FullTraining(epochs=epochs, **recipe).recipe    # FullTraining validates the recipe
         self.plan = PathPlan(sampling, sandwich_random)
         self.kd = Distillation(**(kd or {}))
         if int(calibration_batches) <= 0 or int(calibration_batch_size) <= 0:
@@ -56,7 +55,6 @@ class WeightSharing(Estimator):
     # --- the supernet, trained once per run --------------------------------------------------------
     def bind(self, space, data, hardware, run_dir=None) -> None:
         super().bind(space, data, hardware, run_dir)
-        self.trainer.bind(space, data, hardware, run_dir)
         self.seed = torch.initial_seed() % (2**31 - 1)   # nasrun seeds torch with the run seed before building
         seed_everything(self.seed)
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
@@ -79,7 +77,7 @@ class WeightSharing(Estimator):
     def train_supernet(self) -> int:
         """Train (or resume, or load) the supernet; returns the number of epochs it has been trained."""
         optimizer = self.recipe.make_optimizer(self.supernet.parameters())
-        scheduler = self.recipe.make_scheduler(optimizer, self.trainer.steps_per_epoch())
+        scheduler = self.recipe.make_scheduler(optimizer, -(-len(self.data.train) // self.recipe.batch_size))
         start = self.load_progress(optimizer, scheduler)
         if start >= self.recipe.epochs:
             log.info("supernet: loaded %s (%d epochs trained)", self.checkpoint_path, start)
