@@ -303,3 +303,15 @@ def test_cli_nb201_sandwich_with_distillation_and_inherited_test(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["trials"] == 3 and "standalone_val_accuracy" not in summary["test"]
     assert summary["test"]["test_accuracy"] == summary["test"]["oneshot_test_accuracy"]
+
+
+def test_narrow_batch_norm_updates_only_its_leading_channels():
+    from nasrun.supernets.macro import ElasticBN
+
+    norm = ElasticBN(8)
+    norm.reset_running_stats()
+    norm.momentum = None                                   # cumulative average, as in recalibration
+    norm(torch.randn(64, 4, 3, 3) + 5)
+    norm(torch.randn(64, 4, 3, 3) + 3)
+    assert torch.allclose(norm.running_mean[:4], torch.full((4,), 4.0), atol=0.2)
+    assert torch.equal(norm.running_mean[4:], torch.zeros(4))
