@@ -315,3 +315,8 @@ def test_narrow_batch_norm_updates_only_its_leading_channels():
     norm(torch.randn(64, 4, 3, 3) + 3)
     assert torch.allclose(norm.running_mean[:4], torch.full((4,), 4.0), atol=0.2)
     assert torch.equal(norm.running_mean[4:], torch.zeros(4))
+
+
+def test_diverging_supernet_training_is_a_one_line_error():
+    with pytest.raises(ConfigError, match="diverged"):
+        estimator(macro_space(), lr=1e30, grad_clip=None, momentum=0.0)

@@ -27,7 +27,7 @@ from nasrun.hardware import seed_everything
 from nasrun.records import to_jsonable
 from nasrun.supernets import Supernet, build_supernet
 from nasrun.supernets.training import Distillation, PathPlan, recalibrate_batch_norm, train_supernet_epoch
-from nasrun.training import accuracy, count_parameters
+from nasrun.training import DivergedError, accuracy, count_parameters
 
 log = logging.getLogger("nasrun")
 
@@ -83,8 +83,12 @@ class WeightSharing(Estimator):
             log.info("supernet: loaded %s (%d epochs trained)", self.checkpoint_path, start)
             return start
         for epoch in range(start + 1, self.recipe.epochs + 1):
-            loss = train_supernet_epoch(self.supernet, self.data, self.recipe, self.plan, self.kd, optimizer,
-                                        scheduler, self.hardware, self.seed, epoch)
+            try:
+                loss = train_supernet_epoch(self.supernet, self.data, self.recipe, self.plan, self.kd, optimizer,
+                                            scheduler, self.hardware, self.seed, epoch)
+            except DivergedError as err:
+                raise ConfigError(f"estimator: supernet training diverged in epoch {epoch} ({err}); "
+                                  f"try a lower estimator.lr") from None
             log.info("supernet epoch %d/%d (%s): loss %.4f", epoch, self.recipe.epochs, self.plan.sampling, loss)
             self.save_progress(epoch, optimizer, scheduler)
         return self.recipe.epochs
