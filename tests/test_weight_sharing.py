@@ -265,6 +265,10 @@ def test_bad_settings_are_config_errors():
         WeightSharing(kd={"teacher": "smallest"})
     with pytest.raises(ConfigError, match="retrain"):
         WeightSharing(retrain={"epochz": 3})
+    unsupported = macro_space()
+    unsupported.name = "darts"
+    with pytest.raises(ConfigError, match="no supernet for search_space 'darts'"):
+        build_supernet(unsupported, (1, 8, 8), 3)
 
 
 def test_final_test_with_and_without_retraining(tmp_path):

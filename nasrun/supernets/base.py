@@ -10,6 +10,7 @@ with a subclass and decorate it with `@register_supernet("<space name>")`.
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import random
 from typing import Any, Callable, Sequence
 
@@ -20,7 +21,6 @@ from nasrun.errors import ConfigError
 from nasrun.spaces import SearchSpace
 
 SUPERNETS: dict[str, Callable[..., "Supernet"]] = {}
-_MODULES = {"macro": "nasrun.supernets.macro", "nb201": "nasrun.supernets.nb201"}
 
 
 def register_supernet(space_name: str):
@@ -33,12 +33,19 @@ def register_supernet(space_name: str):
 
 def build_supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> "Supernet":
     """The supernet of `space` (freshly initialised from torch's current RNG)."""
-    if space.name not in SUPERNETS and space.name in _MODULES:
-        importlib.import_module(_MODULES[space.name])
+    _import_supernets()
     if space.name not in SUPERNETS:
         raise ConfigError(f"estimator=weight_sharing has no supernet for search_space '{space.name}' "
-                          f"(supported: {sorted(set(SUPERNETS) | set(_MODULES))})")
+                          f"(supported: {sorted(SUPERNETS)})")
     return SUPERNETS[space.name](space, tuple(input_shape), int(num_classes))
+
+
+def _import_supernets() -> None:
+    """Import every module of this package, so each registers its supernet."""
+    import nasrun.supernets as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"nasrun.supernets.{module.name}")
 
 
 class Supernet(nn.Module):
