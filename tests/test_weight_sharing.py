@@ -155,8 +155,8 @@ def test_progressive_shrinking_needs_elastic_dimensions():
         estimator(NB201Space(C=4, N=1), sampling="progressive_shrinking")
 
 
-def test_distillation_uses_the_largest_subnet_as_teacher(monkeypatch):
-    calls = record_training(monkeypatch)
+def spy_distillation(monkeypatch) -> list[torch.Tensor]:
+    """The teacher logits of every distillation loss computed."""
     teachers = []
     original = supernet_training.distillation_loss
 
@@ -165,24 +165,30 @@ def test_distillation_uses_the_largest_subnet_as_teacher(monkeypatch):
         return original(student, teacher, target, kd, ce)
 
     monkeypatch.setattr(supernet_training, "distillation_loss", spy)
+    return teachers
+
+
+def test_distillation_trains_the_largest_subnet_and_teaches_the_sampled_one_with_it(monkeypatch):
+    outputs = []
+    original_forward = Supernet.forward
+    monkeypatch.setattr(Supernet, "forward", lambda self, x: outputs.append(original_forward(self, x)) or outputs[-1])
+    calls = record_training(monkeypatch)
+    teachers = spy_distillation(monkeypatch)
     ws = estimator(macro_space(), kd={"teacher": "largest", "temperature": 4, "alpha": 0.7})
     largest = ws.space.key(ws.supernet.largest())
-    assert len(calls) == 6 and len(teachers) == 3
+    assert len(calls) == 6 and len(teachers) == 3            # per step: the largest (CE), then the sample (KD)
     for step in range(3):
-        (teacher_key, teacher_grad, _), (_, student_grad, _) = calls[2 * step:2 * step + 2]
-        assert teacher_key == largest and not teacher_grad and student_grad
-    assert all(not t.requires_grad for t in teachers)
+        (teacher_key, teacher_grad, _), (student_key, student_grad, _) = calls[2 * step:2 * step + 2]
+        assert teacher_key == largest and teacher_grad and student_grad and student_key != largest
+        assert not teachers[step].requires_grad
+        torch.testing.assert_close(teachers[step], outputs[2 * step].detach())
 
 
 def test_sandwich_distils_in_place_from_the_largest_path(monkeypatch):
-    teachers = []
-    original = supernet_training.distillation_loss
-    monkeypatch.setattr(supernet_training, "distillation_loss",
-                        lambda s, t, y, kd, ce: (teachers.append(t), original(s, t, y, kd, ce))[1])
+    teachers = spy_distillation(monkeypatch)
     calls = record_training(monkeypatch)
     estimator(macro_space(), sampling="sandwich", sandwich_random=1, kd={"teacher": "largest"})
     assert len(calls) == 3 * 3 and len(teachers) == 3 * 2   # smallest and random distil; largest does not
-    assert all(grad for _, grad, _ in calls)                 # no extra teacher pass: the largest path's logits
 
 
 def test_distillation_loss_weighs_soft_and_hard_targets():

@@ -25,7 +25,8 @@ SAMPLINGS = ("uniform", "sandwich", "progressive_shrinking")
 
 @dataclass
 class Distillation:
-    """Knowledge distillation from the largest subnet (in place: its logits in the same step)."""
+    """In-place knowledge distillation (as in BigNAS): each step first trains the largest subnet with
+    cross-entropy; the other subnets of the step learn from its (detached) logits."""
 
     teacher: str | None = None      # "largest" or None (off)
     temperature: float = 4.0
@@ -101,24 +102,20 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
         x, y = x.to(hardware.device, non_blocking=True), y.to(hardware.device, non_blocking=True)
         step = (epoch - 1) * steps_per_epoch + index
         paths = plan.paths(supernet, step, total_steps, rng)
+        if kd.enabled and supernet.space.key(paths[0]) != largest_key:
+            paths = [supernet.largest(), *paths]        # in-place distillation: the teacher trains too
         optimizer.zero_grad(set_to_none=True)
         teacher = None
-        if kd.enabled and supernet.space.key(paths[0]) != largest_key:
-            teacher = teacher_logits(supernet, x, hardware)
         for arch in paths:
             supernet.set_active(arch)
             with hardware.autocast():
                 logits = supernet(x)
-            is_teacher = kd.enabled and supernet.space.key(arch) == largest_key
-            if teacher is None or is_teacher:
-                loss = ce(logits, y)
-            else:
-                loss = distillation_loss(logits, teacher, y, kd, ce)
+            loss = ce(logits, y) if teacher is None else distillation_loss(logits, teacher, y, kd, ce)
             if not torch.isfinite(loss):
                 raise DivergedError(f"non-finite supernet training loss ({loss.item()})")
             loss.backward()
-            if is_teacher and teacher is None:
-                teacher = logits.detach()
+            if kd.enabled and teacher is None:
+                teacher = logits.detach().float()
             total += loss.item() * len(y)
             count += len(y)
         if recipe.grad_clip:
@@ -126,14 +123,6 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
         optimizer.step()
         scheduler.step()
     return total / max(count, 1)
-
-
-@torch.no_grad()
-def teacher_logits(supernet: Supernet, x: torch.Tensor, hardware: Hardware) -> torch.Tensor:
-    """The largest subnet's logits for this batch, with the current weights (no gradient)."""
-    supernet.set_active(supernet.largest())
-    with hardware.autocast():
-        return supernet(x).float()
 
 
 @torch.no_grad()
