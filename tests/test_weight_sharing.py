@@ -16,6 +16,7 @@ from nasrun.datasets.base import DataBundle, TensorSplit
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.weight_sharing import WeightSharing
 from nasrun.hardware import Hardware
+from nasrun.nets import load_network
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.supernets import Supernet, build_supernet
@@ -301,6 +302,9 @@ def test_cli_weight_sharing_writes_both_scores(tmp_path):
     assert (run / "checkpoints" / "supernet.pt").is_file() and (run / "checkpoints" / "retrained_model.pt").is_file()
     best = json.loads((run / "best_architecture.json").read_text())
     assert best["metrics"]["oneshot_val_accuracy"] == best["metrics"]["val_accuracy"]
+    network = load_network(run / "best_architecture.json")          # inherited weights fit the rebuilt net
+    network.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
+    network.load_state_dict(torch.load(run / "checkpoints" / "retrained_model.pt", weights_only=True))
 
 
 @pytest.mark.slow
