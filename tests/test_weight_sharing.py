@@ -192,12 +192,40 @@ def test_sandwich_distils_in_place_from_the_largest_path(monkeypatch):
     assert len(calls) == 3 * 3 and len(teachers) == 3 * 2   # smallest and random distil; largest does not
 
 
+def saved_teacher(tmp_path, space, data) -> tuple:
+    """A trained-looking network saved as a run saves its best architecture."""
+    arch = space.sample(random.Random(5))
+    network = space.build(arch, data.input_shape, data.num_classes)
+    (tmp_path / "checkpoints").mkdir(parents=True)
+    torch.save(network.state_dict(), tmp_path / "checkpoints" / "best_model.pt")
+    spec = {"space": space.name, "arch": arch, "network": {"input_shape": list(data.input_shape),
+                                                            "num_classes": data.num_classes, "options": {}}}
+    (tmp_path / "best_architecture.json").write_text(json.dumps(spec))
+    return tmp_path / "best_architecture.json", network.eval()
+
+
+def test_distillation_from_a_given_teacher_network(tmp_path, monkeypatch):
+    data, space = tiny_data(), macro_space()
+    spec, network = saved_teacher(tmp_path, space, data)
+    calls, teachers = record_training(monkeypatch), spy_distillation(monkeypatch)
+    estimator(space, data=data, kd={"teacher": str(spec)})
+    assert len(calls) == 3 and len(teachers) == 3            # no extra path: every sampled subnet distils
+    first_batch, _ = next(data.loader("train", 32, shuffle=True, seed=torch.initial_seed() * 1_000 + 1))
+    with torch.no_grad():
+        torch.testing.assert_close(teachers[0], network(first_batch))
+    wrong = tiny_data(classes=3)
+    with pytest.raises(ConfigError, match="classes"):
+        estimator(space, data=wrong, kd={"teacher": str(spec)})
+    with pytest.raises(ConfigError, match="not found"):
+        estimator(space, data=data, kd={"teacher": str(tmp_path / "missing.json")})
+
+
 def test_distillation_loss_weighs_soft_and_hard_targets():
     ce = torch.nn.CrossEntropyLoss()
     logits, y = torch.randn(8, 5), torch.randint(0, 5, (8,))
-    only_soft = supernet_training.Distillation("largest", 4.0, 1.0)
+    only_soft = supernet_training.Distillation("largest", temperature=4.0, alpha=1.0)
     assert supernet_training.distillation_loss(logits, logits, y, only_soft, ce).item() == pytest.approx(0, abs=1e-6)
-    only_hard = supernet_training.Distillation("largest", 4.0, 0.0)
+    only_hard = supernet_training.Distillation("largest", temperature=4.0, alpha=0.0)
     assert supernet_training.distillation_loss(logits, torch.randn(8, 5), y, only_hard, ce).item() == \
         pytest.approx(ce(logits, y).item())
 
@@ -243,7 +271,7 @@ def test_interrupted_supernet_training_resumes_from_the_last_finished_epoch(tmp_
     original = supernet_training.train_supernet_epoch
 
     def crash_in_epoch_3(*args):
-        if args[-1] == 3:
+        if args[9] == 3:                                  # the epoch argument
             raise KeyboardInterrupt
         return original(*args)
 
@@ -269,7 +297,9 @@ def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="sampling"):
         WeightSharing(sampling="greedy")
     with pytest.raises(ConfigError, match="teacher"):
-        WeightSharing(kd={"teacher": "smallest"})
+        WeightSharing(kd={"teacher": 3})
+    with pytest.raises(ConfigError, match="temperature"):
+        WeightSharing(kd={"teacher": "largest", "temperature": 0})
     with pytest.raises(ConfigError, match="retrain"):
         WeightSharing(retrain={"epochz": 3})
     unsupported = macro_space()

@@ -59,6 +59,7 @@ class WeightSharing(Estimator):
         seed_everything(self.seed)
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
         self.plan.check(self.supernet)
+        self.teacher_network = self.kd.load_teacher(data, hardware.device)
         self.epochs_trained = self.train_supernet()
 
     @property
@@ -85,7 +86,7 @@ class WeightSharing(Estimator):
         for epoch in range(start + 1, self.recipe.epochs + 1):
             try:
                 loss = train_supernet_epoch(self.supernet, self.data, self.recipe, self.plan, self.kd, optimizer,
-                                            scheduler, self.hardware, self.seed, epoch)
+                                            scheduler, self.hardware, self.seed, epoch, self.teacher_network)
             except DivergedError as err:
                 raise ConfigError(f"estimator: supernet training diverged in epoch {epoch} ({err}); "
                                   f"try a lower estimator.lr") from None
