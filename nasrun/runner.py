@@ -124,9 +124,11 @@ class Runner:
         progress.trial_finished(trial, best)
 
     def _write_best(self, trial: Trial, test_metrics: dict) -> None:
-        network = {"input_shape": list(self.data.input_shape) if self.data else None,
-                   "num_classes": self.data.num_classes if self.data else None,
-                   "options": self.space.network_options()}
+        if self.data is not None:
+            shape = {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
+        else:
+            shape = self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
+        network = {**shape, "options": self.space.network_options()}
         atomic_write_json(self.run_dir / "best_architecture.json", {
             "space": self.space.name,
             "arch": trial.arch,
