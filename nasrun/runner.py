@@ -41,13 +41,14 @@ def trial_seed(run_seed: int, trial_id: int) -> int:
 class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
-                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None):
+                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
+                 durable_log: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
-        self.log = TrialLog(self.run_dir / "trials.jsonl")
+        self.log = TrialLog(self.run_dir / "trials.jsonl", durable=durable_log)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
 
@@ -55,6 +56,7 @@ class Runner:
     def run(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
+        self.best = best_trial(self.trials)
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         total = 1 if self.strategy.one_shot else self.budget.trials
@@ -115,7 +117,7 @@ class Runner:
                      self.space.describe(trial.arch))
         else:
             log.warning("trial %d failed: %s", trial.id, trial.error)
-        best = best_trial(self.trials)
+        best = self.best = best_trial([t for t in (self.best, trial) if t is not None])  # O(1) per trial
         if best is trial:
             self.best_evaluation = evaluation
             self._write_best(trial, {})

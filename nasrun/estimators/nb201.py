@@ -79,6 +79,11 @@ def load_table() -> NB201Table:
     return NB201Table(archs, {arch: i for i, arch in enumerate(archs)}, columns)
 
 
+def percent(value: float) -> float:
+    """A table value in % as a fraction (0..1), without float noise in the last digits."""
+    return round(value / 100.0, 8)
+
+
 class NB201Tabular(Estimator):
     """Answer from the NB201 table. `dataset`: cifar10 | cifar100 | imagenet16 (the run's `dataset`
     group is not used: no data is loaded)."""
@@ -102,12 +107,12 @@ class NB201Tabular(Estimator):
 
     def evaluate(self, arch: Any, seed: int, report: Report = None) -> Evaluation:
         row = self.table.row(arch)
-        return Evaluation(metrics={"val_accuracy": self.search_values[row] / 100.0, "nb201_index": row})
+        return Evaluation(metrics={"val_accuracy": percent(self.search_values[row]), "nb201_index": row})
 
     def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
         accuracy = self.test_values[self.table.row(arch)]
-        return {"test_accuracy": accuracy / 100.0, "optimum_test_accuracy": self.optimum / 100.0,
-                "regret": (self.optimum - accuracy) / 100.0}
+        return {"test_accuracy": percent(accuracy), "optimum_test_accuracy": percent(self.optimum),
+                "regret": percent(self.optimum - accuracy)}
 
     def network_spec(self) -> dict:
         return {"input_shape": list(self.spec.input_shape), "num_classes": self.spec.num_classes}
