@@ -2,7 +2,8 @@
 
 A climb starts from the best of `initial_samples` random architectures. Each step scores every
 neighbour of the current architecture (neighbours already scored cost no query) and moves to the best
-one if it beats the current; at a local optimum the climb restarts from new random samples
+one if it beats the current (with `first_improvement`, to the first better one found, skipping the rest
+of the neighbourhood); at a local optimum the climb restarts from new random samples
 (`restart_samples` of them). The candidates of a step may be asked all at once and told in any order;
 the step is taken once all of them are back.
 """
@@ -18,11 +19,12 @@ from nasrun.strategies.novelty import Novelty
 
 
 class LocalSearch(Strategy):
-    def __init__(self, initial_samples: int = 10, restart_samples: int = 10):
+    def __init__(self, initial_samples: int = 10, restart_samples: int = 10, first_improvement: bool = False):
         if int(initial_samples) < 1 or int(restart_samples) < 1:
             raise ConfigError(f"local_search: initial_samples and restart_samples must be >= 1, "
                               f"got {initial_samples}, {restart_samples}")
         self.initial_samples, self.restart_samples = int(initial_samples), int(restart_samples)
+        self.first_improvement = bool(first_improvement)
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
@@ -39,12 +41,14 @@ class LocalSearch(Strategy):
     def ask(self, n: int) -> list[Any]:
         taken, self.queue = self.queue[:n], self.queue[n:]
         self.pending += len(taken)
-        return [self.space.from_json(arch) for arch in taken]
+        return [self.novelty.add(self.space.from_json(arch)) for arch in taken]
 
     def tell(self, trials) -> None:
         for trial in trials:
             self.scores[self.space.key(trial.arch)] = trial.score()
             self.pending -= 1
+            if self.first_improvement and self.current is not None and trial.score() > self.current[1]:
+                self.queue = []   # move as soon as the pending candidates are back
         while not self.queue and self.pending <= 0:
             self._step()
 
@@ -61,8 +65,6 @@ class LocalSearch(Strategy):
         """Compare `archs`; ask only those never scored."""
         self.candidates = archs
         self.queue = [arch for arch in archs if self.space.key(arch) not in self.scores]
-        for arch in self.queue:
-            self.novelty.add(arch)
 
     def _step(self) -> None:
         """All candidates are scored: move to the best one if it improves, else restart."""
