@@ -19,7 +19,7 @@ from nasrun.spaces.macro import MacroSpace
 from conftest import read_jsonl, run_cli, run_dirs
 
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
-STRATEGIES = ["random", "evolution", "regularized_evolution", "reinforce", "local_search", "tpe"]
+STRATEGIES = ["random", "evolution", "regularized_evolution", "reinforce", "local_search", "local_search_first", "tpe"]
 
 
 def bound(dataset: str = "cifar10") -> NB201Tabular:

@@ -18,7 +18,7 @@ from nasrun.spaces.base import Decision, SearchSpace
 
 from conftest import CONF
 
-STRATEGIES = ["random", "evolution", "regularized_evolution", "reinforce", "local_search", "tpe"]
+STRATEGIES = ["random", "evolution", "regularized_evolution", "reinforce", "local_search", "local_search_first", "tpe"]
 TARGET = [3, 1, 2, 0, 3, 1]
 
 
@@ -81,8 +81,8 @@ def found_at(trials: list[Trial]) -> int | None:
 
 # Queries each strategy gets to find the optimum of the 4,096-architecture toy space (random search
 # gets the whole space: it must find it by never repeating itself).
-BUDGETS = {"random": 4096, "evolution": 250, "regularized_evolution": 500, "reinforce": 800,
-           "local_search": 120, "tpe": 150}
+BUDGETS = {"random": 4096, "evolution": 250, "regularized_evolution": 250, "reinforce": 200,
+           "local_search": 120, "local_search_first": 120, "tpe": 150}
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

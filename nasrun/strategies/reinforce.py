@@ -4,7 +4,9 @@ encoding, the previous choice fed back as the next input.
 Each told result updates the controller once: loss = -(reward - baseline) * log p(arch) - entropy_weight *
 entropy, with reward = the trial's score, an exponential-moving-average baseline, gradient-norm
 clipping and Adam. Choices are sampled with the strategy's own `random.Random`, so proposals follow from
-the seed alone; the controller and Adam state travel in the state dict (serialized by torch, base64).
+the seed alone. With `dedupe`, an architecture proposed before is resampled (32 tries), then replaced by a
+fresh random one (learned from through its log-probability all the same). The controller and Adam state
+travel in the state dict (serialized by torch, base64).
 """
 
 from __future__ import annotations
@@ -75,6 +77,10 @@ class Reinforce(Strategy):
             arch = self.space.decode(indices)
             if self.novelty.is_new(arch):
                 break
+        else:
+            if self.dedupe:   # the controller keeps repeating itself: explore a fresh architecture instead
+                arch = self.novelty.sample()
+                indices = self.space.encode(arch)
         self.novelty.add(arch)
         self.pending.setdefault(self.space.key(arch), []).append(indices)
         return arch
