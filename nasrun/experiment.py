@@ -57,11 +57,18 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
-                    assessment=assessment, resume=resume)
+                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))
     summary = runner.run()
     write_run_report(run_dir)
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     return summary
+
+
+def durable_log(cfg: DictConfig, estimator) -> bool:
+    """fsync each trials.jsonl line? `durable_log: null` (default): yes, unless the estimator is a table
+    lookup (needs no data), where an fsync would cost more than the trial and a lost line nothing."""
+    value = cfg.get("durable_log")
+    return estimator.needs_data if value is None else bool(value)
 
 
 def run_info(cfg: DictConfig, hardware) -> dict:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nasrun.errors import NasrunError
 from nasrun.records import Trial, TrialLog
 
 log = logging.getLogger("nasrun")
@@ -30,7 +31,10 @@ log = logging.getLogger("nasrun")
 
 # --- shared helpers --------------------------------------------------------------------------------------
 def new_figure(width: float = 6.4, height: float = 4.0):
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise NasrunError("plots need matplotlib: pip install 'nasrun[plots]'") from None
 
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -312,6 +316,43 @@ def plot_pareto(trials: list[Trial], objectives, path: str | Path) -> Path:
     ax.set_title(f"Pareto front: {len(front)} of {len(trials)} trials")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+# --- anytime curves (nasrun-compare) ------------------------------------------------------------------------
+def anytime_band(curves: list[list[float]]) -> tuple[list[float], list[float]]:
+    """Mean and (population) std per query over runs; shorter runs hold their last value."""
+    length = max(len(curve) for curve in curves)
+    padded = [list(curve) + [curve[-1]] * (length - len(curve)) for curve in curves if curve]
+    means, stds = [], []
+    for column in zip(*padded):
+        mean = sum(column) / len(column)
+        means.append(mean)
+        stds.append((sum((v - mean) ** 2 for v in column) / len(column)) ** 0.5)
+    return means, stds
+
+
+def plot_anytime(curves: dict[str, list[list[float]]], path: str | Path, ylabel: str = "best validation score",
+                 title: str = "Best so far vs queries (mean ± std over seeds)") -> Path:
+    """One line per group: the mean best-so-far curve with a ± std band."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig = new_figure(7, 4.5)
+    ax = fig.add_subplot()
+    for label, runs in curves.items():
+        runs = [run for run in runs if run]
+        if not runs:
+            continue
+        means, stds = anytime_band(runs)
+        queries = range(1, len(means) + 1)
+        ax.plot(queries, means, label=f"{label} (n={len(runs)})")
+        ax.fill_between(queries, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("queries (trials)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
     return save_figure(fig, path)
 
 

@@ -46,14 +46,14 @@ class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None, resume: bool = False):
+                 assessment=None, resume: bool = False, durable_log: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
         self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment)
-        self.log = TrialLog(self.run_dir / "trials.jsonl")
+        self.log = TrialLog(self.run_dir / "trials.jsonl", durable=durable_log)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
@@ -67,6 +67,7 @@ class Runner:
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             restore(self)
+        self.best = best_trial(self.trials)
         start = self.checkpoint.start_clock()
         total = 1 if self.strategy.one_shot else self.budget.trials
         with SearchProgress(total, enabled=self.show_progress) as progress:
@@ -143,7 +144,7 @@ class Runner:
                      self.space.describe(trial.arch))
         else:
             log.warning("trial %d failed: %s", trial.id, trial.error)
-        best = best_trial(self.trials)
+        best = self.best = best_trial([t for t in (self.best, trial) if t is not None])  # O(1) per trial
         if best is trial:
             self.best_evaluation = evaluation
             self._write_best(trial, {})
@@ -153,9 +154,11 @@ class Runner:
         self.tensorboard.trial(trial, best)
 
     def _write_best(self, trial: Trial, test_metrics: dict) -> None:
-        network = {"input_shape": list(self.data.input_shape) if self.data else None,
-                   "num_classes": self.data.num_classes if self.data else None,
-                   "options": self.space.network_options()}
+        if self.data is not None:
+            shape = {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
+        else:
+            shape = self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
+        network = {**shape, "options": self.space.network_options()}
         atomic_write_json(self.run_dir / "best_architecture.json", {
             "space": self.space.name,
             "arch": trial.arch,

@@ -37,3 +37,7 @@ class Estimator:
     def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
         """Final scores of the chosen architecture on the test split; called once per run."""
         raise NotImplementedError
+
+    def network_spec(self) -> dict | None:
+        """{"input_shape", "num_classes"} of the networks scored, for estimators that load no data."""
+        return None

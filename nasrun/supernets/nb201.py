@@ -1,0 +1,82 @@
+"""The NB201 cell space's supernet: every edge of every cell holds all five ops; one op per edge is active
+(the same cell in every stage, as in the benchmark). Stem, reduction blocks and head are shared."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, nb201_backbone, nb201_op, parse_arch
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.supernets.base import Supernet, register_supernet
+
+CELL_PARAM = re.compile(r"^cells\.(\d+)\.edges\.(\d+)\.(.+)$")
+
+
+class MixedCell(nn.Module):
+    """A cell whose edges hold every op; `ops` (one name per edge) selects the active ones."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.edges = nn.ModuleList(nn.ModuleDict({op: nb201_op(op, channels) for op in NB201_OPS})
+                                   for _ in NB201_EDGES)
+        self.ops: list[str] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        nodes, position = [x], 0
+        for target in range(1, 4):
+            nodes.append(sum(self.edges[position + s][self.ops[position + s]](nodes[s]) for s in range(target)))
+            position += target
+        return nodes[3]
+
+
+@register_supernet("nb201")
+class NB201Supernet(Supernet):
+    def __init__(self, space: NB201Space, input_shape: Sequence[int], num_classes: int):
+        super().__init__(space, input_shape, num_classes)
+        self.stem, self.cells, channels = nb201_backbone(input_shape[0], space.C, space.N, MixedCell)
+        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(channels, num_classes))
+
+    def set_active(self, arch: str) -> None:
+        super().set_active(arch)
+        ops = parse_arch(self.active)
+        for block in self.cells:
+            if isinstance(block, MixedCell):
+                block.ops = ops
+
+    def forward_active(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self.cells:
+            x = block(x)
+        return self.head(x)
+
+    @torch.no_grad()
+    def extract(self, arch: str) -> nn.Module:
+        """The benchmark network for `arch`; its cell edge `e` takes the weights of op `arch[e]` here."""
+        arch = self.space.validate(arch)
+        ops = parse_arch(arch)
+        net = self.space.build(arch, self.input_shape, self.num_classes)
+        source = self.state_dict()
+        state = {}
+        for name in net.state_dict():
+            match = CELL_PARAM.match(name)
+            if match:
+                block, edge, rest = match.groups()
+                state[name] = source[f"cells.{block}.edges.{edge}.{ops[int(edge)]}.{rest}"]
+            else:
+                state[name] = source[name]
+        net.load_state_dict(state)
+        return net.to(self.head[-1].weight.device)
+
+    def largest(self) -> str:
+        """No elastic dimensions here, so sizes are parameter counts: every edge a 3x3 conv (the most)."""
+        return self.space.decode([NB201_OPS.index("nor_conv_3x3")] * len(NB201_EDGES))
+
+    def smallest(self) -> str:
+        """Every edge a 1x1 conv: the fewest parameters among subnets that have weights on every edge
+        (the parameter-free ops have nothing to train; the random subnets cover them)."""
+        return self.space.decode([NB201_OPS.index("nor_conv_1x1")] * len(NB201_EDGES))

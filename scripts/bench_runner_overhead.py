@@ -1,0 +1,68 @@
+"""The Runner's own overhead per trial on a tabular benchmark (goal: <= 1 ms).
+
+Times the real Runner (NB201 space, random search, NB201 tabular estimator, local executor, a temporary
+run dir, no progress display) against a bare loop that calls the same strategy and estimator directly
+(ask → evaluate → tell). Overhead per trial = difference of the per-trial times. Each is the best of
+`--repeats` runs.
+
+    python scripts/bench_runner_overhead.py --trials 2000
+    python scripts/bench_runner_overhead.py --durable-log    # fsync every trials.jsonl line (the CLI default)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+
+from nasrun.estimators.nb201 import NB201Tabular, load_table
+from nasrun.executors.local import LocalExecutor
+from nasrun.hardware import Hardware
+from nasrun.records import Trial
+from nasrun.runner import Budget, Runner
+from nasrun.spaces.nb201 import NB201Space
+from nasrun.strategies.random_search import RandomSearch
+
+
+def bare_loop(trials: int, seed: int) -> float:
+    """Seconds for `trials` ask → evaluate → tell steps with nothing else around them."""
+    space, strategy, estimator = NB201Space(), RandomSearch(), NB201Tabular("cifar10")
+    estimator.bind(space, None, None)
+    start = time.perf_counter()
+    strategy.bind(space, seed, trials)
+    for trial_id in range(trials):
+        arch = strategy.ask(1)[0]
+        evaluation = estimator.evaluate(arch, seed)
+        strategy.tell([Trial(trial_id, arch, evaluation.metrics)])
+    return time.perf_counter() - start
+
+
+def runner_loop(trials: int, seed: int, durable_log: bool) -> float:
+    """Seconds for a whole Runner.run() of `trials` trials (summary and final test included)."""
+    space, strategy, estimator = NB201Space(), RandomSearch(), NB201Tabular("cifar10")
+    with tempfile.TemporaryDirectory() as run_dir:
+        runner = Runner(space, strategy, estimator, LocalExecutor(), None, Hardware("cpu"), run_dir, seed,
+                        Budget(trials), show_progress=False, durable_log=durable_log)
+        start = time.perf_counter()
+        runner.run()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--durable-log", action="store_true", help="fsync each trials.jsonl line")
+    args = parser.parse_args()
+    logging.getLogger("nasrun").setLevel(logging.WARNING)
+    load_table()  # both sides start with the table in memory
+    bare = min(bare_loop(args.trials, seed) for seed in range(args.repeats)) / args.trials
+    runner = min(runner_loop(args.trials, seed, args.durable_log) for seed in range(args.repeats)) / args.trials
+    print(f"bare loop (strategy + estimator): {bare * 1e3:.3f} ms/trial")
+    print(f"Runner (durable_log={args.durable_log}):        {runner * 1e3:.3f} ms/trial")
+    print(f"runner overhead: {(runner - bare) * 1e3:.3f} ms/trial (goal <= 1 ms); ratio runner/bare = {runner / bare:.2f}")
+
+
+if __name__ == "__main__":
+    main()

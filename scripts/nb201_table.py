@@ -1,0 +1,166 @@
+"""Reproduce Table 5 of the NAS-Bench-201 paper with nasrun's strategies and the tabular estimator.
+
+For each strategy and dataset: N seeds of a search of `--queries` queries (the paper's 12,000 s budget
+is about 100 queries), each seeing only the 12-epoch validation accuracy; the best-found architecture's
+200-epoch test accuracy is reported as mean ± std over seeds, next to the paper's numbers.
+
+Strategies are built from their packaged YAML (conf/strategy/<name>.yaml, the CLI's defaults) and the
+estimator is `NB201Tabular`; the loop below is the Runner's ask → evaluate (run_trial) → tell loop
+without the run-directory files, so that thousands of searches take a minute.
+
+    python scripts/nb201_table.py                       # 500 seeds (TPE 100, REINFORCE 200), all strategies
+    python scripts/nb201_table.py --seeds 50 --strategies random reinforce --set reinforce.lr=0.02
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib import resources
+
+from omegaconf import OmegaConf
+
+STRATEGIES = ["random", "regularized_evolution", "reinforce", "tpe", "local_search", "local_search_first", "evolution"]
+SLOW_DEFAULT_SEEDS = {"tpe": 100, "reinforce": 200}   # optuna / a torch update per query: ~10-50x slower
+DATASETS = ["cifar10", "cifar100", "imagenet16"]
+PAPER = {  # NB201 paper, Table 5 (mean ± std over 500 runs, 200-epoch test accuracy)
+    "regularized_evolution": {"cifar10": (93.92, 0.30), "cifar100": (71.84, 0.99), "imagenet16": (45.54, 1.03)},
+    "reinforce": {"cifar10": (93.85, 0.37), "cifar100": (71.71, 1.09), "imagenet16": (45.24, 1.18)},
+    "random": {"cifar10": (93.70, 0.36), "cifar100": (71.04, 1.07), "imagenet16": (44.57, 1.25)},
+    "bohb": {"cifar10": (93.61, 0.52), "cifar100": (70.85, 1.28), "imagenet16": (44.42, 1.49)},
+}
+PAPER_RESNET = {"cifar10": 93.97, "cifar100": 70.86, "imagenet16": 43.63}
+RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+
+
+def strategy_config(name: str, overrides: list[str]):
+    """The packaged YAML of strategy `name` with `name.key=value` overrides applied."""
+    text = resources.files("nasrun.conf").joinpath("strategy", f"{name}.yaml").read_text()
+    cfg = OmegaConf.create(text)
+    for override in overrides:
+        target, _, value = override.partition("=")
+        group, _, key = target.partition(".")
+        if group == name:
+            OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else None)
+    return cfg
+
+
+def search(strategy, estimator, space, seed: int, queries: int) -> tuple[float, list[float]]:
+    """One search: (200-epoch test accuracy of the best-found architecture, best-so-far validation curve)."""
+    from nasrun.estimators import Evaluation
+    from nasrun.executors import TrialJob, run_trial
+    from nasrun.records import best_trial
+    from nasrun.runner import trial_seed
+
+    strategy.bind(space, seed, queries)
+    trials, curve, best = [], [], None
+    while len(trials) < queries:
+        archs = strategy.ask(1)
+        if not archs:
+            break
+        trial, _ = run_trial(estimator, TrialJob(len(trials), archs[0], trial_seed(seed, len(trials))))
+        trial.arch = space.to_json(trial.arch)
+        trials.append(trial)
+        strategy.tell([trial])
+        best = trial if best is None or trial.score() > best.score() else best
+        curve.append(best.score())
+    best = best_trial(trials)
+    test = estimator.test(space.from_json(best.arch), Evaluation(dict(best.metrics)), 0)
+    return test["test_accuracy"] * 100, curve
+
+
+def run_cell(job: tuple) -> list[float]:
+    """Test accuracies of `seeds` searches of one strategy on one dataset (runs in a worker process)."""
+    name, dataset, seeds, queries, overrides = job
+    import torch
+
+    from nasrun.build import instantiate
+    from nasrun.estimators.nb201 import NB201Tabular
+    from nasrun.spaces.nb201 import NB201Space
+
+    torch.set_num_threads(1)
+    space, estimator = NB201Space(), NB201Tabular(dataset)
+    estimator.bind(space, None, None)
+    config = strategy_config(name, overrides)
+    return [search(instantiate(config, "strategy"), estimator, space, seed, queries)[0] for seed in seeds]
+
+
+def table_rows(results: dict, seeds_used: dict) -> list[list[str]]:
+    from nasrun.estimators.nb201 import NB201_DATASETS, load_table
+
+    table = load_table()
+    rows = []
+    for name, by_dataset in results.items():
+        row = [f"{name} (n={seeds_used[name]})"]
+        for dataset in DATASETS:
+            values = by_dataset.get(dataset)
+            ours = f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}" if values else "-"
+            paper = PAPER.get(name, {}).get(dataset)
+            row += [ours, f"{paper[0]:.2f} ± {paper[1]:.2f}" if paper else "-"]
+        rows.append(row)
+    resnet_row, optimum_row = ["ResNet cell"], ["optimum"]
+    for dataset in DATASETS:
+        test = table.columns[NB201_DATASETS[dataset].test_column]
+        resnet_row += [f"{test[table.row(RESNET_CELL)]:.2f}", f"{PAPER_RESNET[dataset]:.2f}"]
+        optimum_row += [f"{max(test):.2f}", f"{max(test):.2f}"]
+    return rows + [resnet_row, optimum_row]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="NAS-Bench-201, 200-epoch test accuracy of the best-found architecture (%)")
+    table.add_column("method")
+    for dataset in DATASETS:
+        table.add_column(f"{dataset} ours", justify="right")
+        table.add_column(f"{dataset} paper", justify="right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=500, help="searches per strategy and dataset")
+    parser.add_argument("--seeds-for", nargs="*", default=[], metavar="STRATEGY=N",
+                        help=f"fewer searches for slow strategies (default {SLOW_DEFAULT_SEEDS}, capped by --seeds)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed+N-1")
+    parser.add_argument("--queries", type=int, default=100, help="queries per search (~ the paper's 12,000 s)")
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
+    parser.add_argument("--set", nargs="*", default=[], metavar="STRATEGY.KEY=VALUE", help="override a strategy default")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--out", help="write the raw results as JSON here")
+    args = parser.parse_args(argv)
+
+    few = {**SLOW_DEFAULT_SEEDS, **{k: int(v) for k, _, v in (item.partition("=") for item in args.seeds_for)}}
+    seeds_used = {name: min(args.seeds, few.get(name, args.seeds)) for name in args.strategies}
+    cells = [(name, dataset) for name in args.strategies for dataset in args.datasets]
+    cells.sort(key=lambda cell: cell[0] not in few)   # slow ones first: the pool packs better
+    results: dict = {name: {} for name in args.strategies}
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_cell, (name, dataset, range(args.first_seed, args.first_seed + seeds_used[name]),
+                                          args.queries, args.set)): (name, dataset) for name, dataset in cells}
+        for future in as_completed(futures):
+            (name, dataset), values = futures[future], future.result()
+            results[name][dataset] = values
+            print(f"{name:>22} {dataset:>10}: {statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f} "
+                  f"(n={len(values)}, {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+    print_table(table_rows(results, seeds_used))
+    print(f"{args.queries} queries per search; seeds from {args.first_seed}; {time.perf_counter() - start:.1f} s in all; "
+          f"overrides: {args.set or 'none'}")
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump({"queries": args.queries, "first_seed": args.first_seed, "overrides": args.set,
+                       "results": results}, handle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

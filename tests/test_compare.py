@@ -1,0 +1,89 @@
+"""`nasrun-compare` on a real tiny sweep, and its aggregation rules on hand-made job directories."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+from nasrun.compare import best_so_far, compare
+from nasrun.plots import anytime_band
+
+from conftest import run_cli, run_dirs
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("sweep")
+    result = run_cli(["-m", "strategy=random,regularized_evolution", "seed=0,1", "search_space=nb201",
+                      "estimator=nb201", "budget.trials=5", "progress=false"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dirs = run_dirs(root)
+    assert len(dirs) == 4
+    return dirs[0].parent
+
+
+@pytest.mark.slow
+def test_compare_a_real_sweep(sweep):
+    result = run_cli([str(sweep)], cwd=sweep, command="nasrun-compare")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "random" in result.stdout and "regularized_evolution" in result.stdout
+    comparison = json.loads((sweep / "comparison.json").read_text())
+    groups = {g["group"]: g for g in comparison["groups"]}
+    assert set(groups) == {"random", "regularized_evolution"}
+    for group in groups.values():
+        values = [json.loads((sweep / job["dir"] / "summary.json").read_text())["test"]["test_accuracy"]
+                  for job in group["jobs"]]
+        assert group["runs"] == 2 and group["metric"] == ["test_accuracy"]
+        assert group["mean"] == pytest.approx(statistics.mean(values))
+        assert group["std"] == pytest.approx(statistics.stdev(values))
+        assert (group["best"], group["worst"]) == (max(values), min(values))
+        assert group["median"] == pytest.approx(statistics.median(values))
+    assert sorted(g["rank"] for g in groups.values()) == [1, 2]
+    assert (sweep / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def make_job(root: Path, name: str, strategy: str, seed: int, scores: list, test: float | None) -> None:
+    job = root / name
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "config.yaml").write_text(
+        f"seed: {seed}\nstrategy: {{name: {strategy}}}\nsearch_space: {{name: toy}}\nbudget: {{trials: {len(scores)}}}\n")
+    lines = [json.dumps({"id": i, "arch": [i], "metrics": {} if s is None else {"val_accuracy": s},
+                         "status": "failed" if s is None else "ok"}) for i, s in enumerate(scores)]
+    (job / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    ok = [s for s in scores if s is not None]
+    summary = {"strategy": strategy, "seed": seed, "best_val_accuracy": max(ok) if ok else None,
+               "test": {"test_accuracy": test} if test is not None else {}}
+    (job / "summary.json").write_text(json.dumps(summary))
+
+
+def test_compare_ranks_by_mean_and_falls_back_to_validation(tmp_path):
+    make_job(tmp_path, "0", "a", 0, [0.1, 0.5, 0.3], test=0.4)
+    make_job(tmp_path, "1", "a", 1, [0.2, None, 0.6], test=0.6)
+    make_job(tmp_path, "2", "b", 0, [0.7, 0.9, 0.8], test=None)   # no final test: best validation score
+    comparison = compare(tmp_path, plot=False)
+    first, second = comparison["groups"]
+    assert (first["group"], first["rank"], first["mean"], first["metric"]) == ("b", 1, 0.9, ["best_val_accuracy"])
+    assert (second["group"], second["rank"], second["mean"]) == ("a", 2, pytest.approx(0.5))
+    assert second["std"] == pytest.approx(statistics.stdev([0.4, 0.6]))
+
+
+def test_groups_split_by_settings_that_vary(tmp_path):
+    make_job(tmp_path, "0", "a", 0, [0.1, 0.2], test=0.3)
+    make_job(tmp_path, "1", "a", 0, [0.1, 0.2, 0.3], test=0.5)
+    groups = [g["group"] for g in compare(tmp_path, plot=False)["groups"]]
+    assert groups == ["a [budget.trials=3]", "a [budget.trials=2]"]
+
+
+def test_best_so_far_curve_and_band(tmp_path):
+    make_job(tmp_path, "0", "a", 0, [None, 0.5, 0.3, 0.7], test=None)
+    assert best_so_far(tmp_path / "0" / "trials.jsonl") == [0.5, 0.5, 0.7]
+    means, stds = anytime_band([[0.2, 0.4], [0.4, 0.6, 0.8]])
+    assert means == pytest.approx([0.3, 0.5, 0.6]) and stds == pytest.approx([0.1, 0.1, 0.2])
+
+
+def test_compare_errors_are_one_line(tmp_path):
+    result = run_cli([str(tmp_path)], cwd=tmp_path, command="nasrun-compare")
+    assert result.returncode == 2 and "no job directories" in result.stderr and "Traceback" not in result.stderr
