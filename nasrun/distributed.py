@@ -156,8 +156,9 @@ class SyncBatchNormCPU(_BatchNorm):
 
 
 def convert_batchnorm_cpu(module: nn.Module) -> nn.Module:
-    """`module` with every BatchNorm layer replaced by a SyncBatchNormCPU sharing its parameters and buffers."""
-    if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNormCPU):
+    """`module` with every plain BatchNorm layer (1d/2d/3d; custom subclasses are left alone) replaced by a
+    SyncBatchNormCPU sharing its parameters and buffers."""
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
         synced = SyncBatchNormCPU(module.num_features, module.eps, module.momentum, module.affine,
                                   module.track_running_stats)
         if module.affine:
