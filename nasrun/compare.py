@@ -10,9 +10,9 @@ has one, else the best validation score) with a ranking by mean. Writes `compari
 
 from __future__ import annotations
 
-import math
 import argparse
 import json
+import math
 import statistics
 import sys
 from dataclasses import dataclass, field

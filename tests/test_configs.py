@@ -26,6 +26,8 @@ TINY_FOR = {
     "estimator=early_stopping": ["estimator.max_epochs=2", "estimator.patience=1", "~estimator.epochs"],
     "dataset=cifar10": ["dataset.train_subset=40"],
     "search_space=darts": ["search_space.C=4", "search_space.layers=3"],
+    "estimator=nb201": ["search_space=nb201", "~search_space.min_layers", "~search_space.max_layers",
+                        "~estimator.epochs"],
 }
 # One-shot strategies pick the darts cell space by default, so the macro-space keys go.
 CELL_SEARCH = ["~search_space.min_layers", "~search_space.max_layers", "search_space.C=4", "search_space.layers=3",
