@@ -22,7 +22,7 @@ run: setup
 	$(VENV)/bin/nasrun $(ARGS)
 
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n 2 $(ARGS)
 
 bench: setup
 	$(PY) scripts/bench_overhead.py

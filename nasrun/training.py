@@ -64,15 +64,16 @@ def train_one_epoch(model: nn.Module, data: DataBundle, recipe: Recipe, optimize
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with hardware.autocast():
             loss = loss_fn(model(x), y)
-        if not torch.isfinite(loss):
-            raise DivergedError(f"non-finite training loss ({loss.item()})")
+        value = loss.item()
+        if not math.isfinite(value):
+            raise DivergedError(f"non-finite training loss ({value})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if recipe.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         scheduler.step()
-        total += loss.item() * len(y)
+        total += value * len(y)
         count += len(y)
     return total / max(count, 1)
 
@@ -105,7 +106,3 @@ def accuracy(model: nn.Module, data: DataBundle, split: str, hardware: Hardware,
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def is_finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)
