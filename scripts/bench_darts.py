@@ -44,12 +44,13 @@ def child(variant: str, steps: int, threads: int) -> None:
     import torch
 
     from nasrun.spaces.darts import DartsSpace
+    from nasrun.strategies.differentiable import to_device
 
     torch.set_num_threads(threads)
     strategy = make_strategy(variant)
     strategy.bind(DartsSpace(), 0, 1)
     torch.manual_seed(0)
-    model = strategy.build_supernet(DartsSpace(), (3, 32, 32), 10)
+    model = strategy.build_supernet(DartsSpace(), (3, 32, 32), 10).to(memory_format=torch.channels_last)
     w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
                                   weight_decay=strategy.weight_decay)
     arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
@@ -57,7 +58,7 @@ def child(variant: str, steps: int, threads: int) -> None:
     model.train()
     times = []
     for step in range(steps + 1):  # the first step warms up allocators and is not timed
-        x, x_arch = torch.randn(32, 3, 32, 32), torch.randn(32, 3, 32, 32)
+        x, x_arch = (to_device(torch.randn(32, 3, 32, 32), "cpu") for _ in range(2))  # as search() feeds them
         y, y_arch = torch.randint(0, 10, (32,)), torch.randint(0, 10, (32,))
         start = time.perf_counter()
         strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)

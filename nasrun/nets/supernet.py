@@ -61,7 +61,7 @@ class GumbelWeighting(Weighting):
 # --- mixed op --------------------------------------------------------------------------------------
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     n, c, h, w = x.shape
-    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
 class MixedOp(nn.Module):
