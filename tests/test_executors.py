@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from torch import nn
-
 from conftest import TINY
+from toys import ToySpace
+
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors.local import LocalExecutor
@@ -18,26 +18,10 @@ from nasrun.executors.processes import ProcessesExecutor, worker_devices
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
 from nasrun.runner import Budget, Runner, trial_seed
-from nasrun.spaces import Decision, SearchSpace
 from nasrun.strategies.random_search import RandomSearch
 
 TESTS = str(Path(__file__).parent)
 
-
-class ToySpace(SearchSpace):
-    name = "toy"
-
-    def decisions(self):
-        return [Decision(f"d{i}", (0, 1, 2, 3)) for i in range(3)]
-
-    def encode(self, arch):
-        return list(arch)
-
-    def decode(self, indices):
-        return list(indices)
-
-    def build(self, arch, input_shape, num_classes):
-        return nn.Linear(1, 1)
 
 
 class KillingEstimator(Estimator):
@@ -64,7 +48,7 @@ class KillingEstimator(Estimator):
 
 
 def toy_search(tmp_path, executor, estimator=None, trials=8):
-    runner = Runner(ToySpace(), RandomSearch(), estimator or KillingEstimator(), executor, None, Hardware("cpu"),
+    runner = Runner(ToySpace(width=3), RandomSearch(), estimator or KillingEstimator(), executor, None, Hardware("cpu"),
                     tmp_path, seed=0, budget=Budget(trials), show_progress=False)
     runner.run()
     return {t.id: t for t in runner.trials}

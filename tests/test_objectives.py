@@ -6,11 +6,11 @@ import json
 import math
 
 import pytest
+from toys import ToySpace
 
 from nasrun.errors import ConfigError
 from nasrun.objectives import Objectives, crowding_distance, dominates, non_dominated_sort
 from nasrun.records import Trial, best_trial
-from nasrun.spaces.base import Decision, SearchSpace
 from nasrun.strategies.nsga2 import NSGA2
 
 ACC_LAT = [{"metric": "val_accuracy", "direction": "max"}, {"metric": "latency_ms", "direction": "min"}]
@@ -85,19 +85,6 @@ def test_bad_objective_config_is_a_clear_error(bad):
         Objectives(**bad)
 
 
-class GeneSpace(SearchSpace):
-    """A toy space: six genes, each 0..3."""
-    name = "genes"
-
-    def decisions(self):
-        return [Decision(f"g{i}", (0, 1, 2, 3)) for i in range(6)]
-
-    def encode(self, arch):
-        return list(arch)
-
-    def decode(self, indices):
-        return list(indices)
-
 
 TOY = dict(objectives=[{"metric": "total"}, {"metric": "zeros"}], constraints={"total": {"max": 15}})
 
@@ -106,7 +93,7 @@ def run_toy(strategy, budget=100, seed=0):
     """Maximise the genes' total and their number of zeros, total <= 15. The Pareto front: genes all
     0 or 3, with at most five 3s: six objective points."""
     objectives = Objectives(**TOY)
-    strategy.bind(GeneSpace(), seed, budget)
+    strategy.bind(ToySpace(), seed, budget)
     trials = []
     for i in range(budget):
         arch = strategy.ask(1)[0]
@@ -128,7 +115,7 @@ def test_nsga2_finds_the_front_of_a_toy_problem_and_resumes_exactly():
     assert all(sum(m["arch"]) <= 15 for m in nsga.population)
     state = json.loads(json.dumps(nsga.state_dict()))
     twin = NSGA2(population_size=8, **TOY)
-    twin.bind(GeneSpace(), 0, 100)
+    twin.bind(ToySpace(), 0, 100)
     twin.load_state_dict(state)
     assert twin.ask(3) == nsga.ask(3)
 

@@ -5,34 +5,15 @@ import math
 import random
 
 import pytest
-from torch import nn
+from toys import ToySpace
 
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
 from nasrun.runner import Budget, Runner, trial_seed
-from nasrun.spaces import Decision, SearchSpace
 from nasrun.strategies import OneShotStrategy, Strategy
 from nasrun.strategies.random_search import RandomSearch
-
-
-class ToySpace(SearchSpace):
-    """Three decisions of 4 options; the 'network' is a linear layer."""
-
-    name = "toy"
-
-    def decisions(self):
-        return [Decision(f"d{i}", (0, 1, 2, 3)) for i in range(3)]
-
-    def encode(self, arch):
-        return list(arch)
-
-    def decode(self, indices):
-        return list(indices)
-
-    def build(self, arch, input_shape, num_classes):
-        return nn.Linear(1, 1)
 
 
 class ToyEstimator(Estimator):
@@ -83,7 +64,7 @@ class RecordingStrategy(RandomSearch):
 
 
 def make_runner(tmp_path, strategy=None, estimator=None, executor=None, trials=6, seconds=None):
-    return Runner(ToySpace(), strategy or RandomSearch(), estimator or ToyEstimator(), executor or LocalExecutor(),
+    return Runner(ToySpace(width=3), strategy or RandomSearch(), estimator or ToyEstimator(), executor or LocalExecutor(),
                   None, Hardware("cpu"), tmp_path, seed=0, budget=Budget(trials, seconds), show_progress=False)
 
 
@@ -127,18 +108,18 @@ def test_wall_clock_budget_stops_new_trials(tmp_path):
 
 def test_random_search_never_repeats_until_exhausted(tmp_path):
     strategy = RandomSearch()
-    strategy.bind(ToySpace(), seed=0, budget=64)
+    strategy.bind(ToySpace(width=3), seed=0, budget=64)
     keys = [json.dumps(a) for a in strategy.ask(64)]
     assert len(set(keys)) == 64
 
 
 def test_same_seed_same_proposals_and_state_round_trip():
     first, second = RandomSearch(), RandomSearch()
-    first.bind(ToySpace(), 3, 10)
-    second.bind(ToySpace(), 3, 10)
+    first.bind(ToySpace(width=3), 3, 10)
+    second.bind(ToySpace(width=3), 3, 10)
     assert first.ask(4) == second.ask(4)
     resumed = RandomSearch()
-    resumed.bind(ToySpace(), 3, 10)
+    resumed.bind(ToySpace(width=3), 3, 10)
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict())))
     assert resumed.ask(3) == first.ask(3)
 
@@ -164,7 +145,7 @@ def test_trial_seeds_differ_per_trial_and_run():
 
 
 def test_base_mutation_of_a_toy_space_changes_one_decision():
-    space, rng = ToySpace(), random.Random(0)
+    space, rng = ToySpace(width=3), random.Random(0)
     arch = space.sample(rng)
     child = space.mutate(arch, rng)
     assert sum(a != b for a, b in zip(arch, child)) == 1

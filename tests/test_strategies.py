@@ -6,40 +6,19 @@ from __future__ import annotations
 import json
 import math
 import random
-from typing import Any, Sequence
 
 import pytest
+from conftest import CONF
 from omegaconf import OmegaConf
+from toys import ToySpace
 
 from nasrun.build import instantiate
-from nasrun.errors import ConfigError, InvalidArchitecture
+from nasrun.errors import ConfigError
 from nasrun.records import Trial
-from nasrun.spaces.base import Decision, SearchSpace
-
-from conftest import CONF
 
 STRATEGIES = ["random", "evolution", "regularized_evolution", "reinforce", "local_search", "local_search_first", "tpe"]
 TARGET = [3, 1, 2, 0, 3, 1]
 
-
-class ToySpace(SearchSpace):
-    """`width` decisions of `options` choices; an architecture is the list of chosen options."""
-
-    name = "toy"
-
-    def __init__(self, width: int = 6, options: int = 4):
-        self._decisions = [Decision(f"d{i}", tuple(range(options))) for i in range(width)]
-
-    def decisions(self) -> list[Decision]:
-        return self._decisions
-
-    def encode(self, arch: Any) -> list[int]:
-        if not isinstance(arch, list) or len(arch) != len(self._decisions):
-            raise InvalidArchitecture(f"toy: expected a list of {len(self._decisions)} options, got {arch!r}")
-        return [self.check_index(d, value) for d, value in zip(self._decisions, arch)]
-
-    def decode(self, indices: Sequence[int]) -> list[int]:
-        return [d.choices[i] for d, i in zip(self._decisions, indices)]
 
 
 def toy_score(arch: list[int]) -> float:
