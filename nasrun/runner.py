@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nasrun.checkpoints import save_checkpoint
 from nasrun.datasets import DataBundle
+from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
@@ -62,6 +63,9 @@ class Runner:
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
+        if not self.resume and self.log.path.exists() and self.log.path.stat().st_size:
+            raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
+                              f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
         self.strategy.bind(self.space, self.seed, self.budget.trials)

@@ -7,6 +7,7 @@ import random
 import pytest
 from toys import ToySpace
 
+from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
@@ -155,3 +156,11 @@ def test_base_mutation_of_a_toy_space_changes_one_decision():
 def test_strategy_base_is_abstract():
     with pytest.raises(NotImplementedError):
         Strategy().ask(1)
+
+
+def test_a_new_run_never_mixes_its_trials_into_an_existing_run_dir(tmp_path):
+    make_runner(tmp_path, trials=2).run()
+    before = (tmp_path / "trials.jsonl").read_text()
+    with pytest.raises(NasrunError, match="nasrun-resume"):
+        make_runner(tmp_path, trials=2).run()
+    assert (tmp_path / "trials.jsonl").read_text() == before
