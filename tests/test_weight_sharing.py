@@ -13,10 +13,11 @@ import torch
 import nasrun.supernets.training as supernet_training
 from conftest import TINY, run_cli, run_dirs
 from nasrun.datasets.base import DataBundle, TensorSplit
-from nasrun.errors import CheckpointError, ConfigError
+from nasrun.errors import CheckpointError, ConfigError, InvalidArchitecture
 from nasrun.estimators.weight_sharing import WeightSharing
 from nasrun.hardware import Hardware
 from nasrun.nets import load_network
+from nasrun.spaces.darts import DartsSpace
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.supernets import Supernet, build_supernet
@@ -58,8 +59,11 @@ def randomise_batch_norm(net: torch.nn.Module) -> None:
             module.bias.data.uniform_(-1, 1)
 
 
-@pytest.mark.parametrize("space, size", [(macro_space(skip_window=3), 9), (NB201Space(C=4, N=1), 8)],
-                         ids=["macro", "nb201"])
+@pytest.mark.parametrize("space, size", [(macro_space(skip_window=3), 9), (NB201Space(C=4, N=1), 8),
+                                         (DartsSpace(C=4, layers=3), 8),
+                                         (DartsSpace(C=4, layers=2, auxiliary=True, drop_path_prob=0.2,
+                                                     stem="imagenet"), 8)],
+                         ids=["macro", "nb201", "darts", "darts-imagenet-aux"])
 def test_extracted_subnet_computes_exactly_what_the_supernet_path_computes(space, size):
     torch.manual_seed(0)
     supernet = build_supernet(space, (1, size, size), 5)
@@ -72,6 +76,26 @@ def test_extracted_subnet_computes_exactly_what_the_supernet_path_computes(space
         subnet = supernet.extract(arch).eval()
         assert type(subnet) is type(space.build(arch, (1, size, size), 5))
         torch.testing.assert_close(subnet(x), supernet(x), rtol=1e-5, atol=1e-6)
+
+
+def test_darts_supernet_computes_only_the_chosen_edges_and_needs_every_node_concatenated():
+    space = DartsSpace(C=4, layers=3)
+    supernet = build_supernet(space, (1, 8, 8), 3)
+    arch = space.sample(random.Random(1))
+    supernet.set_active(arch)
+    supernet(torch.randn(2, 1, 8, 8)).sum().backward()
+    normal = supernet.cells[0]
+    chosen = {(position // 2, source, op) for position, (op, source) in enumerate(arch["normal"])}
+    for node, inputs in enumerate(normal.edges):
+        for source, ops in enumerate(inputs):
+            for op, module in ops.items():
+                grads = [p.grad is not None for p in module.parameters()]
+                assert all(grads) if (node, source, op) in chosen else not any(grads)
+    largest, smallest = supernet.largest(), supernet.smallest()
+    assert {op for op, _ in largest["normal"] + largest["reduce"]} == {"sep_conv_5x5"}
+    assert {op for op, _ in smallest["normal"] + smallest["reduce"]} == {"dil_conv_3x3"}
+    with pytest.raises(InvalidArchitecture, match="every intermediate node"):
+        supernet.set_active({**arch, "normal_concat": [2, 3]})
 
 
 def test_macro_supernet_shares_one_weight_per_slot_across_kernels_and_widths():
@@ -303,8 +327,8 @@ def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="retrain"):
         WeightSharing(retrain={"epochz": 3})
     unsupported = macro_space()
-    unsupported.name = "darts"
-    with pytest.raises(ConfigError, match="no supernet for search_space 'darts'"):
+    unsupported.name = "resnet"
+    with pytest.raises(ConfigError, match="no supernet for search_space 'resnet'"):
         build_supernet(unsupported, (1, 8, 8), 3)
 
 
@@ -348,6 +372,21 @@ def test_cli_nb201_sandwich_with_distillation_and_inherited_test(tmp_path):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["trials"] == 2 and "standalone_val_accuracy" not in summary["test"]
     assert summary["test"]["test_accuracy"] == summary["test"]["oneshot_test_accuracy"]
+
+
+@pytest.mark.slow
+def test_cli_darts_weight_sharing_scores_one_shot_and_standalone(tmp_path):
+    result = run_cli(["estimator=weight_sharing", "search_space=darts", "search_space.C=4", "search_space.layers=3",
+                      "budget.trials=2", "estimator.epochs=1", "progress=false"],
+                     tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = run_dirs(tmp_path)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trials"] == 2 and summary["estimator"] == "weight_sharing"
+    assert {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy"} <= set(summary["test"])
+    network = load_network(run / "best_architecture.json")
+    network.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
+    network.load_state_dict(torch.load(run / "checkpoints" / "retrained_model.pt", weights_only=True))
 
 
 def test_narrow_batch_norm_updates_only_its_leading_channels():

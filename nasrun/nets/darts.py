@@ -11,7 +11,7 @@ mode with `drop_path_prob > 0` drops each non-identity op's output per sample (d
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -121,6 +121,18 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
     return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
+def cell_plan(layers: int, C: int, c_stem: int, imagenet: bool, multipliers: dict[bool, int]) -> Iterator[tuple]:
+    """(reduction, reduction_prev, c_pp, c_p, c) of each cell, in order; `multipliers[reduction]` is the
+    number of nodes a normal (False) or reduction (True) cell concatenates."""
+    c_pp, c_p, c, reduction_prev = c_stem, c_stem, C, imagenet
+    reductions = reduction_layers(layers)
+    for i in range(layers):
+        reduction = i in reductions
+        c = c * 2 if reduction else c
+        yield reduction, reduction_prev, c_pp, c_p, c
+        c_pp, c_p, reduction_prev = c_p, multipliers[reduction] * c, reduction
+
+
 def make_stem(input_channels: int, C: int, stem_multiplier: int, imagenet: bool) -> tuple[nn.Module, nn.Module | None, int]:
     """The CIFAR stem (one 3x3 conv to 3C) or the ImageNet stem (three stride-2 convs to C)."""
     if not imagenet:
@@ -146,23 +158,19 @@ class DartsNetwork(nn.Module):
         self.drop_path_prob = float(drop_path_prob)
         self.stem0, self.stem1, c_stem = make_stem(input_shape[0], C, 3, imagenet)
         size = _after_stem(input_shape[1], imagenet)
-        c_pp, c_p, c = c_stem, c_stem, C
-        reductions, self.aux_position = reduction_layers(layers), 2 * layers // 3
-        reduction_prev = imagenet
+        self.aux_position = 2 * layers // 3
         self.cells = nn.ModuleList()
         self.auxiliary_head = None
-        for i in range(layers):
-            reduction = i in reductions
-            if reduction:
-                c, size = c * 2, (size + 1) // 2
-            kind = "reduce" if reduction else "normal"
+        widths = {reduction: len(genotype[f"{CELL_TYPES[reduction]}_concat"]) for reduction in (False, True)}
+        for i, (reduction, reduction_prev, c_pp, c_p, c) in enumerate(cell_plan(layers, C, c_stem, imagenet, widths)):
+            size = (size + 1) // 2 if reduction else size
+            kind = CELL_TYPES[reduction]
             cell = Cell(genotype[kind], genotype[f"{kind}_concat"], c_pp, c_p, c, reduction, reduction_prev)
             self.cells.append(cell)
-            c_pp, c_p, reduction_prev = c_p, cell.multiplier * c, reduction
             if auxiliary and i == self.aux_position:
-                self.auxiliary_head = AuxiliaryHead(c_p, size, num_classes, imagenet)
+                self.auxiliary_head = AuxiliaryHead(cell.multiplier * c, size, num_classes, imagenet)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_p, num_classes)
+        self.classifier = nn.Linear(cell.multiplier * c, num_classes)
 
     def forward(self, x: torch.Tensor):
         s0 = self.stem0(x)

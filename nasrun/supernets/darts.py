@@ -1,0 +1,131 @@
+"""The DARTS cell space's supernet: single-path weight sharing over genotypes.
+
+Each intermediate node j of a cell picks two (op, input) pairs among its inputs 0..j-1, so every cell
+holds one candidate module per op of the space for every possible edge (node j, input i), built by
+`darts_op` (stride 2 on a reduction cell's edges from its inputs, as in the evaluation network). The
+active path is a genotype: only its chosen (op, input) pairs are computed; a node that picks the same
+(op, input) twice uses that one module twice (the extracted network gets two copies of its weights).
+Stem, preprocessing, reduction layout and classifier are the evaluation network's (`cell_plan`,
+`make_stem`, `FactorizedReduce`/`ReLUConvBN` from `nasrun.nets.darts`), with affine batch norm so the
+extracted network computes exactly what the path computes.
+
+The supernet has no auxiliary head and no drop-path: the extracted network (built by the space, with
+its `auxiliary` and `drop_path_prob` options) keeps a freshly initialised auxiliary head, which
+evaluation mode never uses. Every path concatenates all intermediate nodes (in any order): the cell's
+output width is fixed, so a genotype concatenating fewer nodes is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from nasrun.errors import InvalidArchitecture
+from nasrun.nets.darts import CELL_TYPES, cell_plan, make_stem
+from nasrun.nets.darts_ops import FactorizedReduce, ReLUConvBN, darts_op
+from nasrun.spaces.darts import DartsSpace
+from nasrun.supernets.base import Supernet, register_supernet
+
+CELL_OP_PARAM = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.+)$")
+
+
+class MixedCell(nn.Module):
+    """A cell holding every op on every edge; `pairs` and `concat` (the genotype's) select the path."""
+
+    def __init__(self, ops: Sequence[str], nodes: int, c_pp: int, c_p: int, c: int, reduction: bool,
+                 reduction_prev: bool):
+        super().__init__()
+        self.preprocess0 = FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0)
+        self.edges = nn.ModuleList(
+            nn.ModuleList(nn.ModuleDict({op: darts_op(op, c, 2 if reduction and source < 2 else 1) for op in ops})
+                          for source in range(2 + node))
+            for node in range(nodes))
+        self.pairs: list = []
+        self.concat: list = []
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        for node, first in enumerate(range(0, len(self.pairs), 2)):
+            states.append(sum(self.edges[node][source][op](states[source])
+                              for op, source in self.pairs[first:first + 2]))
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+@register_supernet("darts")
+class DartsSupernet(Supernet):
+    def __init__(self, space: DartsSpace, input_shape: Sequence[int], num_classes: int):
+        super().__init__(space, input_shape, num_classes)
+        imagenet = space.stem == "imagenet"
+        self.stem0, self.stem1, c_stem = make_stem(input_shape[0], space.C, 3, imagenet)
+        plan = list(cell_plan(space.layers, space.C, c_stem, imagenet, {False: space.nodes, True: space.nodes}))
+        self.cells = nn.ModuleList(MixedCell(space.ops, space.nodes, c_pp, c_p, c, reduction, reduction_prev)
+                                   for reduction, reduction_prev, c_pp, c_p, c in plan)
+        self.reductions = [reduction for reduction, *_ in plan]
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(space.nodes * plan[-1][-1], num_classes)
+
+    def set_active(self, arch: Any) -> None:
+        genotype = self.space.validate(arch)
+        nodes = list(range(2, 2 + self.space.nodes))
+        for cell in CELL_TYPES:
+            if sorted(genotype[f"{cell}_concat"]) != nodes:
+                raise InvalidArchitecture(f"darts weight sharing: '{cell}_concat' must list every intermediate "
+                                          f"node {nodes}, got {genotype[f'{cell}_concat']}")
+        super().set_active(genotype)
+        for block, reduction in zip(self.cells, self.reductions):
+            kind = CELL_TYPES[reduction]
+            block.pairs, block.concat = self.active[kind], self.active[f"{kind}_concat"]
+
+    def forward_active(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = self.stem0(x)
+        s1 = s0 if self.stem1 is None else self.stem1(s0)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return self.classifier(self.pool(s1).flatten(1))
+
+    @torch.no_grad()
+    def extract(self, arch: Any) -> nn.Module:
+        """The evaluation network of `arch`; its pair p of cell k takes the weights of that pair's
+        (node, input, op) candidate here. Its auxiliary head, if any, stays freshly initialised."""
+        genotype = self.space.validate(arch)
+        net = self.space.build(genotype, self.input_shape, self.num_classes)
+        source = self.state_dict()
+        state = net.state_dict()
+        for name in state:
+            match = CELL_OP_PARAM.match(name)
+            if match:
+                block, position, rest = int(match[1]), int(match[2]), match[3]
+                op, input_node = genotype[CELL_TYPES[self.reductions[block]]][position]
+                state[name] = source[f"cells.{block}.edges.{position // 2}.{input_node}.{op}.{rest}"]
+            elif not name.startswith("auxiliary_head."):
+                state[name] = source[name]
+        net.load_state_dict(state)
+        return net.to(self.classifier.weight.device)
+
+    def largest(self) -> dict:
+        """Every pair the op with the most parameters (sep_conv_5x5 of the DARTS ops), node j taking
+        inputs j-1 and j-2: the deepest cell of the heaviest op."""
+        return self.uniform_genotype(max(self.space.ops, key=self.op_parameters),
+                                     lambda node: (node - 1, node - 2))
+
+    def smallest(self) -> dict:
+        """Every pair the op with the fewest parameters among those that have any (dil_conv_3x3 of the
+        DARTS ops; parameter-free ops have nothing to train, the random paths cover them), every node
+        taking inputs 0 and 1: the shallowest cell."""
+        weighted = [op for op in self.space.ops if self.op_parameters(op) > 0] or list(self.space.ops)
+        return self.uniform_genotype(min(weighted, key=self.op_parameters), lambda node: (0, 1))
+
+    def op_parameters(self, op: str) -> int:
+        return sum(p.numel() for p in darts_op(op, self.space.C, 1).parameters())
+
+    def uniform_genotype(self, op: str, inputs) -> dict:
+        genotype = {}
+        for cell in CELL_TYPES:
+            genotype[cell] = [[op, source] for node in range(2, 2 + self.space.nodes) for source in inputs(node)]
+            genotype[f"{cell}_concat"] = list(range(2, 2 + self.space.nodes))
+        return self.space.validate(genotype)
+
