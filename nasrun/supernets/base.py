@@ -3,7 +3,7 @@
 A supernet holds the weights of every architecture of its space. `set_active(arch)` picks one path,
 `forward(x)` computes that path, and `extract(arch)` returns the stand-alone network the space would
 build for `arch` with the supernet's weights copied in, so it computes exactly what the supernet
-computes with that path active. To support a new space (e.g. a DARTS cell space), write one file here
+computes with that path active. To support a new space, write one file here
 with a subclass and decorate it with `@register_supernet("<space name>")`.
 """
 
