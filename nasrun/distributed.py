@@ -16,6 +16,8 @@ so each step follows the gradient of the global batch, as a single process would
 (BatchNorm sees the statistics of the global batch). `dist.agree(arch)` checks at the end that every
 rank derived the same architecture.
 Only rank 0 runs the Runner and writes the run directory; the other ranks run the search alone.
+A weight-sharing estimator (`trains_supernet`) trains its supernet the same way in `bind`, under
+`dist.batch_norm_synced(supernet)` (its elastic BN layers too); the other ranks bind it and exit.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import json
 import logging
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -104,6 +107,20 @@ class Distributed:
         self.broadcast_parameters(list(model.parameters()) + list(model.buffers()))
         return model
 
+    @contextmanager
+    def batch_norm_synced(self, model: nn.Module):
+        """Within the block, every BatchNorm layer of `model` (elastic ones, which normalise the leading
+        channels of a narrower input, included) normalises in training mode with the statistics of the
+        global batch; afterwards the layers are plain again (BN recalibration and scoring stay local)."""
+        norms = [m for m in model.modules() if isinstance(m, _BatchNorm)] if self.enabled else []
+        for norm in norms:
+            norm.forward = _synced_forward(norm)
+        try:
+            yield model
+        finally:
+            for norm in norms:
+                del norm.forward
+
     def mean_over_ranks(self, metrics: dict[str, float]) -> dict[str, float]:
         """Each number averaged over the ranks (e.g. per-rank epoch losses, for logging on rank 0)."""
         if not self.enabled or not metrics:
@@ -135,24 +152,39 @@ class SyncBatchNormCPU(_BatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch_dist.is_initialized() and torch_dist.get_world_size() > 1):
             return super().forward(x)
-        channels, dims = x.shape[1], [0, *range(2, x.dim())]
-        count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
-        totals = differentiable.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
-        n = totals[-1]
-        mean = totals[:channels] / n
-        var = totals[channels:2 * channels] / n - mean * mean
-        if self.track_running_stats:
-            self._update_running_stats(mean.detach(), var.detach(), n.item())
-        shape = [1, channels] + [1] * (x.dim() - 2)
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        return y * self.weight.view(shape) + self.bias.view(shape) if self.affine else y
+        return synced_batch_norm(self, x)
 
-    @torch.no_grad()
-    def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
-        self.num_batches_tracked += 1
-        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-        self.running_mean.lerp_(mean, momentum)
-        self.running_var.lerp_(var * n / max(n - 1, 1), momentum)
+
+def _synced_forward(norm: _BatchNorm):
+    plain = type(norm).forward
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return synced_batch_norm(norm, x) if norm.training else plain(norm, x)
+    return forward
+
+
+def synced_batch_norm(norm: _BatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """Training-mode BatchNorm of `x` over the global batch of all ranks (the sums travel through a
+    differentiable all-reduce) with `norm`'s leading x.shape[1] channels; updates their running statistics."""
+    channels, dims = x.shape[1], [0, *range(2, x.dim())]
+    count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
+    totals = differentiable.all_reduce(torch.cat([x.sum(dims), (x * x).sum(dims), count]))
+    n = totals[-1]
+    mean = totals[:channels] / n
+    var = totals[channels:2 * channels] / n - mean * mean
+    if norm.track_running_stats:
+        _update_running_stats(norm, channels, mean.detach(), var.detach(), n.item())
+    shape = [1, channels] + [1] * (x.dim() - 2)
+    y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + norm.eps)
+    return y * norm.weight[:channels].view(shape) + norm.bias[:channels].view(shape) if norm.affine else y
+
+
+@torch.no_grad()
+def _update_running_stats(norm: _BatchNorm, channels: int, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+    norm.num_batches_tracked += 1
+    momentum = norm.momentum if norm.momentum is not None else 1.0 / float(norm.num_batches_tracked)
+    norm.running_mean[:channels].lerp_(mean, momentum)
+    norm.running_var[:channels].lerp_(var * n / max(n - 1, 1), momentum)
 
 
 def convert_batchnorm_cpu(module: nn.Module) -> nn.Module:
@@ -242,18 +274,19 @@ def free_port() -> int:
 
 
 # --- the CLI path ---------------------------------------------------------------------------------
-def should_spawn(hardware, strategy) -> bool:
+def should_spawn(hardware, strategy, estimator) -> bool:
     """True when `hardware.devices` > 1 asks for processes this process must start itself."""
     if int(hardware.devices) <= 1 or environment() is not None:
         return False
-    require_one_shot(strategy)
+    require_supernet(strategy, estimator)
     return True
 
 
-def require_one_shot(strategy) -> None:
-    if not strategy.one_shot:
+def require_supernet(strategy, estimator) -> None:
+    if not (strategy.one_shot or estimator.trains_supernet):
         raise ConfigError("several processes (hardware.devices > 1 or torchrun) train the supernet of a one-shot "
-                          "strategy; for parallel trials use executor=processes or executor=ray")
+                          "strategy or of estimator=weight_sharing; for parallel trials use executor=processes "
+                          "or executor=ray")
 
 
 def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool, resume: bool = False) -> dict:
@@ -290,6 +323,16 @@ class FollowerContext(SearchContext):
         from nasrun.checkpoints import load_checkpoint
 
         return load_checkpoint(self.read_from)
+
+
+def follow(space, strategy, estimator, data, hardware, run_dir, seed: int, trials: int) -> dict:
+    """What every rank but 0 does: its share of the supernet training (the estimator's `bind`, writing
+    nothing) and of a one-shot search, in the order rank 0's Runner does them."""
+    if estimator.trains_supernet:
+        estimator.bind(space, data, hardware, run_dir)
+    if strategy.one_shot:
+        return follow_search(space, strategy, data, hardware, run_dir, seed, trials)
+    return {"rank": current().rank}
 
 
 def follow_search(space, strategy, data, hardware, run_dir, seed: int, trials: int) -> dict:

@@ -28,7 +28,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     With `resume`, continue the interrupted run already in `run_dir` (see nasrun/resume.py)."""
     validate(cfg)
     hardware = instantiate(cfg.hardware, "hardware")
-    if distributed.should_spawn(hardware, instantiate(cfg.strategy, "strategy")):
+    strategy, estimator = instantiate(cfg.strategy, "strategy"), instantiate(cfg.estimator, "estimator")
+    if distributed.should_spawn(hardware, strategy, estimator):
         return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
         return _run(cfg, hardware, run_dir, show_progress, resume)
@@ -42,9 +43,9 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
     seed_everything(cfg.seed)
     space = instantiate(cfg.search_space, "search_space")
     strategy = instantiate(cfg.strategy, "strategy")
-    if group.enabled:
-        distributed.require_one_shot(strategy)
     estimator = instantiate(cfg.estimator, "estimator")
+    if group.enabled:
+        distributed.require_supernet(strategy, estimator)
     executor = instantiate(cfg.executor, "executor")
     needs_data = estimator.needs_data or strategy.one_shot
     data = instantiate(cfg.dataset, "dataset").load() if needs_data else None
@@ -52,7 +53,7 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
     check_space(space, cfg.budget.trials)
     if not group.is_main:
-        return distributed.follow_search(space, strategy, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
+        return distributed.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     assessment = build_assessment(cfg, space, data, hardware)
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 import torch
+from test_weight_sharing import estimator, macro_space, tiny_data
 from torch import nn
 
 from nasrun import distributed
@@ -101,7 +103,42 @@ def test_follower_ranks_read_the_saved_search_state_but_write_nothing(tmp_path):
     assert context.run_dir is None and torch.load(tmp_path / "checkpoints" / "search_state.pt") == {"epoch": 3}
 
 
-def test_several_devices_need_a_one_shot_strategy(compose_cfg, tmp_path):
+SUPERNET_TOLERANCE = 1e-5  # float rounding: sums over shards vs one mean over the global batch
+SCORE_TOLERANCE = 0.01     # one-shot accuracy of a whole run: rounding differences grow over the steps
+WS_OPTIONS = {"epochs": 2, "batch_size": 15, "sampling": "sandwich", "sandwich_random": 1, "lr": 0.05}
+
+
+def train_macro_supernet(run_dir) -> tuple[dict, list[float]]:
+    """A macro-space supernet (elastic widths: ElasticBN) trained two epochs on batches of 15 (shards of 8
+    and 7), and the one-shot scores of three architectures."""
+    space = macro_space()
+    ws = estimator(space, tiny_data(), run_dir, **WS_OPTIONS)
+    archs = [space.sample(random.Random(k)) for k in range(3)]
+    return ws.supernet.state_dict(), [ws.evaluate(arch, 0).metrics["val_accuracy"] for arch in archs]
+
+
+def _train_supernet_on_rank(out_dir: str) -> None:
+    group = distributed.init(Hardware("cpu"))
+    try:
+        weights, scores = train_macro_supernet(f"{out_dir}/run{group.rank}")
+        torch.save({"weights": weights, "scores": scores}, f"{out_dir}/rank{group.rank}.pt")
+    finally:
+        distributed.finish()
+
+
+def test_weight_sharing_supernet_on_two_gloo_processes_matches_one_process(tmp_path):
+    single_weights, single_scores = train_macro_supernet(tmp_path / "single")
+    distributed.launch(_train_supernet_on_rank, 2, str(tmp_path))
+    for rank in (0, 1):
+        result = torch.load(tmp_path / f"rank{rank}.pt")
+        assert result["scores"] == single_scores
+        for name, value in single_weights.items():
+            assert torch.allclose(result["weights"][name].float(), value.float(), atol=SUPERNET_TOLERANCE, rtol=0), name
+    assert (tmp_path / "run0" / "checkpoints" / "supernet.pt").is_file()
+    assert not (tmp_path / "run1").exists()  # only rank 0 writes
+
+
+def test_several_devices_need_a_supernet(compose_cfg, tmp_path):
     cfg = compose_cfg(["hardware=cpu", "hardware.devices=2", "budget.trials=1"])
     with pytest.raises(ConfigError, match="one-shot strategy"):
         run_experiment(cfg, tmp_path, show_progress=False)
@@ -127,3 +164,21 @@ def test_darts_on_two_gloo_processes_derives_what_one_process_derives(compose_cf
         for cell, weights in one["alphas"].items():
             assert torch.allclose(torch.tensor(two["alphas"][cell]), torch.tensor(weights), atol=ALPHA_TOLERANCE, rtol=0)
     assert len((tmp_path / "ddp" / "trials.jsonl").read_text().splitlines()) == 1  # rank 0 alone writes
+
+
+WS_TINY = ["hardware=cpu", "hardware.threads=1", "estimator=weight_sharing", "estimator.retrain.enabled=false",
+           "estimator.batch_size=63", "budget.trials=3", "estimator.epochs=1", "search_space.min_layers=2",
+           "search_space.max_layers=3", "progress=false"]
+
+
+@pytest.mark.slow
+def test_weight_sharing_run_on_two_gloo_processes_scores_what_one_process_scores(compose_cfg, tmp_path):
+    run_experiment(compose_cfg(WS_TINY), tmp_path / "single", show_progress=False)
+    run_experiment(compose_cfg([*WS_TINY, "hardware.devices=2"]), tmp_path / "ddp", show_progress=False)
+    trials = [[json.loads(line) for line in (tmp_path / run / "trials.jsonl").read_text().splitlines()]
+              for run in ("single", "ddp")]
+    assert len(trials[1]) == 3  # rank 0 alone writes the run directory
+    assert [t["arch"] for t in trials[1]] == [t["arch"] for t in trials[0]]
+    for one, two in zip(*trials):  # rounding differences grow over the ~17 steps: allow 1% (3 of 359 images)
+        assert two["metrics"]["val_accuracy"] == pytest.approx(one["metrics"]["val_accuracy"], abs=SCORE_TOLERANCE)
+    assert (tmp_path / "ddp" / "checkpoints" / "supernet.pt").is_file()

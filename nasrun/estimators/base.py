@@ -27,6 +27,7 @@ class Estimator:
     """Scores architectures. `bind` is called once per run before any evaluation."""
 
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
+    trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
 
     def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None) -> None:
         self.space, self.data, self.hardware, self.run_dir = space, data, hardware, run_dir

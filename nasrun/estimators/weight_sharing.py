@@ -6,6 +6,10 @@ copy a trained supernet) with single-path sampling, `uniform` (SPOS), `sandwich`
 `progressive_shrinking`, optionally distilling from the largest subnet. Its weights, optimizer and
 scheduler are saved after every epoch in `<run dir>/checkpoints/supernet.pt`: a run restarted on the
 same run dir continues from the last finished epoch and never trains a finished supernet again.
+With several processes (`hardware.devices=N` or torchrun) every rank binds the estimator and trains the
+one supernet data-parallel: each takes its shard of every global batch, gradients are averaged and batch
+norm sees the global batch, so every rank ends with the supernet one process would train (up to float
+rounding); only rank 0 writes the checkpoint and goes on to score architectures.
 `test` retrains the chosen architecture from scratch (`retrain`, a FullTraining config) and reports its
 one-shot and stand-alone scores side by side.
 """
@@ -19,6 +23,7 @@ from typing import Any
 
 import torch
 
+from nasrun import distributed
 from nasrun.checkpoints import load_checkpoint, save_checkpoint
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
@@ -35,6 +40,8 @@ CHECKPOINT = Path("checkpoints") / "supernet.pt"
 
 
 class WeightSharing(Estimator):
+    trains_supernet = True
+
     def __init__(self, epochs: int = 30, sampling: str = "uniform", sandwich_random: int = 2,
                  kd: dict | None = None, calibration_batches: int = 4, calibration_batch_size: int = 64,
                  retrain: dict | None = None, **recipe):
@@ -60,7 +67,10 @@ class WeightSharing(Estimator):
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
         self.plan.check(self.supernet)
         self.teacher_network = self.kd.load_teacher(data, hardware.device)
-        self.epochs_trained = self.train_supernet()
+        group = distributed.current()
+        group.broadcast_parameters(list(self.supernet.parameters()) + list(self.supernet.buffers()))
+        with group.batch_norm_synced(self.supernet):
+            self.epochs_trained = self.train_supernet()
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -87,6 +97,7 @@ class WeightSharing(Estimator):
             try:
                 loss = train_supernet_epoch(self.supernet, self.data, self.recipe, self.plan, self.kd, optimizer,
                                             scheduler, self.hardware, self.seed, epoch, self.teacher_network)
+                loss = distributed.current().mean_over_ranks({"loss": loss})["loss"]
             except DivergedError as err:
                 raise ConfigError(f"estimator: supernet training diverged in epoch {epoch} ({err}); "
                                   f"try a lower estimator.lr") from None
@@ -108,7 +119,7 @@ class WeightSharing(Estimator):
         return int(state["epoch"])
 
     def save_progress(self, epoch: int, optimizer, scheduler) -> None:
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and distributed.current().is_main:
             save_checkpoint({"epoch": epoch, "signature": self.signature(), "supernet": self.supernet.state_dict(),
                              "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
                             self.checkpoint_path)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrun import distributed
 from nasrun.checkpoints import load_checkpoint
 from nasrun.datasets import DataBundle
 from nasrun.errors import ConfigError
@@ -128,7 +129,9 @@ class PathPlan:
 def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, plan: PathPlan, kd: Distillation,
                          optimizer, scheduler, hardware: Hardware, seed: int, epoch: int,
                          teacher_network: nn.Module | None = None) -> float:
-    """One pass over the training split; returns the mean loss per trained subnet."""
+    """One pass over the training split; returns the mean loss per trained subnet (of this rank's samples).
+    In a distributed run each rank trains the same paths on its shard of every batch, with averaged gradients."""
+    group = distributed.current()
     supernet.train()
     steps_per_epoch = -(-len(data.train) // recipe.batch_size)
     total_steps = recipe.epochs * steps_per_epoch
@@ -139,7 +142,8 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
     batches = data.loader("train", recipe.batch_size, shuffle=True, seed=seed * 1_000 + epoch,
                           num_workers=hardware.num_workers)
     for index, (x, y) in enumerate(batches):
-        x, y = x.to(hardware.device, non_blocking=True), y.to(hardware.device, non_blocking=True)
+        global_batch = len(y)
+        x, y = group.shard(x.to(hardware.device, non_blocking=True), y.to(hardware.device, non_blocking=True))
         step = (epoch - 1) * steps_per_epoch + index
         paths = plan.paths(supernet, step, total_steps, rng)
         if kd.in_place and supernet.space.key(paths[0]) != largest_key:
@@ -153,11 +157,12 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
             loss = ce(logits, y) if teacher is None else distillation_loss(logits, teacher, y, kd, ce)
             if not torch.isfinite(loss):
                 raise DivergedError(f"non-finite supernet training loss ({loss.item()})")
-            loss.backward()
+            group.rescale(loss, global_batch).backward()
             if kd.in_place and teacher is None:
                 teacher = logits.detach().float()
             total += loss.item() * len(y)
             count += len(y)
+        group.average_gradients(supernet.parameters())
         if recipe.grad_clip:
             nn.utils.clip_grad_norm_(supernet.parameters(), recipe.grad_clip)
         optimizer.step()
