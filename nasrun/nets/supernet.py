@@ -167,10 +167,22 @@ class Supernet(nn.Module):
                     mixed.active = None if cell_choice is None else cell_choice[module.kind][edge]
 
     def derive(self):
+        """The discrete architecture of the space's kind that the current α selects (per subclass)."""
         raise NotImplementedError
 
     def collapse(self, arch) -> dict[str, int]:
+        """Counts of parameter-free ops and skip-connections in `arch` (per subclass)."""
         raise NotImplementedError
+
+def node_sum(edges, states, edge, weights, index, edge_weights):
+    """One intermediate node: the (edge-weighted) sum of the mixed ops from every earlier state, which
+    are edges `edge`, `edge+1`, ...; returns the sum and the index of the next edge."""
+    total = 0
+    for h in states:
+        out = edges[edge](h, weights[edge], None if index is None else index[edge])
+        total = total + (out if edge_weights is None else edge_weights[edge] * out)
+        edge += 1
+    return total, edge
 
 
 # --- DARTS cell space ----------------------------------------------------------------------------------
@@ -196,12 +208,8 @@ class DartsSearchCell(nn.Module):
 
     def forward(self, s0, s1, weights, index, edge_weights):
         states, edge = [self.preprocess0(s0), self.preprocess1(s1)], 0
-        for node in range(self.nodes):
-            total = 0
-            for h in states:
-                out = self.edges[edge](h, weights[edge], None if index is None else index[edge])
-                total = total + (out if edge_weights is None else edge_weights[edge] * out)
-                edge += 1
+        for _ in range(self.nodes):
+            total, edge = node_sum(self.edges, states, edge, weights, index, edge_weights)
             states.append(total)
         return torch.cat(states[2:], dim=1)
 
@@ -274,11 +282,7 @@ class NB201SearchCell(nn.Module):
     def forward(self, x, weights, index, edge_weights):
         nodes, edge = [x], 0
         for _ in range(3):
-            total = 0
-            for h in nodes:
-                out = self.edges[edge](h, weights[edge], None if index is None else index[edge])
-                total = total + (out if edge_weights is None else edge_weights[edge] * out)
-                edge += 1
+            total, edge = node_sum(self.edges, nodes, edge, weights, index, edge_weights)
             nodes.append(total)
         return nodes[3]
 
