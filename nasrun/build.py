@@ -1,47 +1,95 @@
-"""Config → objects. `_target_` may only name classes of this package, so a saved or shared config is
-data, never a way to run someone else's code."""
+"""Config → objects, where a config is data: a `_target_` may only name one of the package's own
+component classes (a space, strategy, estimator, dataset, hardware target or executor), so a saved or
+shared config can never run someone else's code.
+
+The check resolves the object and looks at what it is, never at the string: `module.Class` must be a
+module of the `nasrun` package (imported, so only the package's own code runs) holding a class defined
+right there under that name, derived from a component base. Module attributes (`nasrun.records.os`),
+functions and classes imported from elsewhere are refused. It runs on the *resolved* config, so a
+`_target_` that reaches a node through an `${...}` interpolation, a nested node or a list is checked
+like any other, and hydra receives the checked class object, not a string it would resolve again.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
 import hydra.utils
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from nasrun.datasets import DatasetSource
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.estimators import Estimator
+from nasrun.executors import Executor
+from nasrun.hardware import Hardware
+from nasrun.spaces import SearchSpace
+from nasrun.strategies import Strategy
 
-PACKAGE_PREFIX = "nasrun."
-
-
-def check_targets(node: Any, where: str) -> None:
-    """Raise ConfigError if any `_target_` under `node` points outside the nasrun package."""
-    if isinstance(node, DictConfig):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(PACKAGE_PREFIX):
-            raise ConfigError(f"{where}._target_ = '{target}' names code outside the nasrun package; refusing to run it")
-        for key in node.keys():
-            check_targets(node._get_node(key), f"{where}.{key}")
-    elif isinstance(node, ListConfig):
-        for index, item in enumerate(node):
-            check_targets(item, f"{where}[{index}]")
+COMPONENT_BASES: dict[str, type] = {
+    "search_space": SearchSpace, "strategy": Strategy, "estimator": Estimator,
+    "dataset": DatasetSource, "hardware": Hardware, "executor": Executor,
+}
 
 
-def accepts_name(target: str) -> bool:
+def component_class(target: Any, where: str, base: type | tuple[type, ...] | None = None) -> type:
+    """The class `target` names, if it is one of the package's component classes; else ConfigError."""
+    refuse = f"{where}._target_ = {target!r}"
+    if not isinstance(target, str) or "." not in target:
+        raise ConfigError(f"{refuse} is not a 'nasrun.<module>.<Class>' path; refusing it")
+    module_name, _, name = target.rpartition(".")
+    if module_name != "nasrun" and not module_name.startswith("nasrun."):
+        raise ConfigError(f"{refuse} names code outside the nasrun package; refusing to run it")
     try:
-        parameters = inspect.signature(hydra.utils.get_object(target)).parameters
-    except Exception:  # hydra.utils.instantiate reports unimportable targets itself
-        return False
-    return "name" in parameters
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise ConfigError(f"{refuse}: {module_name} is not a module of the nasrun package; refusing it") from None
+    obj = vars(module).get(name)
+    if not (inspect.isclass(obj) and obj.__module__ == module_name and obj.__qualname__ == name):
+        raise ConfigError(f"{refuse} is not a class defined in {module_name}; only nasrun's component "
+                          "classes can be built from a config")
+    allowed = base or tuple(COMPONENT_BASES.values())
+    if not issubclass(obj, allowed):
+        kinds = allowed.__name__ if isinstance(allowed, type) else "component"
+        raise ConfigError(f"{refuse} is not a nasrun {kinds} class; refusing it")
+    return obj
+
+
+def checked(node: Any, where: str, base: type | None = None) -> Any:
+    """A copy of the plain (resolved) `node` whose every `_target_` is replaced by its checked class."""
+    if isinstance(node, dict):
+        out = {key: checked(value, f"{where}.{key}") for key, value in node.items() if key != "_target_"}
+        if "_target_" in node:
+            out["_target_"] = component_class(node["_target_"], where, base)
+        return out
+    if isinstance(node, list):
+        return [checked(item, f"{where}[{index}]") for index, item in enumerate(node)]
+    return node
+
+
+def resolved(node: Any, where: str) -> Any:
+    """`node` as plain data with every interpolation resolved (a resolution error is a ConfigError)."""
+    try:
+        return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    except Exception as err:  # an interpolation that cannot be resolved
+        raise ConfigError(f"{where}: cannot be resolved: {str(err).splitlines()[0]}") from None
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse a run config any of whose `_target_`s (after interpolation, anywhere in it) is not a
+    component class of the package, before anything is built."""
+    plain = resolved(cfg, "config")
+    for key, value in plain.items():
+        checked(value, key, COMPONENT_BASES.get(key))
 
 
 def instantiate(node: DictConfig, where: str, **kwargs) -> Any:
     """Instantiate a config group's node, turning the errors users cause into one-line ConfigErrors."""
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"{where}: expected a config with a _target_, got {OmegaConf.to_yaml(node).strip()!r}")
-    check_targets(node, where)
-    params = OmegaConf.to_container(node, resolve=True)
-    if not accepts_name(params["_target_"]):
+    params = checked(resolved(node, where), where, COMPONENT_BASES.get(where.split(".")[0]))
+    if "name" not in inspect.signature(params["_target_"]).parameters:
         params.pop("name", None)  # a label for summaries and comparisons, not a constructor argument
     try:
         return hydra.utils.instantiate(params, _convert_="all", **kwargs)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from numbers import Number
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from nasrun.build import check_config
 from nasrun.errors import ConfigError
 
 GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
@@ -32,7 +33,4 @@ def validate(cfg: DictConfig) -> None:
     seconds = budget.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
         raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
-    try:
-        OmegaConf.to_container(cfg, resolve=True)
-    except Exception as err:  # an interpolation that cannot be resolved
-        raise ConfigError(f"config cannot be resolved: {str(err).splitlines()[0]}") from None
+    check_config(cfg)

@@ -14,8 +14,9 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from nasrun.build import check_config
 from nasrun.errors import NasrunError
 from nasrun.progress import console, print_error
 from nasrun.records import TrialLog, atomic_write_text
@@ -29,9 +30,13 @@ def load_saved_config(run_dir: Path):
     if not path.is_file():
         raise NasrunError(f"{path} not found: RUN_DIR must be a nasrun run directory")
     try:
-        return OmegaConf.load(path)
+        cfg = OmegaConf.load(path)
     except Exception as err:
         raise NasrunError(f"{path} is not a readable config: {str(err).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise NasrunError(f"{path} is not a nasrun run config (a mapping of config groups)")
+    check_config(cfg)
+    return cfg
 
 
 def comparable(trial) -> dict:

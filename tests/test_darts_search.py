@@ -229,7 +229,7 @@ def test_cli_searches_then_retrains_and_tests_the_genotype(tmp_path):
 @pytest.mark.slow
 def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
     write_cifar10(tmp_path / "data", per_batch=8)
-    result = run_cli(["strategy=gdas", "search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'data'}",
+    result = run_cli(["strategy=gdas", "search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.verify=false",
                       "strategy.epochs=1", "strategy.C=4", "strategy.N=1", "strategy.batch_size=8",
                       "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -36,7 +36,7 @@ def test_loader_batches_are_seeded_and_cover_the_split():
 ])
 def test_torchvision_sets_load_from_their_on_disk_format(tmp_path, name, writer, classes, shape):
     writer(tmp_path)
-    bundle = VisionDataset(name, root=str(tmp_path), val_fraction=0.2).load()
+    bundle = VisionDataset(name, root=str(tmp_path), val_fraction=0.2, verify=False).load()
     assert bundle.num_classes == classes and bundle.input_shape == shape
     sizes = bundle.sizes()
     assert sizes["val"] > 0 and sizes["train"] > sizes["val"] and sizes["test"] > 0
@@ -55,7 +55,7 @@ def test_missing_dataset_is_one_clear_line_naming_the_place(tmp_path, name):
 
 def test_augmentation_applies_to_training_batches_only(tmp_path):
     write_cifar10(tmp_path)
-    bundle = VisionDataset("cifar10", root=str(tmp_path), cutout=8).load()
+    bundle = VisionDataset("cifar10", root=str(tmp_path), cutout=8, verify=False).load()
     x_train, _ = next(iter(bundle.loader("train", 16, shuffle=False, seed=0)))
     assert not torch.equal(x_train, bundle.train.images[:16])
     x_val, _ = next(iter(bundle.loader("val", 16)))
@@ -77,3 +77,30 @@ def test_image_folder_with_and_without_test_split(tmp_path):
 def test_image_folder_missing_is_clear(tmp_path):
     with pytest.raises(DatasetMissing, match="train"):
         ImageFolderDataset(str(tmp_path)).load()
+
+
+def test_cifar_files_are_checked_against_the_official_checksums_unless_verify_is_off(tmp_path):
+    write_cifar10(tmp_path)
+    with pytest.raises(DatasetMissing, match="checksum") as err:
+        VisionDataset("cifar10", root=str(tmp_path)).load()
+    assert "\n" not in str(err.value) and "dataset.verify=false" in str(err.value)
+    assert VisionDataset("cifar10", root=str(tmp_path), verify=False).load().num_classes == 10
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("this code ran",))
+
+
+def test_unverified_cifar_file_holding_code_or_garbage_is_one_line_and_runs_nothing(tmp_path, capsys):
+    import pickle
+
+    write_cifar10(tmp_path)
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": _Payload(), "labels": [0]}, protocol=2))
+    with pytest.raises(DatasetMissing, match="data_batch_1|corrupt") as err:
+        VisionDataset("cifar10", root=str(tmp_path), verify=False).load()
+    assert "data_batch_1" in str(err.value) and "print" in str(err.value) and "this code ran" not in capsys.readouterr().out
+    batch.write_bytes(b"\x80\x02garbage")
+    with pytest.raises(DatasetMissing, match="corrupt"):
+        VisionDataset("cifar10", root=str(tmp_path), verify=False).load()

@@ -73,6 +73,13 @@ class TensorSplit(Dataset):
         return TensorSplit(self.images[indices], self.labels[indices])
 
 
+class DatasetSource:
+    """Base of every `conf/dataset/` component: `load()` returns the run's DataBundle."""
+
+    def load(self) -> "DataBundle":
+        raise NotImplementedError
+
+
 @dataclass
 class DataBundle:
     """What an estimator trains and scores on. The test split is used once, for the final architecture."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from nasrun.datasets.base import DataBundle, TensorSplit, split_indices, standardise
+from nasrun.datasets.base import DataBundle, DatasetSource, TensorSplit, split_indices, standardise
 
 
-class Digits:
+class Digits(DatasetSource):
     def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
 

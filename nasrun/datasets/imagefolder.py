@@ -9,11 +9,11 @@ from torch.utils.data import Subset
 from torchvision import datasets as tv
 from torchvision import transforms as T
 
-from nasrun.datasets.base import Augment, DataBundle, resolve_root, split_indices
+from nasrun.datasets.base import Augment, DataBundle, DatasetSource, resolve_root, split_indices
 from nasrun.errors import ConfigError, DatasetMissing
 
 
-class ImageFolderDataset:
+class ImageFolderDataset(DatasetSource):
     def __init__(self, root: str, image_size: int = 32, channels: int = 3, test_fraction: float = 0.1,
                  split_seed: int = 0, augment: bool = True, cutout: int = 0,
                  mean: float = 0.5, std: float = 0.25):

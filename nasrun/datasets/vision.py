@@ -1,5 +1,7 @@
 """CIFAR-10/100, MNIST and Fashion-MNIST through torchvision, read from an absolute data directory in
-the files' own on-disk format, held in memory as tensors. Nothing is downloaded unless `download=true`."""
+the files' own on-disk format, held in memory as tensors. Nothing is downloaded unless `download=true`.
+CIFAR files are checked against the official checksums first (`verify: true`, torchvision's own test);
+with `verify: false` they are read with an unpickler that accepts arrays and strings only."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import numpy as np
 import torch
 from torchvision import datasets as tv
 
-from nasrun.datasets.base import Augment, DataBundle, TensorSplit, limit, resolve_root, split_indices, standardise
+from nasrun.datasets.base import Augment, DataBundle, DatasetSource, TensorSplit, limit, resolve_root, split_indices, standardise
 from nasrun.errors import ConfigError, DatasetMissing
 
 # name -> (torchvision class, files that must exist under root, what to put there, classes, augmentation)
@@ -26,42 +28,70 @@ _SPECS = {
 }
 
 
-def _offline(cls):
-    """The torchvision class with its checksum test replaced by a presence test: checksums are those of
-    the full downloads, and a user's files (or a test's small ones) are trusted once they exist."""
-    if not hasattr(cls, "_check_integrity"):
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles CIFAR's batches (dicts of numpy arrays, lists and strings) and nothing else: a file
+    that asks for any other global (code) is refused instead of run."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it asks to load {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
+def _unpickle_arrays(path: Path) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            entry = _ArraysOnly(handle, encoding="latin1").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError) as err:
+        raise DatasetMissing(f"{path} is corrupt or not a CIFAR batch ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:160]})") from None
+    if not isinstance(entry, dict):
+        raise DatasetMissing(f"{path} is not a CIFAR batch (it holds no dict)")
+    return entry
+
+
+def _unverified(cls):
+    """The torchvision class for files the user vouches for (`verify: false`, e.g. made by hand or by
+    tests): torchvision's file lists, a presence test instead of its checksums (those of the official
+    release), and a restricted unpickler, so an unverified file can hold data but never code."""
+    if not hasattr(cls, "_check_integrity"):  # MNIST-like sets: raw idx files, no pickle, no checksum
         return cls
 
-    class Offline(cls):
-        def _check_integrity(self) -> bool:
+    class Unverified(cls):
+        def __init__(self, root: str, train: bool = True, download: bool = False):
+            tv.VisionDataset.__init__(self, root)
+            self.train = train
             folder = Path(self.root) / self.base_folder
-            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+            arrays, self.targets = [], []
+            for name, _ in self.train_list if train else self.test_list:
+                entry = _unpickle_arrays(folder / name)
+                arrays.append(entry["data"])
+                self.targets.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+            self.data = np.vstack(arrays).reshape(-1, 3, 32, 32).transpose((0, 2, 3, 1))
+            self.classes = _unpickle_arrays(folder / self.meta["filename"])[self.meta["key"]]
+            self.class_to_idx = {label: index for index, label in enumerate(self.classes)}
 
-        def _load_meta(self) -> None:
-            path = Path(self.root) / self.base_folder / self.meta["filename"]
-            if not path.is_file():
-                raise DatasetMissing(f"{path} not found: the dataset folder is incomplete")
-            with open(path, "rb") as handle:
-                self.classes = pickle.load(handle, encoding="latin1")[self.meta["key"]]
-            self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
-
-    Offline.__name__ = cls.__name__
-    return Offline
+    Unverified.__name__ = cls.__name__
+    return Unverified
 
 
-class VisionDataset:
+class VisionDataset(DatasetSource):
     """One of the torchvision sets above. The validation split is a seeded `val_fraction` of the
     official training set; the official test set is the test split."""
 
     def __init__(self, name: str, root: str, download: bool = False, val_fraction: float = 0.1,
                  split_seed: int = 0, train_subset: int | None = None, eval_subset: int | None = None,
-                 augment: bool | None = None, cutout: int = 0):
+                 augment: bool | None = None, cutout: int = 0, verify: bool = True):
         if name not in _SPECS:
             raise ConfigError(f"unknown torchvision dataset '{name}' (known: {sorted(_SPECS)})")
         self.name, self.root, self.download = name, resolve_root(root), bool(download)
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.train_subset, self.eval_subset = train_subset, eval_subset
-        self.augment, self.cutout = augment, int(cutout)
+        self.augment, self.cutout, self.verify = augment, int(cutout), bool(verify)
 
     def load(self) -> DataBundle:
         cls, required, what, num_classes, augment_default = _SPECS[self.name]
@@ -70,9 +100,7 @@ class VisionDataset:
             raise DatasetMissing(
                 f"dataset {self.name}: {self.root / missing[0]} not found; put {what} under {self.root} "
                 f"(set dataset.root=/abs/path or NASRUN_DATA_DIR), or pass dataset.download=true where there is internet")
-        cls = cls if self.download else _offline(cls)
-        train_set = cls(str(self.root), train=True, download=self.download)
-        test_set = cls(str(self.root), train=False, download=self.download)
+        train_set, test_set = (self._read(cls, what, train) for train in (True, False))
         train_x, train_y = _tensors(train_set)
         test_x, test_y = _tensors(test_set)
         val_idx, train_idx = split_indices(len(train_y), [self.val_fraction], self.split_seed)
@@ -87,6 +115,23 @@ class VisionDataset:
             input_shape=tuple(train.shape[1:]),
             augment=Augment(crop_padding=4 if augment else 0, flip=bool(augment), cutout=self.cutout),
         )
+
+
+    def _read(self, cls, what: str, train: bool):
+        """One official split through torchvision; any file it cannot read is a one-line error."""
+        reader = cls if self.verify or self.download else _unverified(cls)
+        try:
+            return reader(str(self.root), train=train, download=self.download)
+        except RuntimeError as err:
+            if "corrupted" not in str(err):
+                raise DatasetMissing(f"dataset {self.name}: cannot read {self.root}: {str(err).splitlines()[0]}") from None
+            raise DatasetMissing(
+                f"dataset {self.name}: the files under {self.root} fail torchvision's checksum test (corrupt, "
+                f"partial or not the official release); put {what} there again, or set dataset.verify=false "
+                "for files you made yourself") from None
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, OSError) as err:
+            raise DatasetMissing(f"dataset {self.name}: a file under {self.root} is corrupt or not in the "
+                                 f"dataset's format ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
 
 
 def _tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
