@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.errors import ConfigError
-from nasrun.metrics import ArchitectureMetrics, MetricsConfig, measure_for
+from nasrun.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
 from nasrun.objectives import Objectives
 from nasrun.records import Trial, atomic_write_json, best_trial
 
@@ -23,16 +23,23 @@ log = logging.getLogger("nasrun")
 class Assessment:
     def __init__(self, objectives: Objectives, metrics: ArchitectureMetrics | None):
         self.objectives, self.metrics = objectives, metrics
+        self.needed = {measure_for(m) for m in objectives.metrics()} - {None}
 
     def assess(self, trial: Trial) -> None:
-        """Add the cost metrics of the trial's architecture, then its feasibility and fitness."""
+        """Add the cost metrics of the trial's architecture, then its feasibility and fitness. A metric
+        the objectives need and that cannot be measured fails the trial; any other one is a warning."""
         if not trial.ok:
             return
         if self.metrics is not None and self.metrics.measures:
             try:
                 trial.metrics = {**self.metrics.measure(trial.arch), **trial.metrics}
-            except Exception as err:  # a metric that cannot be measured must not end the search
-                log.warning("trial %d: could not measure %s: %s", trial.id, sorted(self.metrics.measures), err)
+            except Exception as err:  # noqa: BLE001 - one architecture's measurement must not end the search
+                measures = sorted(self.metrics.measures)
+                if self.needed:
+                    trial.status = "failed"
+                    trial.error = f"measuring {measures} (needed by the objectives) failed: {type(err).__name__}: {err}"
+                    return
+                log.warning("trial %d: could not measure %s: %s", trial.id, measures, err)
         self.objectives.assess(trial)
         if not trial.metrics.get("feasible", 1):
             log.info("trial %d violates the constraints (violation %.3f)", trial.id,
@@ -63,21 +70,30 @@ class Assessment:
         return summary
 
 
-def build_assessment(cfg: DictConfig, space, data, hardware) -> Assessment:
-    """The run's Assessment from the `metrics`, `objectives`, `constraints` and `scalarization` config."""
+def assessment_settings(cfg: DictConfig, estimator, one_shot: bool) -> tuple[Objectives, MetricsConfig]:
+    """The run's objectives and metrics settings, checked before anything is trained: types, ranges and
+    that every metric an objective or constraint names is one this run records."""
     objectives = Objectives(plain(cfg.get("objectives")), plain(cfg.get("constraints")),
                             cfg.get("scalarization", "weighted_sum"))
-    settings = plain(cfg.get("metrics")) or {}
+    settings = plain(cfg.get("metrics"))
+    settings = {} if settings is None else settings
+    if not isinstance(settings, dict):
+        raise ConfigError(f"metrics must be a mapping (enabled, latency, ...), got {settings!r}")
     unknown = set(settings) - set(MetricsConfig.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"metrics: unknown keys {sorted(unknown)} (known: {sorted(MetricsConfig.__dataclass_fields__)})")
     config = MetricsConfig(**settings)
-    needed = {measure_for(m) for m in objectives.metrics()} - {None}
-    measures = set(config.enabled) | needed
+    measured = COST_METRICS if estimator.needs_data or one_shot else ()
+    known = [*estimator.reports, *measured, *(["search_seconds"] if one_shot else [])]
+    objectives.check_metrics(known, f"estimator {type(estimator).__name__}" + (" (no data loaded)" if not measured else ""))
+    return objectives, config
+
+
+def build_assessment(objectives: Objectives, config: MetricsConfig, space, data, hardware) -> Assessment:
+    """The run's Assessment: cost metrics measured at the dataset's input size, fitness, Pareto front."""
     if data is None:
-        if needed:
-            log.warning("no dataset is loaded (tabular estimator): %s must come from the estimator", sorted(needed))
         return Assessment(objectives, None)
+    measures = set(config.enabled) | ({measure_for(m) for m in objectives.metrics()} - {None})
     metrics = ArchitectureMetrics(space, tuple(data.input_shape), data.num_classes, hardware.device, config, measures)
     return Assessment(objectives, metrics)
 

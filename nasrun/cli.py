@@ -7,10 +7,14 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nasrun.errors import NasrunError
+from nasrun.errors import NasrunError, NoResult
 from nasrun.progress import print_error
+
+
+SWEEP_PROBLEMS: list[str] = []  # jobs of a multirun sweep that ended without a result
 
 
 def debug_mode(cfg: DictConfig | None = None) -> bool:
@@ -29,10 +33,16 @@ def hydra_main(cfg: DictConfig) -> float | None:
 
     try:
         summary = run_experiment(cfg, HydraConfig.get().runtime.output_dir, show_progress=cfg.get("progress", True))
+    except NoResult as err:
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            fail(str(err), err.exit_code)
+        print_error("nasrun", f"job {HydraConfig.get().job.num}: {err}")  # the sweep goes on; exits 1 at the end
+        SWEEP_PROBLEMS.append(str(err))
+        return None
     except NasrunError as err:
         if debug_mode(cfg):
             raise
-        fail(str(err))
+        fail(str(err), err.exit_code)
     except KeyboardInterrupt:
         fail("interrupted; trials finished so far are in trials.jsonl", code=130)
     return summary.get("best_val_accuracy")
@@ -76,6 +86,8 @@ def main() -> None:
     if message:
         fail(message)
     hydra_main()
+    if SWEEP_PROBLEMS:
+        fail(f"{len(SWEEP_PROBLEMS)} job(s) of the sweep ended without a result (see the lines above)", code=1)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@
 class NasrunError(Exception):
     """A problem with the user's input (config, data, files), explained in one line."""
 
+    exit_code = 2
+
 
 class ConfigError(NasrunError):
     """A config value that is missing, of the wrong type or out of range."""
@@ -19,3 +21,9 @@ class DatasetMissing(NasrunError):
 
 class CheckpointError(NasrunError):
     """A checkpoint or run-directory file that is missing, truncated or corrupt."""
+
+
+class NoResult(NasrunError):
+    """A run that finished (its run directory written) without one successful, feasible trial."""
+
+    exit_code = 1

@@ -11,9 +11,10 @@ from omegaconf import DictConfig
 
 import nasrun
 from nasrun import distributed
-from nasrun.assessment import build_assessment
+from nasrun.assessment import assessment_settings, build_assessment
 from nasrun.build import instantiate
 from nasrun.config import validate
+from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
 from nasrun.plots import write_run_report
 from nasrun.progress import console, summary_table
@@ -29,6 +30,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     validate(cfg)
     hardware = instantiate(cfg.hardware, "hardware")
     strategy, estimator = instantiate(cfg.strategy, "strategy"), instantiate(cfg.estimator, "estimator")
+    assessment_settings(cfg, estimator, strategy.one_shot)  # objectives and metrics: before any training
     if distributed.should_spawn(hardware, strategy, estimator):
         return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
@@ -54,7 +56,7 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
     check_space(space, cfg.budget.trials)
     if not group.is_main:
         return distributed.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
-    assessment = build_assessment(cfg, space, data, hardware)
+    assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
     runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
@@ -62,6 +64,9 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
     summary = runner.run()
     write_run_report(run_dir)
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
+    problem = runner.no_result()
+    if problem:
+        raise NoResult(f"{problem} (the run directory {run_dir} is written)")
     return summary
 
 

@@ -34,6 +34,9 @@ PRODUCES = {"params": ("params",), "flops": ("flops", "macs"), "latency": ("late
             "memory": ("memory_mb",)}
 
 
+COST_METRICS = tuple(name for names in PRODUCES.values() for name in names)
+
+
 def measure_for(metric: str) -> str | None:
     """The measure that records `metric` (None for metrics an estimator reports, like val_accuracy)."""
     return next((m for m, names in PRODUCES.items() if metric in names), None)
@@ -151,6 +154,8 @@ class MetricsConfig:
     latency_min_seconds: float = 0.2
 
     def __post_init__(self):
+        if not isinstance(self.enabled, (list, tuple)) or not all(isinstance(m, str) for m in self.enabled):
+            raise ConfigError(f"metrics.enabled must be a list of measures from {list(MEASURES)}, got {self.enabled!r}")
         unknown = [m for m in self.enabled if m not in MEASURES]
         if unknown:
             raise ConfigError(f"metrics.enabled: unknown {unknown} (known: {list(MEASURES)})")

@@ -65,6 +65,11 @@ class Objectives:
 
     def __init__(self, objectives: Sequence[dict] | None = None, constraints: dict | None = None,
                  scalarization: str = "weighted_sum"):
+        if objectives is not None and not isinstance(objectives, (list, tuple)):
+            raise ConfigError(f"objectives must be a list of {{metric: NAME, direction: max|min}} entries, "
+                              f"got {objectives!r}")
+        if constraints is not None and not isinstance(constraints, dict):
+            raise ConfigError(f"constraints must be a mapping {{METRIC: {{max: X}} | {{min: Y}}}}, got {constraints!r}")
         self.objectives = [parse_objective(o) for o in (objectives or [{"metric": "val_accuracy"}])]
         self.constraints = [parse_constraint(m, b) for m, b in (constraints or {}).items()]
         if scalarization not in SCALARIZATIONS:
@@ -89,6 +94,14 @@ class Objectives:
 
     def names(self) -> list[str]:
         return [o.metric for o in self.objectives]
+
+    def check_metrics(self, known: Iterable[str], where: str) -> None:
+        """ConfigError naming the first objective or constraint metric that no part of the run records."""
+        known = sorted(set(known))
+        for key, metric in [("objectives", o.metric) for o in self.objectives] + \
+                           [(f"constraints.{c.metric}", c.metric) for c in self.constraints]:
+            if metric not in known:
+                raise ConfigError(f"{key}: unknown metric {metric!r}: {where} records {known}")
 
     # --- one trial -------------------------------------------------------------------------------
     def violation(self, metrics: dict) -> float:
@@ -210,16 +223,26 @@ def parse_objective(obj: Any) -> Objective:
     direction = obj.get("direction", "max")
     if direction not in ("max", "min"):
         raise ConfigError(f"objectives: direction of {obj['metric']} must be max or min, got {direction!r}")
-    scale = obj.get("scale", obj.get("target"))
-    if scale is not None and float(scale) <= 0:
+    if not isinstance(obj["metric"], str):
+        raise ConfigError(f"objectives: metric must be a name, got {obj['metric']!r}")
+    scale = number(obj.get("scale", obj.get("target")), f"objectives: scale/target of {obj['metric']}")
+    if scale is not None and scale <= 0:
         raise ConfigError(f"objectives: scale/target of {obj['metric']} must be positive, got {scale}")
-    weight = obj.get("weight")
-    return Objective(str(obj["metric"]), direction, None if weight is None else float(weight),
-                     None if scale is None else float(scale))
+    weight = number(obj.get("weight"), f"objectives: weight of {obj['metric']}")
+    return Objective(obj["metric"], direction, weight, scale)
+
+
+def number(value: Any, what: str) -> float | None:
+    """`value` as a finite float (None stays None), else a ConfigError saying `what` it is."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number, got {value!r}")
+    return float(value)
 
 
 def parse_constraint(metric: str, bounds: Any) -> Constraint:
     if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
         raise ConfigError(f"constraints.{metric}: expected {{max: X}} and/or {{min: Y}}, got {bounds!r}")
-    number = {k: None if v is None else float(v) for k, v in bounds.items()}
-    return Constraint(str(metric), number.get("min"), number.get("max"))
+    bound = {k: number(v, f"constraints.{metric}.{k}") for k, v in bounds.items()}
+    return Constraint(str(metric), bound.get("min"), bound.get("max"))

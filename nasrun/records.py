@@ -10,6 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from nasrun.errors import CheckpointError
+
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` via a temp file in the same folder and a rename: never half a file."""
@@ -95,16 +97,38 @@ class TrialLog:
                 os.fsync(handle.fileno())
 
     def read(self) -> list[Trial]:
-        """All complete lines; a last line cut short by a crash is ignored."""
+        """Every trial. Only a last line cut short by a crash (no newline after it) is ignored; any
+        other unreadable line is a CheckpointError naming it, since dropping it would change what a
+        resumed strategy is told."""
         if not self.path.exists():
             return []
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{self.path} cannot be read ({type(err).__name__}: {err})") from None
+        lines = text.split("\n")
+        torn = lines.pop()  # "" when the file ends with a newline, else the torn last line
         trials = []
-        for line in self.path.read_text().splitlines():
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                trials.append(parse_trial_line(line, self.path, number))
+        if torn.strip():
             try:
-                trials.append(Trial.from_dict(json.loads(line)))
-            except json.JSONDecodeError:
-                continue
+                trials.append(parse_trial_line(torn, self.path, len(lines) + 1))
+            except CheckpointError:
+                pass  # cut short by a crash mid-write
         return trials
+
+
+def parse_trial_line(line: str, path: Path, number: int) -> Trial:
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict) or not {"id", "arch", "status"} <= set(record):
+            raise ValueError("not a trial record (needs id, arch, status)")
+        return Trial.from_dict(record)
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: line {number} is corrupt ({str(err).splitlines()[0][:120]}); "
+                              "repair or remove that line") from None
 
 
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:

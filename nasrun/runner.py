@@ -58,6 +58,7 @@ class Runner:
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
+        self.stop_reason: str | None = None  # why the search ended before its trial budget, if it did
         self.checkpoint = RunCheckpoint(self.run_dir, space)
         self.tensorboard = TensorBoardLog(self.run_dir)
 
@@ -95,11 +96,18 @@ class Runner:
         try:
             while True:
                 room = min(self.executor.workers - pending, self.budget.trials - next_id)
-                if room > 0 and not self._out_of_time(start):
-                    for arch in self.strategy.ask(room):
+                if room > 0 and self._out_of_time(start):
+                    self._stopped_early(f"the wall-clock budget of {self.budget.seconds} s ran out", next_id)
+                    room = 0
+                if room > 0:
+                    proposals = self.strategy.ask(room)
+                    for arch in proposals:
                         self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
                         next_id, pending = next_id + 1, pending + 1
                     self.checkpoint.save(self.strategy, len(self.trials))
+                    if not proposals and pending == 0:
+                        self._stopped_early("the strategy proposed no new architecture (every architecture it "
+                                            "can reach has been tried)", next_id)
                 if pending == 0:
                     break
                 finished = self.executor.wait()
@@ -131,6 +139,11 @@ class Runner:
         trial.metrics["search_seconds"] = round(search_seconds, 3)
         self._record(trial, evaluation, progress)
         self.checkpoint.save(self.strategy, len(self.trials))
+
+    def _stopped_early(self, reason: str, trials: int) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = f"stopped after {trials} of {self.budget.trials} trials: {reason}"
+            log.warning("search %s", self.stop_reason)
 
     def _out_of_time(self, start: float) -> bool:
         return self.budget.seconds is not None and time.perf_counter() - start >= self.budget.seconds
@@ -184,6 +197,22 @@ class Runner:
         self._write_best(best, test_metrics)
         return test_metrics
 
+    def no_result(self) -> str | None:
+        """Why the run has no best architecture (every trial failed, none feasible), or None."""
+        if best_trial(self.trials) is not None:
+            return None
+        where = self.run_dir / "trials.jsonl"
+        failed = [t for t in self.trials if not t.ok]
+        if not self.trials:
+            return f"no trial ran ({self.stop_reason or 'the strategy proposed nothing'})"
+        if len(failed) == len(self.trials):
+            return (f"no trial succeeded: all {len(failed)} failed (trial {failed[0].id}: "
+                    f"{(failed[0].error or 'no error recorded').splitlines()[0][:200]}); see {where}")
+        if any(not t.metrics.get("feasible", 1) for t in self.trials):
+            return (f"no feasible architecture: every successful trial violates the constraints; see "
+                    f"constraint_violation in {where}")
+        return f"no trial has a finite score (val_accuracy / fitness); see {where}"
+
     def _write_summary(self, test_metrics: dict, seconds: float) -> dict:
         best = best_trial(self.trials)
         summary = {
@@ -197,6 +226,7 @@ class Runner:
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
+            **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         atomic_write_json(self.run_dir / "summary.json", summary)
         return summary

@@ -26,6 +26,7 @@ class Evaluation:
 class Estimator:
     """Scores architectures. `bind` is called once per run before any evaluation."""
 
+    reports: tuple[str, ...] = ("val_accuracy",)  # the metrics evaluate() records (objectives may name them)
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
 

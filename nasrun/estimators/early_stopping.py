@@ -10,6 +10,7 @@ from nasrun.estimators.full_training import FullTraining, snapshot
 
 
 class EarlyStopping(FullTraining):
+    reports = (*FullTraining.reports, "epochs_trained")
     validate_every_epoch = True
 
     def __init__(self, max_epochs: int = 30, patience: int = 5, min_delta: float = 0.0, **recipe):

@@ -14,6 +14,8 @@ from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 
 class FullTraining(Estimator):
+    reports = ("val_accuracy", "train_loss", "epochs", "params")
+
     def __init__(self, epochs: int = 10, batch_size: int = 64, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 3e-4, optimizer: str = "sgd", scheduler: str = "cosine",
                  grad_clip: float | None = 5.0, label_smoothing: float = 0.0):

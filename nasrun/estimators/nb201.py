@@ -88,6 +88,7 @@ class NB201Tabular(Estimator):
     """Answer from the NB201 table. `dataset`: cifar10 | cifar100 | imagenet16 (the run's `dataset`
     group is not used: no data is loaded)."""
 
+    reports = ("val_accuracy", "nb201_index")
     needs_data = False
 
     def __init__(self, dataset: str = "cifar10"):

@@ -40,6 +40,7 @@ CHECKPOINT = Path("checkpoints") / "supernet.pt"
 
 
 class WeightSharing(Estimator):
+    reports = ("val_accuracy", "params", "supernet_epochs")
     trains_supernet = True
 
     def __init__(self, epochs: int = 30, sampling: str = "uniform", sandwich_random: int = 2,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from nasrun.errors import NasrunError
 from nasrun.nets.darts import reduction_layers
 from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
 from nasrun.nets.nb201 import NB201_OPS, format_arch, nb201_backbone, nb201_op
@@ -48,11 +49,15 @@ class GumbelWeighting(Weighting):
         self.tau = float(tau)
 
     def op_weights(self, alpha: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
-        while True:  # resample the rare draw whose exponential underflows to inf / nan
+        if not torch.isfinite(alpha).all():
+            raise NasrunError("gdas: the architecture weights α are not finite; the search diverged")
+        for _ in range(100):  # resample the rare draw whose exponential underflows to inf / nan
             gumbels = -torch.empty_like(alpha).exponential_().log()
             probs = F.softmax((F.log_softmax(alpha, dim=-1) + gumbels) / self.tau, dim=-1)
             if torch.isfinite(probs).all():
                 break
+        else:
+            raise NasrunError(f"gdas: 100 Gumbel draws at tau={self.tau:g} all overflowed; raise strategy.tau_min")
         index = probs.argmax(dim=-1)
         hard = torch.zeros_like(probs).scatter_(-1, index[:, None], 1.0)
         return hard - probs.detach() + probs, index.tolist()

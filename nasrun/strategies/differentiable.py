@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from torch import nn
 
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
-from nasrun.errors import ConfigError
+from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.supernet import DartsSupernet, NB201Supernet, Supernet, Weighting
 from nasrun.spaces.darts import DartsSpace
 from nasrun.spaces.nb201 import NB201Space
@@ -157,9 +158,11 @@ class DifferentiableSearch(OneShotStrategy):
             batch, arch_batch = len(y), len(y_arch)  # the global batches; this rank trains on its shards
             (x, y), (x_arch, y_arch) = group.shard(x, y), group.shard(x_arch, y_arch)
             if update_arch:
-                totals["arch_loss"] += self.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr,
-                                                      arch_batch)
+                arch_loss = self.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, lr, arch_batch)
+                check_finite(model, arch_loss, epoch, steps, "the architecture loss")
+                totals["arch_loss"] += arch_loss
             loss, correct = self.weight_step(model, w_optimizer, x, y, batch)
+            check_finite(model, loss, epoch, steps, "the training loss")
             totals["train_loss"] += loss
             totals["train_accuracy"] += correct / len(y)
             steps += 1
@@ -272,6 +275,17 @@ class DifferentiableSearch(OneShotStrategy):
             handle.write(json.dumps(line) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def check_finite(model: Supernet, loss: float, epoch: int, step: int, loss_name: str) -> None:
+    """Stop the search with one line when a loss or α stops being finite: what it would derive from
+    NaN α is an arbitrary genotype that looks valid."""
+    alpha_ok = all(torch.isfinite(a).all() for a in model.arch_parameters())
+    if math.isfinite(loss) and alpha_ok:
+        return
+    what = loss_name if not math.isfinite(loss) else "the architecture weights α"
+    raise NasrunError(f"search diverged: {what} became non-finite in epoch {epoch + 1} (step {step + 1}); "
+                      "lower strategy.lr or strategy.arch_lr, or keep strategy.grad_clip on")
 
 
 def to_device(batch: torch.Tensor, device) -> torch.Tensor:
