@@ -13,6 +13,7 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.errors import ConfigError
+from nasrun.latency_table import LatencyTable
 from nasrun.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
 from nasrun.objectives import Objectives
 from nasrun.records import Trial, atomic_write_json, best_trial
@@ -94,8 +95,17 @@ def build_assessment(objectives: Objectives, config: MetricsConfig, space, data,
     if data is None:
         return Assessment(objectives, None)
     measures = set(config.enabled) | ({measure_for(m) for m in objectives.metrics()} - {None})
-    metrics = ArchitectureMetrics(space, tuple(data.input_shape), data.num_classes, hardware.device, config, measures)
+    metrics = architecture_metrics(space, data.input_shape, data.num_classes, hardware.device, config, measures)
     return Assessment(objectives, metrics)
+
+
+def architecture_metrics(space, input_shape, num_classes: int, device: str, config: MetricsConfig,
+                         measures) -> ArchitectureMetrics:
+    """ArchitectureMetrics, with latency predicted from a `nasrun-latency-table` JSON when the config says so."""
+    predictor = None
+    if "latency" in set(measures) and config.latency == "table":
+        predictor = LatencyTable.load(config.latency_table).predictor(space, tuple(input_shape))
+    return ArchitectureMetrics(space, tuple(input_shape), num_classes, device, config, set(measures), predictor=predictor)
 
 
 def plain(node: Any) -> Any:

@@ -184,9 +184,8 @@ class ArchitectureMetrics:
     def __post_init__(self):
         self.measures = set(self.measures or self.config.enabled)
         if "latency" in self.measures and self.config.latency == "table" and self.predictor is None:
-            from nasrun.latency_table import LatencyTable
-
-            self.predictor = LatencyTable.load(self.config.latency_table).predictor(self.space, self.input_shape)
+            raise ConfigError("metrics.latency=table: build the metrics with nasrun.assessment.architecture_metrics, "
+                              "which loads the table's predictor")
 
     def measure(self, arch: Any) -> dict[str, float]:
         model = self.space.build(arch, self.input_shape, self.num_classes).to(self.device).eval()

@@ -9,14 +9,16 @@ parsed as literals (never evaluated), and by the names in `darts_genotypes.PUBLI
 
 from __future__ import annotations
 
-import ast
 import json
 from typing import Any, Sequence
 
 from nasrun.errors import ConfigError, InvalidArchitecture
-from nasrun.nets.darts import CELL_TYPES, GENOTYPE_KEYS, DartsNetwork, check_genotype
+from nasrun.nets.darts import CELL_TYPES, DartsNetwork, check_genotype
 from nasrun.nets.darts_ops import BUILDABLE_OPS, DARTS_OPS
 from nasrun.spaces.base import Decision, SearchSpace
+from nasrun.spaces.darts_genotypes import PUBLISHED, format_genotype, parse_genotype, published_genotype
+
+__all__ = ["DartsSpace", "format_genotype", "parse_genotype"]  # the notation lives in darts_genotypes
 
 SEARCH_OPS = tuple(op for op in DARTS_OPS if op != "none")  # `none` never appears in a derived cell
 SHORT = {"none": "0", "max_pool_3x3": "mp3", "avg_pool_3x3": "ap3", "skip_connect": "id", "sep_conv_3x3": "sc3",
@@ -81,8 +83,6 @@ class DartsSpace(SearchSpace):
     def from_json(self, obj: Any) -> dict:
         """A genotype dict, a `Genotype(...)` text, or a published genotype's name (e.g. 'DARTS_V2')."""
         if isinstance(obj, str):
-            from nasrun.spaces.darts_genotypes import PUBLISHED, published_genotype
-
             obj = published_genotype(obj) if obj in PUBLISHED else parse_genotype(obj)
         return self.validate(obj)
 
@@ -97,46 +97,3 @@ class DartsSpace(SearchSpace):
         genotype = self.validate(arch)
         return "  ".join(f"{cell}: " + " ".join(f"{SHORT.get(op, op)}@{src}" for op, src in genotype[cell])
                          for cell in CELL_TYPES)
-
-
-# --- the published text notation ---------------------------------------------------------------------
-def parse_genotype(text: str) -> dict:
-    """Parse `Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)` without eval():
-    every field must be a literal (lists/tuples of strings and ints) or `range(a, b)`."""
-    try:
-        call = ast.parse(text.strip(), mode="eval").body
-    except SyntaxError as err:
-        raise InvalidArchitecture(f"darts: cannot parse genotype text ({err.msg}): {text[:80]!r}") from None
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
-        raise InvalidArchitecture(f"darts: genotype text must be a Genotype(...) call, got {text[:80]!r}")
-    if len(call.args) > len(GENOTYPE_KEYS):
-        raise InvalidArchitecture(f"darts: Genotype(...) takes at most {len(GENOTYPE_KEYS)} fields")
-    fields = dict(zip(GENOTYPE_KEYS, call.args))
-    for keyword in call.keywords:
-        if keyword.arg not in GENOTYPE_KEYS or keyword.arg in fields:
-            raise InvalidArchitecture(f"darts: unexpected or repeated Genotype field {keyword.arg!r}")
-        fields[keyword.arg] = keyword.value
-    return check_genotype({name: _literal(name, node) for name, node in fields.items()})
-
-
-def _literal(name: str, node: ast.AST) -> Any:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
-            and not node.keywords and 1 <= len(node.args) <= 2:
-        bounds = [_literal(name, arg) for arg in node.args]
-        if all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
-            return list(range(*bounds))
-    try:
-        value = ast.literal_eval(node)
-    except (ValueError, TypeError, SyntaxError):
-        raise InvalidArchitecture(f"darts: Genotype field '{name}' must be a literal list or range(a, b)") from None
-    return json.loads(json.dumps(value))  # tuples → lists
-
-
-def format_genotype(arch: Any) -> str:
-    """The published notation of a genotype (what DARTS code prints and its genotypes.py holds)."""
-    genotype = check_genotype(arch)
-    parts = []
-    for cell in CELL_TYPES:
-        pairs = ", ".join(f"('{op}', {source})" for op, source in genotype[cell])
-        parts += [f"{cell}=[{pairs}]", f"{cell}_concat={genotype[cell + '_concat']}"]
-    return f"Genotype({', '.join(parts)})"

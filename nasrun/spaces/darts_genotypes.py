@@ -1,4 +1,4 @@
-"""Published cells in the DARTS notation, loadable by name: `published_genotype("DARTS_V2")`, or as an
+"""The DARTS text notation (`parse_genotype`, `format_genotype`) and the published cells in it, loadable by name: `published_genotype("DARTS_V2")`, or as an
 architecture `"DARTS_V2"` wherever the darts space reads one.
 
 DARTS_V1 / DARTS_V2: the first- and second-order DARTS cells (Liu et al., 2019). PC_DARTS: PC-DARTS's
@@ -9,7 +9,12 @@ with `search_space.nodes=5` and those ops added to `search_space.ops`.
 
 from __future__ import annotations
 
+import ast
+import json
+from typing import Any
+
 from nasrun.errors import InvalidArchitecture
+from nasrun.nets.darts import CELL_TYPES, GENOTYPE_KEYS, check_genotype
 
 PUBLISHED = {
     "DARTS_V1": (
@@ -57,8 +62,49 @@ PUBLISHED = {
 
 def published_genotype(name: str) -> dict:
     """A published cell as a genotype dict."""
-    from nasrun.spaces.darts import parse_genotype
-
     if name not in PUBLISHED:
         raise InvalidArchitecture(f"darts: no published genotype '{name}' (known: {sorted(PUBLISHED)})")
     return parse_genotype(PUBLISHED[name])
+
+
+# --- the published text notation ---------------------------------------------------------------------
+def parse_genotype(text: str) -> dict:
+    """Parse `Genotype(normal=[...], normal_concat=..., reduce=[...], reduce_concat=...)` without eval():
+    every field must be a literal (lists/tuples of strings and ints) or `range(a, b)`."""
+    try:
+        call = ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as err:
+        raise InvalidArchitecture(f"darts: cannot parse genotype text ({err.msg}): {text[:80]!r}") from None
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "Genotype"):
+        raise InvalidArchitecture(f"darts: genotype text must be a Genotype(...) call, got {text[:80]!r}")
+    if len(call.args) > len(GENOTYPE_KEYS):
+        raise InvalidArchitecture(f"darts: Genotype(...) takes at most {len(GENOTYPE_KEYS)} fields")
+    fields = dict(zip(GENOTYPE_KEYS, call.args))
+    for keyword in call.keywords:
+        if keyword.arg not in GENOTYPE_KEYS or keyword.arg in fields:
+            raise InvalidArchitecture(f"darts: unexpected or repeated Genotype field {keyword.arg!r}")
+        fields[keyword.arg] = keyword.value
+    return check_genotype({name: _literal(name, node) for name, node in fields.items()})
+
+
+def _literal(name: str, node: ast.AST) -> Any:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "range" \
+            and not node.keywords and 1 <= len(node.args) <= 2:
+        bounds = [_literal(name, arg) for arg in node.args]
+        if all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+            return list(range(*bounds))
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError):
+        raise InvalidArchitecture(f"darts: Genotype field '{name}' must be a literal list or range(a, b)") from None
+    return json.loads(json.dumps(value))  # tuples → lists
+
+
+def format_genotype(arch: Any) -> str:
+    """The published notation of a genotype (what DARTS code prints and its genotypes.py holds)."""
+    genotype = check_genotype(arch)
+    parts = []
+    for cell in CELL_TYPES:
+        pairs = ", ".join(f"('{op}', {source})" for op, source in genotype[cell])
+        parts += [f"{cell}=[{pairs}]", f"{cell}_concat={genotype[cell + '_concat']}"]
+    return f"Genotype({', '.join(parts)})"
