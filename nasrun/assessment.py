@@ -1,7 +1,8 @@
 """Per-trial cost metrics, fitness and feasibility, and the Pareto front of a multi-objective run.
 
 The runner calls `assess(trial)` when a trial finishes (before it is recorded) and `finish(trials,
-run_dir)` at the end: for runs with two or more objectives that writes `pareto.json` and `pareto.png`.
+run_dir)` at the end: for runs with two or more objectives that writes `pareto.json` (the run report
+draws `pareto.png` from it, `nasrun.plots.write_run_report`).
 """
 
 from __future__ import annotations
@@ -62,13 +63,7 @@ class Assessment:
         record = self.objectives.pareto_record(trials)
         atomic_write_json(Path(run_dir) / "pareto.json", record)
         summary["pareto_front"] = [entry["trial"] for entry in record["front"]]
-        try:
-            from nasrun.plots import plot_pareto
-
-            plot_pareto(trials, self.objectives, Path(run_dir) / "pareto.png")
-        except ImportError as err:
-            log.warning("pareto.png not drawn (%s); pip install nasrun[plots]", err)
-        return summary
+        return summary  # pareto.png is drawn from pareto.json with the run's other plots (nasrun.plots)
 
 
 def assessment_settings(cfg: DictConfig, estimator, one_shot: bool) -> tuple[Objectives, MetricsConfig]:

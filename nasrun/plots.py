@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from nasrun.errors import NasrunError
-from nasrun.records import Trial, TrialLog
+from nasrun.objectives import Objectives
+from nasrun.records import Trial, TrialLog, read_finished_at
 
 log = logging.getLogger("nasrun")
 
@@ -359,8 +360,6 @@ def plot_anytime(curves: dict[str, list[list[float]]], path: str | Path, ylabel:
 # --- the run report ----------------------------------------------------------------------------------------
 def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
     """When each trial finished (from the runner checkpoint), else the running sum of trial durations."""
-    from nasrun.resume import read_finished_at
-
     finished = read_finished_at(run_dir)
     if trials and all(t.id in finished for t in trials):
         return [finished[t.id] for t in trials]
@@ -381,6 +380,10 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
         jobs.append(("best so far by trial", lambda: [plot_best_so_far(trials, out / "best_so_far_trials.png")]))
         jobs.append(("best so far by time", lambda: [plot_best_so_far(trials, out / "best_so_far_time.png",
                                                                       wall_times(run_dir, trials))]))
+    if trials and (run_dir / "pareto.json").exists():
+        record = json.loads((run_dir / "pareto.json").read_text())
+        objectives = Objectives(record["objectives"], record["constraints"] or None)
+        jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run_dir / "pareto.png")]))
     if (run_dir / "alphas.jsonl").exists():
         jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run_dir / "alphas.jsonl"), out)))
     if (run_dir / "best_architecture.json").exists():

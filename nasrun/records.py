@@ -131,6 +131,19 @@ def parse_trial_line(line: str, path: Path, number: int) -> Trial:
                               "repair or remove that line") from None
 
 
+def read_finished_at(run_dir: Path) -> dict[int, float]:
+    """Seconds since the run started at which each trial finished (for wall-time plots); {} if unknown."""
+    times = {}
+    path = Path(run_dir) / "checkpoints" / "trial_times.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            record = json.loads(line)
+            times[int(record["id"])] = float(record["finished_at"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return times
+
+
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:
     """The successful trial with the highest `metric` (earliest wins ties), or None."""
     ok = [t for t in trials if t.score(metric) > -math.inf]

@@ -122,19 +122,6 @@ def replace_file(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def read_finished_at(run_dir: Path) -> dict[int, float]:
-    """Seconds since the run started at which each trial finished (for wall-time plots); {} if unknown."""
-    times = {}
-    path = Path(run_dir) / "checkpoints" / "trial_times.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-            times[int(record["id"])] = float(record["finished_at"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return times
-
-
 def repair_torn_line(path: Path) -> None:
     """Cut a last line torn by a crash, so the next append starts on a line of its own."""
     if not path.exists():
