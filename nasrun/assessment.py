@@ -17,7 +17,8 @@ from nasrun.errors import ConfigError
 from nasrun.latency_table import LatencyTable
 from nasrun.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
 from nasrun.objectives import Objectives
-from nasrun.records import Trial, atomic_write_json, best_trial
+from nasrun.records import Trial, best_trial
+from nasrun.rundir import RunDir, atomic_write_json
 
 log = logging.getLogger("nasrun")
 
@@ -61,7 +62,7 @@ class Assessment:
         if not self.objectives.multi:
             return summary
         record = self.objectives.pareto_record(trials)
-        atomic_write_json(Path(run_dir) / "pareto.json", record)
+        atomic_write_json(RunDir(run_dir).pareto, record)
         summary["pareto_front"] = [entry["trial"] for entry in record["front"]]
         return summary  # pareto.png is drawn from pareto.json with the run's other plots (nasrun.plots)
 

@@ -23,11 +23,12 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.build import instantiate
-from nasrun.checkpoints import load_checkpoint
+from nasrun.rundir import load_checkpoint
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.metrics import ArchitectureMetrics, MetricsConfig
 from nasrun.progress import console
-from nasrun.records import TrialLog, atomic_write_json
+from nasrun.records import TrialLog
+from nasrun.rundir import atomic_write_json
 from nasrun.reproduce import load_saved_config
 from nasrun.training import accuracy, logits_of
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from nasrun.errors import NasrunError
-from nasrun.records import TrialLog, atomic_write_json
+from nasrun.records import TrialLog
+from nasrun.rundir import atomic_write_json
 
 SETTINGS = ("search_space", "estimator", "estimator.dataset", "dataset", "budget.trials")
 

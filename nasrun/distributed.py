@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.rundir import RunDir, load_checkpoint
 from nasrun.strategies.base import SearchContext
 
 log = logging.getLogger("nasrun")
@@ -293,16 +294,12 @@ def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool, resum
     """`hardware.devices=N`: run the experiment in N processes; rank 0's summary is the result."""
     log.info("distributed one-shot search: %d processes", int(cfg.hardware.devices))
     launch(_spawned_experiment, int(cfg.hardware.devices), experiment, cfg, str(run_dir), show_progress, resume)
-    return json.loads((Path(run_dir) / "summary.json").read_text())
+    return RunDir(run_dir).read_summary()
 
 
 def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool, resume: bool) -> None:
     if current_rank() == 0:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(Path(run_dir) / "nasrun.log")
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+        RunDir(run_dir).attach_log(console_warnings=False)
     experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0, resume=resume)
 
 
@@ -315,13 +312,11 @@ class FollowerContext(SearchContext):
 
     def __init__(self, space, data, hardware, run_dir, seed):
         super().__init__(space, data, hardware, None, seed, None)
-        self.read_from = Path(run_dir) / "checkpoints" / "search_state.pt"
+        self.read_from = RunDir(run_dir).search_state
 
     def load_state(self) -> dict | None:
         if not self.read_from.exists():
             return None
-        from nasrun.checkpoints import load_checkpoint
-
         return load_checkpoint(self.read_from)
 
 

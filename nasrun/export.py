@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nasrun.checkpoints import load_checkpoint
+from nasrun.rundir import load_checkpoint
 from nasrun.errors import CheckpointError, NasrunError
-from nasrun.records import atomic_write_json
+from nasrun.rundir import atomic_write_json
 
 FORMATS = ("json", "weights", "torchscript", "onnx")
 

@@ -25,7 +25,7 @@ from torch import nn
 
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.metrics import example_input, measure_latency_ms
-from nasrun.records import atomic_write_json
+from nasrun.rundir import atomic_write_json
 
 FORMAT = 1
 

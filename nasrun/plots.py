@@ -25,7 +25,8 @@ from typing import Any
 
 from nasrun.errors import NasrunError
 from nasrun.objectives import Objectives
-from nasrun.records import Trial, TrialLog, read_finished_at
+from nasrun.records import Trial
+from nasrun.rundir import RunDir
 
 log = logging.getLogger("nasrun")
 
@@ -360,7 +361,7 @@ def plot_anytime(curves: dict[str, list[list[float]]], path: str | Path, ylabel:
 # --- the run report ----------------------------------------------------------------------------------------
 def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
     """When each trial finished (from the runner checkpoint), else the running sum of trial durations."""
-    finished = read_finished_at(run_dir)
+    finished = RunDir(run_dir).finished_at()
     if trials and all(t.id in finished for t in trials):
         return [finished[t.id] for t in trials]
     total, times = 0.0, []
@@ -372,22 +373,22 @@ def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
 
 def write_run_report(run_dir: str | Path) -> list[Path]:
     """Draw every plot the run's files allow; a plot that fails is a warning, never an error."""
-    run_dir = Path(run_dir)
-    out = run_dir / "plots"
-    trials = TrialLog(run_dir / "trials.jsonl").read()
+    run = RunDir(run_dir)
+    out = run.plots
+    trials = run.read_trials()
     jobs = []
     if trials:
         jobs.append(("best so far by trial", lambda: [plot_best_so_far(trials, out / "best_so_far_trials.png")]))
         jobs.append(("best so far by time", lambda: [plot_best_so_far(trials, out / "best_so_far_time.png",
-                                                                      wall_times(run_dir, trials))]))
-    if trials and (run_dir / "pareto.json").exists():
-        record = json.loads((run_dir / "pareto.json").read_text())
+                                                                      wall_times(run.path, trials))]))
+    if trials and run.pareto.exists():
+        record = json.loads(run.pareto.read_text())
         objectives = Objectives(record["objectives"], record["constraints"] or None)
-        jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run_dir / "pareto.png")]))
-    if (run_dir / "alphas.jsonl").exists():
-        jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run_dir / "alphas.jsonl"), out)))
-    if (run_dir / "best_architecture.json").exists():
-        spec = json.loads((run_dir / "best_architecture.json").read_text())
+        jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run.pareto_plot)]))
+    if run.alphas.exists():
+        jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run.alphas), out)))
+    if run.best.exists():
+        spec = json.loads(run.best.read_text())
         jobs.append(("best architecture", lambda: [draw_architecture(spec.get("space"), spec.get("arch"),
                                                                      out / "best_architecture.png")]))
     written = []
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     status = 0
     for run_dir in args.run_dirs:
-        if not (run_dir / "trials.jsonl").exists():
+        if not RunDir(run_dir).trials.exists():
             console.print(f"[bold red]nasrun-report: error:[/] {run_dir} has no trials.jsonl", highlight=False)
             status = 2
             continue

@@ -1,38 +1,15 @@
-"""Trial records, the append-only trial log and atomic file writes."""
+"""Trial records and the append-only trial log (atomic writes of other files: nasrun.rundir)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from nasrun.errors import CheckpointError
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same folder and a rename: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(to_jsonable(obj), indent=2, sort_keys=False) + "\n")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -129,19 +106,6 @@ def parse_trial_line(line: str, path: Path, number: int) -> Trial:
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: line {number} is corrupt ({str(err).splitlines()[0][:120]}); "
                               "repair or remove that line") from None
-
-
-def read_finished_at(run_dir: Path) -> dict[int, float]:
-    """Seconds since the run started at which each trial finished (for wall-time plots); {} if unknown."""
-    times = {}
-    path = Path(run_dir) / "checkpoints" / "trial_times.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            record = json.loads(line)
-            times[int(record["id"])] = float(record["finished_at"])
-        except (ValueError, KeyError, TypeError):
-            continue
-    return times
 
 
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:

@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from nasrun.build import check_config
 from nasrun.errors import NasrunError
 from nasrun.progress import console, print_error
-from nasrun.records import TrialLog, atomic_write_text
+from nasrun.records import TrialLog
+from nasrun.rundir import atomic_write
 
 TIMING_KEYS = {"seconds", "worker"}
 TIMING_METRICS = {"search_seconds", "latency_ms", "latency_ms_batch"}
@@ -64,7 +65,7 @@ def reproduce(run_dir: Path, out_dir: Path | None = None, overrides: list[str] =
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir = out_dir or Path("outputs") / "reproduce" / f"{run_dir.name}_{stamp}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write(out_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(cfg))
     handler = logging.FileHandler(out_dir / "nasrun.log")
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)

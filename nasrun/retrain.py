@@ -27,7 +27,7 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.build import instantiate
-from nasrun.checkpoints import save_checkpoint
+from nasrun.rundir import save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
 from nasrun.errors import ConfigError, NasrunError
@@ -35,7 +35,7 @@ from nasrun.experiment import environment
 from nasrun.export import export_model, read_spec
 from nasrun.hardware import seed_everything
 from nasrun.progress import console
-from nasrun.records import atomic_write_json, atomic_write_text
+from nasrun.rundir import atomic_write, atomic_write_json
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 log = logging.getLogger("nasrun")
@@ -163,7 +163,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
     cfg, spec = train_config(source, overrides)
     out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
+    atomic_write(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
     hardware = instantiate(cfg.hardware, "hardware")
     hardware.apply()
     data = prepare_data(cfg)

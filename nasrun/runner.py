@@ -1,11 +1,7 @@
 """The search loop: ask the strategy, evaluate with the estimator, tell the results, record everything.
 
-Run directory layout written here:
-  trials.jsonl             one line per finished trial (appended as it finishes)
-  best_architecture.json   the best architecture so far and all that is needed to rebuild its network
-  checkpoints/best_model.pt weights of the best trained network (a plain state dict)
-  summary.json             strategy, space, budget, best validation and final test scores, versions
-  checkpoints/runner.json  the strategy's state and the trials asked / told, for `nasrun-resume` (resume.py)
+Writes the run directory's trial log, best architecture (and its weights), summary and resume state;
+`nasrun.rundir.RunDir` names those files.
 """
 
 from __future__ import annotations
@@ -16,14 +12,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from nasrun.checkpoints import save_checkpoint
 from nasrun.datasets import DataBundle
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
 from nasrun.progress import SearchProgress
-from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
+from nasrun.records import Trial, TrialLog, best_trial
+from nasrun.rundir import RunDir, atomic_write_json, save_checkpoint
 from nasrun.resume import RunCheckpoint, restore
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
@@ -51,10 +47,11 @@ class Runner:
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = Path(run_dir)
+        self.files = RunDir(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
         self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment)
-        self.log = TrialLog(self.run_dir / "trials.jsonl", durable=durable_log)
+        self.log = TrialLog(self.files.trials, durable=durable_log)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
@@ -166,7 +163,7 @@ class Runner:
             self.best_evaluation = evaluation
             self._write_best(trial, {})
             if evaluation is not None and evaluation.weights is not None:
-                save_checkpoint(evaluation.weights, self.run_dir / "checkpoints" / "best_model.pt")
+                save_checkpoint(evaluation.weights, self.files.best_weights)
         progress.trial_finished(trial, best)
         self.tensorboard.trial(trial, best)
 
@@ -176,7 +173,7 @@ class Runner:
         else:
             shape = self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
         network = {**shape, "options": self.space.network_options()}
-        atomic_write_json(self.run_dir / "best_architecture.json", {
+        atomic_write_json(self.files.best, {
             "space": self.space.name,
             "arch": trial.arch,
             "trial": trial.id,
@@ -201,7 +198,7 @@ class Runner:
         """Why the run has no best architecture (every trial failed, none feasible), or None."""
         if best_trial(self.trials) is not None:
             return None
-        where = self.run_dir / "trials.jsonl"
+        where = self.files.trials
         failed = [t for t in self.trials if not t.ok]
         if not self.trials:
             return f"no trial ran ({self.stop_reason or 'the strategy proposed nothing'})"
@@ -228,5 +225,5 @@ class Runner:
             "wall_seconds": round(seconds, 3),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
-        atomic_write_json(self.run_dir / "summary.json", summary)
+        atomic_write_json(self.files.summary, summary)
         return summary

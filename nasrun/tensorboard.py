@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.records import Trial
+from nasrun.rundir import RunDir
 
 log = logging.getLogger("nasrun")
 
@@ -27,7 +28,7 @@ def tensorboard_available() -> bool:
 
 class TensorBoardLog:
     def __init__(self, run_dir: str | Path, enabled: bool = True):
-        self.root = Path(run_dir) / "tensorboard"
+        self.root = RunDir(run_dir).tensorboard
         self.enabled = enabled and tensorboard_available()
         self._search = None
         self._epoch_writers: dict = {}

@@ -1,7 +1,8 @@
 import json
 import math
 
-from nasrun.records import Trial, TrialLog, atomic_write_json, best_trial
+from nasrun.records import Trial, TrialLog, best_trial
+from nasrun.rundir import atomic_write_json
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):

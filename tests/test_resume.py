@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nasrun.checkpoints import load_checkpoint
+from nasrun.rundir import load_checkpoint
 from nasrun.datasets.digits import Digits
 from nasrun.errors import CheckpointError
 from nasrun.estimators.full_training import FullTraining

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from nasrun import distributed
-from nasrun.checkpoints import load_checkpoint, save_checkpoint
+from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
 from nasrun.estimators.full_training import FullTraining
@@ -35,8 +35,6 @@ from nasrun.supernets.training import Distillation, PathPlan, recalibrate_batch_
 from nasrun.training import DivergedError, accuracy, count_parameters
 
 log = logging.getLogger("nasrun")
-
-CHECKPOINT = Path("checkpoints") / "supernet.pt"
 
 
 class WeightSharing(Estimator):
@@ -75,7 +73,7 @@ class WeightSharing(Estimator):
 
     @property
     def checkpoint_path(self) -> Path | None:
-        return Path(self.run_dir) / CHECKPOINT if self.run_dir is not None else None
+        return RunDir(self.run_dir).supernet if self.run_dir is not None else None
 
     def signature(self) -> str:
         """What the cached supernet depends on: a checkpoint with another signature is refused."""
@@ -160,7 +158,7 @@ class WeightSharing(Estimator):
         self.retrainer.bind(self.space, self.data, self.hardware, self.run_dir)
         retrained = self.retrainer.evaluate(arch, seed)
         if self.run_dir is not None:
-            save_checkpoint(retrained.weights, Path(self.run_dir) / "checkpoints" / "retrained_model.pt")
+            save_checkpoint(retrained.weights, RunDir(self.run_dir).retrained_weights)
         return {**scores, "standalone_val_accuracy": retrained.metrics["val_accuracy"],
                 "test_accuracy": self.retrainer.test(arch, retrained, seed)["test_accuracy"],
                 "retrain_epochs": retrained.metrics["epochs"]}

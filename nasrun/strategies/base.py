@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nasrun.records import Trial
+from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
 
 
@@ -58,22 +59,23 @@ class SearchContext:
     report: Callable[[int, int, dict], None] | None = None
 
     @property
+    def records_path(self) -> Path | None:
+        """`alphas.jsonl`: one line per search epoch."""
+        return RunDir(self.run_dir).alphas if self.run_dir else None
+
+    @property
     def state_path(self) -> Path | None:
-        return self.run_dir / "checkpoints" / "search_state.pt" if self.run_dir else None
+        return RunDir(self.run_dir).search_state if self.run_dir else None
 
     def save_state(self, state: dict) -> None:
         """Atomically write the search state (tensors, numbers, strings, lists, dicts only)."""
         if self.state_path is not None:
-            from nasrun.checkpoints import save_checkpoint
-
             save_checkpoint(state, self.state_path)
 
     def load_state(self) -> dict | None:
         """The last saved search state, or None when the search starts fresh."""
         if self.state_path is None or not self.state_path.exists():
             return None
-        from nasrun.checkpoints import load_checkpoint
-
         return load_checkpoint(self.state_path)
 
 

@@ -113,7 +113,7 @@ class DifferentiableSearch(OneShotStrategy):
         arch_optimizer = torch.optim.Adam(model.arch_parameters(), self.arch_lr, betas=self.arch_betas,
                                           weight_decay=self.arch_weight_decay)
         train_half, arch_half = self.split_training_data(data)
-        log_path = context.run_dir / "alphas.jsonl" if context.run_dir else None
+        log_path = context.records_path
         start, stopped = self.restore(context, model, w_optimizer, arch_optimizer, scheduler, log_path)
         for epoch in range(start, self.epochs):
             if stopped:

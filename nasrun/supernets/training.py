@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrun import distributed
-from nasrun.checkpoints import load_checkpoint
+from nasrun.rundir import RunDir, load_checkpoint
 from nasrun.datasets import DataBundle
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
@@ -78,9 +78,9 @@ class Distillation:
     def _weights_path(self, spec_path: Path) -> Path:
         if self.teacher_weights is not None:
             return Path(self.teacher_weights).expanduser().resolve()
-        for name in ("retrained_model.pt", "best_model.pt"):
-            if (spec_path.parent / "checkpoints" / name).is_file():
-                return spec_path.parent / "checkpoints" / name
+        weights = RunDir(spec_path.parent).weights_for_best()
+        if weights is not None:
+            return weights
         raise ConfigError(f"estimator.kd.teacher: no checkpoints/retrained_model.pt or best_model.pt next to "
                           f"{spec_path}; set estimator.kd.teacher_weights")
 
