@@ -1,3 +1,3 @@
-from nasrun.cli import main
+from nasrun.commands.search import main
 
 main()

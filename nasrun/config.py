@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from numbers import Number
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nasrun.build import check_config
-from nasrun.errors import ConfigError
+from nasrun.errors import ConfigError, NasrunError
+from nasrun.rundir import RunDir
 
 GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
 
@@ -34,3 +35,18 @@ def validate(cfg: DictConfig) -> None:
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
         raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
     check_config(cfg)
+
+
+def load_saved_config(run_dir) -> DictConfig:
+    """A run directory's saved config, checked to be data (every `_target_` a nasrun component class)."""
+    path = RunDir(run_dir).config
+    if not path.is_file():
+        raise NasrunError(f"{path} not found: RUN_DIR must be a nasrun run directory")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:
+        raise NasrunError(f"{path} is not a readable config: {str(err).splitlines()[0]}") from None
+    if not isinstance(cfg, DictConfig):
+        raise NasrunError(f"{path} is not a nasrun run config (a mapping of config groups)")
+    check_config(cfg)
+    return cfg

@@ -11,15 +11,16 @@ from omegaconf import DictConfig
 
 import nasrun
 from nasrun import distributed
-from nasrun.assessment import assessment_settings, build_assessment
+from nasrun.assessment.assess import assessment_settings, build_assessment
 from nasrun.build import instantiate
 from nasrun.config import validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
-from nasrun.plots import write_run_report
-from nasrun.progress import console, summary_table
-from nasrun.runner import Budget, Runner
-from nasrun.space_check import check_space
+from nasrun.reports.plots import write_run_report
+from nasrun.console import console
+from nasrun.run.progress import summary_table
+from nasrun.run.runner import Budget, Runner
+from nasrun.assessment.space_check import check_space
 
 log = logging.getLogger("nasrun")
 

@@ -114,6 +114,7 @@ class RunDir:
     plots = _File("plots")
     tensorboard = _File("tensorboard")
     retrain = _File("retrain.json")
+    benchmark = _File("benchmark.json")
     best_weights = _File("checkpoints/best_model.pt")
     retrained_weights = _File("checkpoints/retrained_model.pt")
     runner_state = _File("checkpoints/runner.json")

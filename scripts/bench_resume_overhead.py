@@ -16,7 +16,7 @@ from pathlib import Path
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
-from nasrun.runner import Budget, Runner
+from nasrun.run.runner import Budget, Runner
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random_search import RandomSearch
 

@@ -20,7 +20,7 @@ from nasrun.estimators.nb201 import NB201Tabular, load_table
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
 from nasrun.records import Trial
-from nasrun.runner import Budget, Runner
+from nasrun.run.runner import Budget, Runner
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.random_search import RandomSearch
 

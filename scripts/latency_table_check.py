@@ -17,8 +17,8 @@ import time
 import torch
 from scipy.stats import spearmanr
 
-from nasrun.latency_table import LatencyTable
-from nasrun.metrics import example_input, measure_latency_ms
+from nasrun.assessment.latency_table import LatencyTable
+from nasrun.assessment.metrics import example_input, measure_latency_ms
 from nasrun.spaces.macro import MacroSpace
 
 

@@ -54,7 +54,7 @@ def search(strategy, estimator, space, seed: int, queries: int) -> tuple[float, 
     from nasrun.estimators import Evaluation
     from nasrun.executors import TrialJob, run_trial
     from nasrun.records import best_trial
-    from nasrun.runner import trial_seed
+    from nasrun.run.runner import trial_seed
 
     strategy.bind(space, seed, queries)
     trials, curve, best = [], [], None

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from conftest import TINY, read_jsonl, run_cli, run_dirs
-from nasrun.benchmark import fgsm_accuracy, noisy_accuracy
+from nasrun.evaluation.benchmark import fgsm_accuracy, noisy_accuracy
 from nasrun.datasets.digits import Digits
-from nasrun.objectives import dominates
+from nasrun.assessment.objectives import dominates
 from nasrun.training import accuracy
 
 OBJECTIVES = "objectives=[{metric:val_accuracy,direction:max},{metric:params,direction:min}]"

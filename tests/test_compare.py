@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nasrun.compare import best_so_far, compare
-from nasrun.plots import anytime_band
+from nasrun.reports.compare import best_so_far, compare
+from nasrun.reports.plots import anytime_band
 
 from conftest import run_cli, run_dirs
 

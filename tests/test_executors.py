@@ -17,7 +17,7 @@ from nasrun.executors.local import LocalExecutor
 from nasrun.executors.processes import ProcessesExecutor, worker_devices
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
-from nasrun.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Runner, trial_seed
 from nasrun.strategies.random_search import RandomSearch
 
 TESTS = str(Path(__file__).parent)
@@ -101,7 +101,8 @@ def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, 
     from omegaconf import OmegaConf
 
     from nasrun.records import TrialLog
-    from nasrun.resume import RunCheckpoint, resume_run
+    from nasrun.commands.resume import resume_run
+    from nasrun.run.checkpoint import RunCheckpoint
 
     run_experiment(compose_cfg(tiny_training([])), tmp_path / "local", show_progress=False)
     cfg = compose_cfg(tiny_training(["executor=processes"]))

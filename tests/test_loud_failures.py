@@ -11,10 +11,10 @@ import torch
 from test_runner import ToyEstimator, make_runner
 
 from conftest import run_cli
-from nasrun.assessment import Assessment
+from nasrun.assessment.assess import Assessment
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.nets.supernet import GumbelWeighting
-from nasrun.objectives import Objectives
+from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial, TrialLog
 from nasrun.strategies.random_search import RandomSearch
 

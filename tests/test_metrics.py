@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from nasrun.errors import ConfigError
-from nasrun.metrics import (ArchitectureMetrics, MetricsConfig, count_flops, count_params, measure_latency_ms,
+from nasrun.assessment.metrics import (ArchitectureMetrics, MetricsConfig, count_flops, count_params, measure_latency_ms,
                             measure_memory_mb)
-from nasrun.space_check import design_warnings
+from nasrun.assessment.space_check import design_warnings
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 
@@ -86,7 +86,7 @@ def test_design_check_warns_on_poor_spaces():
 
 
 # --- latency lookup tables ---------------------------------------------------------------------------
-from nasrun.latency_table import LatencyTable, macro_keys  # noqa: E402
+from nasrun.assessment.latency_table import LatencyTable, macro_keys  # noqa: E402
 
 TABLE_SPACE = dict(min_layers=1, max_layers=3, ops=["conv3x3", "conv7x7", "identity"], widths=[8, 64],
                    stem_width=8, reduce_at=[0.5])

@@ -9,7 +9,7 @@ import pytest
 from toys import ToySpace
 
 from nasrun.errors import ConfigError
-from nasrun.objectives import Objectives, crowding_distance, dominates, non_dominated_sort
+from nasrun.assessment.objectives import Objectives, crowding_distance, dominates, non_dominated_sort
 from nasrun.records import Trial, best_trial
 from nasrun.strategies.nsga2 import NSGA2
 

@@ -14,8 +14,8 @@ from PIL import Image
 
 from nasrun.experiment import run_experiment
 from nasrun.nets.nb201 import format_arch
-from nasrun.plots import draw_architecture, write_run_report
-from nasrun.tensorboard import tensorboard_available
+from nasrun.reports.plots import draw_architecture, write_run_report
+from nasrun.run.tensorboard import tensorboard_available
 
 from conftest import run_cli
 
@@ -135,7 +135,7 @@ def test_summary_records_the_environment(finished_run):
 
 def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
     """With a `dot` binary the drawing goes through graphviz; here a stand-in records the DOT source."""
-    import nasrun.plots as plots
+    import nasrun.reports.plots as plots
 
     sources = []
 

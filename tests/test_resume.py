@@ -23,9 +23,10 @@ from nasrun.executors.local import LocalExecutor
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
 from nasrun.records import TrialLog
-from nasrun.reproduce import TIMING_METRICS, comparable
-from nasrun.resume import RunCheckpoint, resume_run
-from nasrun.runner import Budget, Runner
+from nasrun.commands.reproduce import TIMING_METRICS, comparable
+from nasrun.commands.resume import resume_run
+from nasrun.run.checkpoint import RunCheckpoint
+from nasrun.run.runner import Budget, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
 from nasrun.strategies.random_search import RandomSearch
@@ -89,7 +90,7 @@ CRASH_POINTS = {
     "recorded-not-told": (RandomSearch, "tell", 2),            # trial 1 logged, never told
     "told-not-checkpointed": (RunCheckpoint, "save", 3),      # trial 1 told, trial 2 asked, no checkpoint
     "before-final-checkpoint": (RunCheckpoint, "save", 5),    # all 4 trials done, last one unconfirmed
-    "best-json-written-weights-not": ("nasrun.runner.save_checkpoint", None, 2),
+    "best-json-written-weights-not": ("nasrun.run.runner.save_checkpoint", None, 2),
     "final-test": (FullTraining, "test", 1),
 }
 
@@ -274,13 +275,13 @@ def test_one_shot_search_resumes_from_its_saved_state(tmp_path):
 
 
 def test_sweep_dir_resumes_every_job(tmp_path):
-    from nasrun.resume import sweep_jobs
+    from nasrun.rundir import RunDir
 
     for job in ("0", "1", "10", "2"):
         (tmp_path / job / ".hydra").mkdir(parents=True)
         (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
-    assert [p.name for p in sweep_jobs(tmp_path)] == ["0", "1", "2", "10"]
-    assert sweep_jobs(tmp_path / "1") == [tmp_path / "1"]
+    assert [job.path.name for job in RunDir(tmp_path).sweep_jobs()] == ["0", "1", "2", "10"]
+    assert [job.path for job in RunDir(tmp_path / "1").sweep_jobs()] == [tmp_path / "1"]
 
 
 @pytest.mark.slow

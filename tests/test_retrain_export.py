@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nasrun.export import export_model, load_exported, sample_input
+from nasrun.evaluation.export import export_model, load_exported, sample_input
 from nasrun.nets import build_network
 from nasrun.nets.nb201 import format_arch
 
@@ -75,9 +75,9 @@ def test_exports_load_without_search_code(tmp_path):
     export_model(model, spec, tmp_path, formats=("json", "weights", "torchscript"))
     x = sample_input(spec, batch=3)
     torch.save(model(x).detach(), tmp_path / "expected.pt")
-    nets_only = ("nasrun.spaces", "nasrun.strategies", "nasrun.estimators", "nasrun.runner", "nasrun.experiment")
+    nets_only = ("nasrun.spaces", "nasrun.strategies", "nasrun.estimators", "nasrun.run.runner", "nasrun.experiment")
     scripts = {
-        nets_only: "from nasrun.export import load_exported, sample_input\n"
+        nets_only: "from nasrun.evaluation.export import load_exported, sample_input\n"
                    "import json; spec = json.load(open('architecture.json'))\n"
                    "out = load_exported('.')(sample_input(spec, batch=3))",
         ("nasrun",): "out = torch.jit.load('model.torchscript.pt')(torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)))",
@@ -124,7 +124,7 @@ def test_retrain_is_reproducible_and_uses_drop_path_and_auxiliary_head(tmp_path,
     from torch import nn
 
     from nasrun import nets
-    from nasrun.retrain import retrain
+    from nasrun.evaluation.retrain import retrain
 
     seen = {"drop_path": [], "aux": 0}
 
@@ -158,7 +158,7 @@ def test_retrain_is_reproducible_and_uses_drop_path_and_auxiliary_head(tmp_path,
 
 def test_bad_inputs_are_one_line_errors(search_run, tmp_path):
     from nasrun.errors import NasrunError
-    from nasrun.retrain import retrain
+    from nasrun.evaluation.retrain import retrain
 
     for args, message in (([str(search_run), "dataset=nope"], "no such option"),
                           ([str(search_run), "repeats=0"], "repeats must be a positive integer")):

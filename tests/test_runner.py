@@ -12,7 +12,7 @@ from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
-from nasrun.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Runner, trial_seed
 from nasrun.strategies import OneShotStrategy, Strategy
 from nasrun.strategies.random_search import RandomSearch
 

@@ -102,7 +102,7 @@ class MacroSpace(SearchSpace):
         return MacroNet(self.validate(arch), input_shape, num_classes)
 
     def design_facts(self) -> dict:
-        """What the space-design check reads (nasrun.space_check)."""
+        """What the space-design check reads (nasrun.assessment.space_check)."""
         return {"ops": list(self.ops), "skip_ops": [op for op in self.ops if op == "identity"],
                 "has_skip_connections": self.skip_window >= 2,
                 "channels": [self.stem_width, *self.widths], "reductions": list(self.reduce_at)}

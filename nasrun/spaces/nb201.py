@@ -35,7 +35,7 @@ class NB201Space(SearchSpace):
         return {"C": self.C, "N": self.N}
 
     def design_facts(self) -> dict:
-        """What the space-design check reads (nasrun.space_check): the cell ops; channels double per stage."""
+        """What the space-design check reads (nasrun.assessment.space_check): the cell ops; channels double per stage."""
         return {"ops": list(NB201_OPS), "skip_ops": ["skip_connect"],
                 "channels": [self.C, 2 * self.C, 4 * self.C]}
 

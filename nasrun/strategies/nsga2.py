@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.objectives import Objectives, crowding_distance, non_dominated_sort
+from nasrun.assessment.objectives import Objectives, crowding_distance, non_dominated_sort
 from nasrun.records import Trial
 from nasrun.strategies.base import Strategy
 

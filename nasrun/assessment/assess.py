@@ -2,7 +2,7 @@
 
 The runner calls `assess(trial)` when a trial finishes (before it is recorded) and `finish(trials,
 run_dir)` at the end: for runs with two or more objectives that writes `pareto.json` (the run report
-draws `pareto.png` from it, `nasrun.plots.write_run_report`).
+draws `pareto.png` from it, `nasrun.reports.plots.write_run_report`).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.errors import ConfigError
-from nasrun.latency_table import LatencyTable
-from nasrun.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
-from nasrun.objectives import Objectives
+from nasrun.assessment.latency_table import LatencyTable
+from nasrun.assessment.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
+from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir, atomic_write_json
 
@@ -64,7 +64,7 @@ class Assessment:
         record = self.objectives.pareto_record(trials)
         atomic_write_json(RunDir(run_dir).pareto, record)
         summary["pareto_front"] = [entry["trial"] for entry in record["front"]]
-        return summary  # pareto.png is drawn from pareto.json with the run's other plots (nasrun.plots)
+        return summary  # pareto.png is drawn from pareto.json with the run's other plots (nasrun.reports.plots)
 
 
 def assessment_settings(cfg: DictConfig, estimator, one_shot: bool) -> tuple[Objectives, MetricsConfig]:

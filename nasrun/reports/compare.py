@@ -10,11 +10,9 @@ has one, else the best validation score) with a ranking by mean. Writes `compari
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +60,7 @@ def _setting(config, summary: dict, key: str):
 
 def best_so_far(trials_path: Path) -> list[float]:
     """Best score (Trial.score) after each query, in trial-id order, from the first successful trial on."""
-    from nasrun.plots import best_so_far as running_best
+    from nasrun.reports.plots import best_so_far as running_best
 
     scores = [t.score() for t in sorted(TrialLog(trials_path).read(), key=lambda t: t.id)]
     return [value for value in running_best(scores) if not math.isnan(value)]
@@ -109,7 +107,7 @@ def compare(sweep_dir: Path, plot: bool = True) -> dict:
         row["rank"] = rank
     comparison = {"sweep_dir": str(sweep_dir), "groups": rows}
     if plot:
-        from nasrun.plots import plot_anytime
+        from nasrun.reports.plots import plot_anytime
 
         curves = {label: [job.curve for job in jobs] for label, jobs in groups.items()}
         comparison["plot"] = str(plot_anytime(curves, sweep_dir / "anytime.png"))
@@ -132,27 +130,3 @@ def comparison_table(comparison: dict):
         metric = ",".join("test" if m == "test_accuracy" else "val" for m in row["metric"])
         table.add_row(str(row["rank"]), row["group"], f"{row['scored']}/{row['runs']}", *numbers, metric)
     return table
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-compare", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sweep_dir", type=Path, help="a multirun sweep folder (e.g. outputs/multirun/DATE/TIME)")
-    parser.add_argument("--no-plot", action="store_true", help="skip anytime.png")
-    args = parser.parse_args(argv)
-    from rich.console import Console
-
-    from nasrun.progress import console as errors
-
-    try:
-        comparison = compare(args.sweep_dir, plot=not args.no_plot)
-    except NasrunError as err:
-        errors.print(f"[bold red]nasrun-compare: error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    console = Console(width=max(Console().width, 120))
-    console.print(comparison_table(comparison))
-    console.print(f"wrote {args.sweep_dir / 'comparison.json'}" + (f" and {comparison['plot']}" if "plot" in comparison else ""))
-
-
-if __name__ == "__main__":
-    main()

@@ -184,7 +184,7 @@ class ArchitectureMetrics:
     def __post_init__(self):
         self.measures = set(self.measures or self.config.enabled)
         if "latency" in self.measures and self.config.latency == "table" and self.predictor is None:
-            raise ConfigError("metrics.latency=table: build the metrics with nasrun.assessment.architecture_metrics, "
+            raise ConfigError("metrics.latency=table: build the metrics with nasrun.assessment.assess.architecture_metrics, "
                               "which loads the table's predictor")
 
     def measure(self, arch: Any) -> dict[str, float]:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import resources
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from nasrun.commands.resume import main as resume_main
+from nasrun.console import print_error
 from nasrun.errors import NasrunError, NoResult
-from nasrun.progress import print_error
-
+from nasrun.experiment import run_experiment
 
 SWEEP_PROBLEMS: list[str] = []  # jobs of a multirun sweep that ended without a result
 
@@ -29,8 +32,6 @@ def fail(message: str, code: int = 2) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nasrun.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
-    from nasrun.experiment import run_experiment
-
     try:
         summary = run_experiment(cfg, HydraConfig.get().runtime.output_dir, show_progress=cfg.get("progress", True))
     except NoResult as err:
@@ -51,10 +52,6 @@ def hydra_main(cfg: DictConfig) -> float | None:
 def unknown_group_choice(argv: list[str]) -> str | None:
     """A one-line message for `group=option` overrides that name no YAML of that group, else None.
     (Hydra's own message for this lists its whole search path.)"""
-    from importlib import resources
-
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     try:
         overrides = OverridesParser.create().parse_overrides([a for a in argv if not a.startswith("-")])
     except Exception:  # malformed overrides: Hydra explains those itself
@@ -74,9 +71,7 @@ def unknown_group_choice(argv: list[str]) -> str | None:
 
 def main() -> None:
     resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
-    if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/resume.py)
-        from nasrun.resume import main as resume_main
-
+    if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/commands/resume.py)
         others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
         if others or len(resume) > 1:
             fail(f"resume=RUN_DIR continues a run with its saved config and takes no other overrides, got {others}")

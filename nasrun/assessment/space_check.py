@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 
-from nasrun.progress import console
+from nasrun.console import console
 
 log = logging.getLogger("nasrun")
 

@@ -11,20 +11,18 @@ Matplotlib is used through its object API (no pyplot), so no display or backend 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nasrun.errors import NasrunError
-from nasrun.objectives import Objectives
+from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial
 from nasrun.rundir import RunDir
 
@@ -398,25 +396,3 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
         except Exception as err:  # noqa: BLE001 - a report must never fail the run it describes
             log.warning("report: could not draw %s: %s: %s", name, type(err).__name__, err)
     return written
-
-
-def main(argv: list[str] | None = None) -> None:
-    from nasrun.progress import console
-
-    parser = argparse.ArgumentParser(prog="nasrun-report", description="(Re)draw the plots of nasrun runs "
-                                     "into <run dir>/plots/.")
-    parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories")
-    args = parser.parse_args(argv)
-    status = 0
-    for run_dir in args.run_dirs:
-        if not RunDir(run_dir).trials.exists():
-            console.print(f"[bold red]nasrun-report: error:[/] {run_dir} has no trials.jsonl", highlight=False)
-            status = 2
-            continue
-        for path in write_run_report(run_dir):
-            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-    sys.exit(status)
-
-
-if __name__ == "__main__":
-    main()

@@ -11,10 +11,7 @@ and the trial's seed. The dataset, space, estimator and hardware are rebuilt fro
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -22,14 +19,11 @@ import torch
 from rich.table import Table
 from torch import nn
 
+from nasrun.assessment.metrics import ArchitectureMetrics, MetricsConfig
 from nasrun.build import instantiate
-from nasrun.rundir import load_checkpoint
+from nasrun.config import load_saved_config
 from nasrun.errors import CheckpointError, NasrunError
-from nasrun.metrics import ArchitectureMetrics, MetricsConfig
-from nasrun.progress import console
-from nasrun.records import TrialLog
-from nasrun.rundir import atomic_write_json
-from nasrun.reproduce import load_saved_config
+from nasrun.rundir import RunDir, load_checkpoint, read_json
 from nasrun.training import accuracy, logits_of
 
 log = logging.getLogger("nasrun")
@@ -88,6 +82,7 @@ class RunBenchmark:
         from omegaconf import OmegaConf
 
         self.run_dir = Path(run_dir)
+        self.files = RunDir(run_dir)
         cfg = load_saved_config(self.run_dir)
         self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         self.hardware = instantiate(self.cfg.hardware, "hardware")
@@ -96,25 +91,23 @@ class RunBenchmark:
         self.estimator = instantiate(self.cfg.estimator, "estimator")
         self.data = instantiate(self.cfg.dataset, "dataset").load()
         self.estimator.bind(self.space, self.data, self.hardware, None)
-        self.trials = {t.id: t for t in TrialLog(self.run_dir / "trials.jsonl").read()}
+        self.trials = {t.id: t for t in self.files.read_trials()}
 
     def targets(self, pareto: bool) -> list[dict]:
         """[{trial, arch}] of the best architecture, or of the Pareto front."""
-        name = "pareto.json" if pareto else "best_architecture.json"
-        path = self.run_dir / name
+        path = self.files.pareto if pareto else self.files.best
         if not path.is_file():
             hint = " (a multi-objective run writes it)" if pareto else " (the run found no feasible architecture?)"
             raise NasrunError(f"{path} not found{hint}")
-        record = json.loads(path.read_text())
+        record = read_json(path, "front" if pareto else "best architecture")
         entries = record["front"] if pareto else [record]
         return [{"trial": entry["trial"], "arch": entry["arch"]} for entry in entries]
 
     def model_for(self, trial_id: int, arch: Any) -> tuple[nn.Module, str]:
         """The trained network: the run's checkpoint when it is this trial's, else retrained."""
         model = self.space.build(self.space.from_json(arch), self.data.input_shape, self.data.num_classes)
-        best = json.loads((self.run_dir / "best_architecture.json").read_text()) \
-            if (self.run_dir / "best_architecture.json").is_file() else {}
-        checkpoint = self.run_dir / "checkpoints" / "best_model.pt"
+        best = self.files.read_best() if self.files.best.is_file() else {}
+        checkpoint = self.files.best_weights
         if best.get("trial") == trial_id and checkpoint.is_file():
             try:
                 model.load_state_dict(load_checkpoint(checkpoint))
@@ -162,39 +155,3 @@ def results_tables(results: list[dict]) -> list[Table]:
         values = [*r["robustness"]["gaussian_noise"].values(), *r["robustness"]["fgsm"].values()]
         robust.add_row(str(r["trial"]), *(f"{v:.4f}" for v in values))
     return [costs, robust]
-
-
-def floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-benchmark", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="a finished nasrun run directory")
-    parser.add_argument("overrides", nargs="*", help="optional key=value changes (e.g. hardware.device=cpu)")
-    parser.add_argument("--pareto", action="store_true", help="benchmark every Pareto-front architecture")
-    parser.add_argument("--sigmas", type=floats, default=list(SIGMAS), help="Gaussian noise levels, e.g. 0,0.1,0.5")
-    parser.add_argument("--epsilons", type=floats, default=list(EPSILONS), help="FGSM step sizes, e.g. 0,0.01,0.1")
-    parser.add_argument("--latency-batch", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/benchmark.json")
-    args = parser.parse_args(argv)
-    try:
-        bench = RunBenchmark(args.run_dir.resolve(), args.overrides)
-        results = [bench.benchmark(t["trial"], t["arch"], args.sigmas, args.epsilons, args.latency_batch)
-                   for t in bench.targets(args.pareto)]
-    except NasrunError as err:
-        console.print(f"[bold red]nasrun-benchmark: error:[/] {err}", highlight=False)
-        sys.exit(2)
-    out = args.out or args.run_dir / "benchmark.json"
-    atomic_write_json(out, {"run_dir": str(args.run_dir.resolve()), "device": bench.hardware.device,
-                            "results": results})
-    for table in results_tables(results):
-        console.print(table)
-    console.print(f"written {out}")
-
-
-if __name__ == "__main__":
-    main()

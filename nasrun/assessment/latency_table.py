@@ -12,10 +12,8 @@ instead of timing every architecture (as once-for-all does for phones — here, 
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
-import sys
 from itertools import product
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -23,8 +21,8 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
-from nasrun.errors import ConfigError, NasrunError
-from nasrun.metrics import example_input, measure_latency_ms
+from nasrun.errors import ConfigError
+from nasrun.assessment.metrics import example_input, measure_latency_ms
 from nasrun.rundir import atomic_write_json
 
 FORMAT = 1
@@ -150,42 +148,3 @@ def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     return platform.processor() or platform.machine() or "cpu"
-
-
-def compose_run_config(overrides: Sequence[str]):
-    from hydra import compose, initialize_config_module
-
-    with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-latency-table", description=__doc__.splitlines()[0])
-    parser.add_argument("overrides", nargs="*", help="nasrun config overrides, e.g. dataset=cifar10 hardware=cpu")
-    parser.add_argument("--out", type=Path, default=Path("latency_table.json"))
-    parser.add_argument("--min-seconds", type=float, default=0.05, help="measuring time per part (median)")
-    parser.add_argument("--warmup", type=int, default=3)
-    args = parser.parse_args(argv)
-    from nasrun.build import instantiate
-    from nasrun.progress import console
-
-    try:
-        cfg = compose_run_config(args.overrides)
-        hardware = instantiate(cfg.hardware, "hardware")
-        hardware.apply()
-        space = instantiate(cfg.search_space, "search_space")
-        data = instantiate(cfg.dataset, "dataset").load()
-        with console.status("measuring") as status:
-            table = LatencyTable.measure(space, data.input_shape, data.num_classes, hardware.device, args.warmup,
-                                         args.min_seconds, lambda n, key: status.update(f"measured {n}: {key}"))
-    except NasrunError as err:
-        console.print(f"[bold red]nasrun-latency-table: error:[/] {err}", highlight=False)
-        sys.exit(2)
-    table.save(args.out)
-    console.print(f"{len(table.entries)} parts measured on {table.info['device_name']} ({hardware.device}) "
-                  f"at input {list(data.input_shape)}; written {args.out}\n"
-                  f"use it with: nasrun metrics.latency=table metrics.latency_table={args.out.resolve()}")
-
-
-if __name__ == "__main__":
-    main()

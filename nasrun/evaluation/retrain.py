@@ -10,11 +10,9 @@ with `export=true`, the final model (the repeat with the best validation accurac
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import logging
 import statistics
-import sys
 import time
 from datetime import datetime
 from importlib import resources
@@ -27,15 +25,14 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.build import instantiate
-from nasrun.rundir import save_checkpoint
+from nasrun.rundir import RunDir, atomic_write, atomic_write_json, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
-from nasrun.errors import ConfigError, NasrunError
+from nasrun.errors import ConfigError
 from nasrun.experiment import environment
-from nasrun.export import export_model, read_spec
+from nasrun.evaluation.export import export_model, read_spec
 from nasrun.hardware import seed_everything
-from nasrun.progress import console
-from nasrun.rundir import atomic_write, atomic_write_json
+from nasrun.console import console
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 log = logging.getLogger("nasrun")
@@ -57,11 +54,11 @@ def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
     """The recipe (defaults < the run's dataset/hardware < overrides) and the architecture spec."""
     cfg = OmegaConf.load(str(resources.files("nasrun.conf") / "train.yaml"))
     if source.is_dir():
-        from nasrun.reproduce import load_saved_config
+        from nasrun.config import load_saved_config
 
         run_cfg = load_saved_config(source)
         cfg.dataset, cfg.hardware = run_cfg.dataset, run_cfg.hardware
-        spec = read_spec(source / "best_architecture.json")
+        spec = read_spec(RunDir(source).best)
     else:
         cfg.dataset, cfg.hardware = group_option("dataset", "digits"), group_option("hardware", "auto")
         spec = read_spec(source)
@@ -192,7 +189,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
     if cfg.export:
         result["export"] = {k: str(out / "export" / v) for k, v in
                             export_model(models[final], final_spec, out / "export").items()}
-    atomic_write_json(out / "retrain.json", result)
+    atomic_write_json(RunDir(out).retrain, result)
     return out, result
 
 
@@ -207,21 +204,3 @@ def results_table(result: dict, out: Path) -> Table:
     table.add_row("mean ± std", f"{val['mean']:.4f} ± {val['std']:.4f}" if val else "-",
                   f"{test['mean']:.4f} ± {test['std']:.4f}", "", "", style="bold")
     return table
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-train", description="Retrain an architecture from scratch with a "
-                                     "final-training recipe for several seeds; report mean ± std test accuracy.")
-    parser.add_argument("source", type=Path, help="a run directory or an architecture JSON (best_architecture.json)")
-    parser.add_argument("overrides", nargs="*", help="key=value changes to conf/train.yaml (e.g. epochs=100 repeats=3)")
-    args = parser.parse_args(argv)
-    try:
-        out, result = retrain(args.source, args.overrides)
-    except NasrunError as err:
-        console.print(f"[bold red]nasrun-train: error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    console.print(results_table(result, out))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from nasrun.console import console
 from nasrun.records import Trial
-
-console = Console(stderr=True)
-
-
-def print_error(program: str, message: str) -> None:
-    """One unwrapped line on stderr: `<program>: error: <message>`."""
-    console.print(f"[bold red]{program}: error:[/] {message}", highlight=False, soft_wrap=True)
-
 
 class SearchProgress:
     """Two bars: trials of the search and epochs of the trial being trained."""

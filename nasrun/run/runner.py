@@ -17,13 +17,13 @@ from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
-from nasrun.progress import SearchProgress
+from nasrun.run.progress import SearchProgress
 from nasrun.records import Trial, TrialLog, best_trial
 from nasrun.rundir import RunDir, atomic_write_json, save_checkpoint
-from nasrun.resume import RunCheckpoint, restore
+from nasrun.run.checkpoint import RunCheckpoint, restore
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
-from nasrun.tensorboard import TensorBoardLog
+from nasrun.run.tensorboard import TensorBoardLog
 
 log = logging.getLogger("nasrun")
 
@@ -50,7 +50,7 @@ class Runner:
         self.files = RunDir(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
-        self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment)
+        self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment.assess)
         self.log = TrialLog(self.files.trials, durable=durable_log)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
@@ -161,13 +161,13 @@ class Runner:
         best = self.best = best_trial([t for t in (self.best, trial) if t is not None])  # O(1) per trial
         if best is trial:
             self.best_evaluation = evaluation
-            self._write_best(trial, {})
+            self.write_best(trial, {})
             if evaluation is not None and evaluation.weights is not None:
                 save_checkpoint(evaluation.weights, self.files.best_weights)
         progress.trial_finished(trial, best)
         self.tensorboard.trial(trial, best)
 
-    def _write_best(self, trial: Trial, test_metrics: dict) -> None:
+    def write_best(self, trial: Trial, test_metrics: dict) -> None:
         if self.data is not None:
             shape = {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
         else:
@@ -191,7 +191,7 @@ class Runner:
         arch = self.space.from_json(best.arch)
         test_metrics = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
         log.info("final test of trial %d: %s", best.id, test_metrics)
-        self._write_best(best, test_metrics)
+        self.write_best(best, test_metrics)
         return test_metrics
 
     def no_result(self) -> str | None:

@@ -13,19 +13,16 @@ Load the first two back with `load_exported(out)`.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from nasrun.rundir import load_checkpoint
+from nasrun.rundir import RunDir, atomic_write_json, load_checkpoint
 from nasrun.errors import CheckpointError, NasrunError
-from nasrun.rundir import atomic_write_json
 
 FORMATS = ("json", "weights", "torchscript", "onnx")
 
@@ -59,7 +56,7 @@ def export_model(model: nn.Module, spec: dict, out_dir: str | Path, formats=FORM
     if "json" in formats:
         atomic_write_json(out_dir / "architecture.json", {
             "space": spec["space"], "arch": spec["arch"], "network": spec["network"], "files": written,
-            "load": "from nasrun.export import load_exported; net = load_exported('.')  # or torch.jit.load / onnx",
+            "load": "from nasrun.evaluation.export import load_exported; net = load_exported('.')  # or torch.jit.load / onnx",
         })
         written["json"] = "architecture.json"
     return written
@@ -125,37 +122,13 @@ def read_spec(path: Path) -> dict:
 def export_run(source: Path, weights: Path | None, out_dir: Path, formats=FORMATS) -> dict[str, str]:
     from nasrun.nets import build_network
 
-    spec_path = source / "best_architecture.json" if source.is_dir() else source
+    spec_path = RunDir(source).best if source.is_dir() else source
     spec = read_spec(spec_path)
     if weights is None and source.is_dir():
-        weights = source / "checkpoints" / "best_model.pt"
+        weights = RunDir(source).best_weights
     if weights is None:
         raise NasrunError("no weights to export: pass --weights, a run directory, or use nasrun-train to retrain")
     net = spec["network"]
     model = build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
     model.load_state_dict(load_checkpoint(weights))
     return export_model(model, spec, out_dir, formats)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from nasrun.progress import console
-
-    parser = argparse.ArgumentParser(prog="nasrun-export", description="Export a run's best network: architecture "
-                                     "JSON + weights, TorchScript and ONNX.")
-    parser.add_argument("source", type=Path, help="a run directory, or a best_architecture.json (with --weights)")
-    parser.add_argument("--weights", type=Path, default=None, help="a state dict (default RUN_DIR/checkpoints/best_model.pt)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default SOURCE_DIR/export)")
-    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
-    args = parser.parse_args(argv)
-    out = args.out or (args.source if args.source.is_dir() else args.source.parent) / "export"
-    try:
-        written = export_run(args.source, args.weights, out, args.formats)
-    except NasrunError as err:
-        console.print(f"[bold red]nasrun-export: error:[/] {err}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    for kind, name in written.items():
-        console.print(f"{kind:12s} {out / name}", highlight=False, soft_wrap=True)
-
-
-if __name__ == "__main__":
-    main()

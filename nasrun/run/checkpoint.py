@@ -1,4 +1,4 @@
-"""Crash recovery: the runner's checkpoint and `nasrun-resume RUN_DIR`.
+"""Crash recovery: the runner's checkpoint, and how a resumed run (`nasrun-resume RUN_DIR`) picks up.
 
 `checkpoints/runner.json` is rewritten atomically (compact JSON) after every ask, holding the strategy's
 state, how many trials of `trials.jsonl` it has been told (every recorded trial is told before the next
@@ -17,22 +17,19 @@ One-shot strategies resume their supernet from `checkpoints/search_state.pt` (Se
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nasrun.rundir import RunDir, atomic_write, load_checkpoint, save_checkpoint
-from nasrun.errors import CheckpointError, NasrunError
+from nasrun.errors import CheckpointError
 from nasrun.estimators import Evaluation
 from nasrun.executors import TrialJob, run_trial
 from nasrun.records import Trial, best_trial
 
 if TYPE_CHECKING:
-    from nasrun.runner import Runner
     from nasrun.strategies import Strategy
 
 log = logging.getLogger("nasrun")
@@ -122,8 +119,8 @@ def repair_torn_line(path: Path) -> None:
         log.warning("resume: cut an incomplete last line from %s", path)
 
 
-def restore(runner: "Runner") -> None:
-    """Bring a freshly built runner (space, strategy, estimator bound) to where the run stopped."""
+def restore(runner) -> None:
+    """Bring a freshly built `nasrun.run.runner.Runner` (space, strategy, estimator bound) to where the run stopped."""
     checkpoint = runner.checkpoint
     repair_torn_line(runner.log.path)
     repair_torn_line(checkpoint.times_path)
@@ -149,7 +146,7 @@ def restore(runner: "Runner") -> None:
     log.info("resumed %s: %d trials done, %d to run again", runner.run_dir, len(trials), len(checkpoint.pending))
 
 
-def restore_best(runner: "Runner", unconfirmed: set[int]) -> None:
+def restore_best(runner, unconfirmed: set[int]) -> None:
     """Reload the best trial's weights; re-evaluate it if the crash may have cut its weights short."""
     best = best_trial(runner.trials)
     if best is None:
@@ -168,54 +165,4 @@ def restore_best(runner: "Runner", unconfirmed: set[int]) -> None:
     else:
         weights = load_checkpoint(weights_path) if weights_path.exists() else None
         runner.best_evaluation = Evaluation(metrics=dict(best.metrics), weights=weights)
-    runner._write_best(best, {})
-
-
-# --- the command ---------------------------------------------------------------------------------------
-def resume_run(run_dir: Path, show_progress: bool | None = None) -> dict | None:
-    """Continue the run in `run_dir`; None (and nothing written) when it had already finished."""
-    from nasrun.experiment import run_experiment
-    from nasrun.reproduce import load_saved_config
-
-    run_dir = Path(run_dir).resolve()
-    cfg = load_saved_config(run_dir)
-    if RunDir(run_dir).finished():
-        return None
-    RunDir(run_dir).attach_log()
-    progress = cfg.get("progress", True) if show_progress is None else show_progress
-    return run_experiment(cfg, run_dir, show_progress=progress, resume=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from nasrun.progress import console
-
-    parser = argparse.ArgumentParser(prog="nasrun-resume", description="Continue an interrupted nasrun run "
-                                     "in its own run directory, from its saved config and checkpoints.")
-    parser.add_argument("run_dir", type=Path, help="the run directory of the interrupted run (or a multirun "
-                        "sweep directory: every job in it is resumed)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = parser.parse_args(argv)
-    for run_dir in sweep_jobs(args.run_dir):
-        try:
-            summary = resume_run(run_dir, show_progress=False if args.no_progress else None)
-        except NasrunError as err:
-            console.print(f"[bold red]nasrun-resume: error:[/] {err}", highlight=False, soft_wrap=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            console.print("nasrun-resume: interrupted; run it again to continue", highlight=False)
-            sys.exit(130)
-        if summary is None:
-            console.print(f"{run_dir} has already finished (summary.json exists); nothing to resume",
-                          highlight=False, soft_wrap=True)
-
-
-def sweep_jobs(path: Path) -> list[Path]:
-    """`path` itself, or for a multirun sweep directory the job directories in it."""
-    if (path / ".hydra" / "config.yaml").exists() or not path.is_dir():
-        return [path]
-    jobs = sorted((p.parent.parent for p in path.glob("*/.hydra/config.yaml")), key=lambda p: (len(p.name), p.name))
-    return jobs or [path]
-
-
-if __name__ == "__main__":
-    main()
+    runner.write_best(best, {})

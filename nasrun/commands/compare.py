@@ -1,0 +1,34 @@
+"""`nasrun-compare SWEEP_DIR`: aggregate a multirun sweep per strategy (nasrun/reports/compare.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from nasrun.commands.common import run_command
+from nasrun.reports.compare import __doc__ as compare_doc
+from nasrun.reports.compare import compare, comparison_table
+from nasrun.rundir import RunDir
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-compare", description=compare_doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="a multirun sweep folder (e.g. outputs/multirun/DATE/TIME)")
+    parser.add_argument("--no-plot", action="store_true", help="skip anytime.png")
+    args = parser.parse_args(argv)
+
+    def compare_sweep() -> None:
+        comparison = compare(args.sweep_dir, plot=not args.no_plot)
+        console = Console(width=max(Console().width, 120))
+        console.print(comparison_table(comparison))
+        console.print(f"wrote {RunDir(args.sweep_dir).comparison}" +
+                      (f" and {comparison['plot']}" if "plot" in comparison else ""))
+
+    run_command("nasrun-compare", compare_sweep)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""`nasrun-report RUN_DIR ...`: (re)draw the plots of runs into <run dir>/plots/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nasrun.commands.common import run_command
+from nasrun.console import console, print_error
+from nasrun.reports.plots import write_run_report
+from nasrun.rundir import RunDir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-report", description="(Re)draw the plots of nasrun runs "
+                                     "into <run dir>/plots/.")
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories")
+    args = parser.parse_args(argv)
+
+    def report() -> int:
+        status = 0
+        for run_dir in args.run_dirs:
+            if not RunDir(run_dir).trials.exists():
+                print_error("nasrun-report", f"{run_dir} has no trials.jsonl: not a nasrun run directory")
+                status = 2
+                continue
+            for path in write_run_report(run_dir):
+                console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        return status
+
+    run_command("nasrun-report", report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,12 @@
+"""The terminal: one rich console on stderr (progress, tables, errors), and the one-line error format."""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def print_error(program: str, message: str) -> None:
+    """One unwrapped line on stderr: `<program>: error: <message>`."""
+    console.print(f"[bold red]{program}: error:[/] {message}", highlight=False, soft_wrap=True)
