@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrun.errors import InvalidArchitecture
+from nasrun.nets.conv import Conv2d
 
 # The 8 candidate ops of the DARTS search space, in the published order.
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -69,15 +70,17 @@ class Zero(nn.Module):
 
 
 class FactorizedReduce(nn.Module):
-    """Halve the spatial size with two stride-2 1x1 convs on offset grids, concatenated."""
+    """Halve the spatial size with two stride-2 1x1 convs on offset grids, concatenated. The convs are
+    `nasrun.nets.conv.Conv2d`: with fewer than 8 input channels (a PC-DARTS edge) oneDNN's AVX2 weight
+    gradient of a strided 1x1 conv corrupts the heap, and that module routes them around it."""
 
     def __init__(self, c_in: int, c_out: int, affine: bool = True):
         super().__init__()
         if c_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {c_out}")
         self.relu = nn.ReLU(inplace=False)
-        self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,16 @@ from torch import nn
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets import register
+from nasrun.nets.conv import Conv2d
 
 MACRO_OPS = ("conv3x3", "conv5x5", "conv7x7", "sepconv3x3", "sepconv5x5", "maxpool3x3", "avgpool3x3", "identity")
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    """conv, BN, ReLU; the conv is `nasrun.nets.conv.Conv2d` (a strided 1x1 `identity` projection on a
+    narrow layer would otherwise hit oneDNN's heap-corrupting AVX2 weight gradient)."""
     return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
     )
 
 

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasrun.nets.conv import Conv2d, conv2d
 from nasrun.nets.macro import conv_bn_relu
 from nasrun.spaces.macro import MacroSpace
 from nasrun.supernets.base import Supernet, register_supernet
@@ -36,8 +37,9 @@ def centre(weight: torch.Tensor, kernel: int) -> torch.Tensor:
     return weight[..., start:start + kernel, start:start + kernel]
 
 
-class ElasticConv(nn.Conv2d):
-    """A conv at the largest channels and kernel; `forward` uses the leading channels and centre kernel."""
+class ElasticConv(Conv2d):
+    """A conv at the largest channels and kernel; `forward` uses the leading channels and centre kernel
+    (through `nasrun.nets.conv.conv2d`: a narrow strided 1x1 projection must avoid oneDNN's AVX2 bug)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, depthwise: bool = False):
         super().__init__(c_in, c_out, kernel, bias=False, groups=c_in if depthwise else 1)
@@ -49,7 +51,7 @@ class ElasticConv(nn.Conv2d):
             weight, groups = self.weight[:c_in], c_in
         else:
             weight, groups = self.weight[:c_out, :c_in], 1
-        return F.conv2d(x, centre(weight, kernel), None, stride, kernel // 2, 1, groups)
+        return conv2d(x, centre(weight, kernel), None, stride, kernel // 2, 1, groups)
 
 
 class ElasticBN(nn.BatchNorm2d):
