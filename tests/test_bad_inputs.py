@@ -126,13 +126,19 @@ def test_a_shared_config_naming_foreign_code_is_refused_by_every_command(run, co
 @pytest.mark.parametrize("command", ["nasrun-reproduce", "nasrun-benchmark"])
 @pytest.mark.parametrize("snippet, fragment", [
     ("evil:\n  _target_: os.getcwd\n", "evil._target_"),                      # unused, still refused
-    ("evil:\n  _target_: os.getcwd\nestimator: ${evil}\n", "os.getcwd"),       # interpolated into a group
     ("objectives:\n- metric: val_accuracy\n  _target_: builtins.eval\n", "objectives[0]._target_"),  # in a list
 ])
 def test_foreign_targets_in_other_keys_interpolations_and_lists_are_refused(run, command, snippet, fragment):
     tamper(run, lambda text: text.split("\nobjectives:")[0] + "\n" + snippet if "objectives" in snippet
            else text + snippet)
     check_refused(run, command, [str(run)], fragment)
+
+
+@pytest.mark.parametrize("command", ["nasrun-reproduce", "nasrun-resume", "nasrun-benchmark"])
+def test_a_target_interpolated_from_another_key_is_refused(run, command):
+    tamper(run, lambda text: text.replace("nasrun.estimators.nb201.NB201Tabular", "${evil.code}") +
+           "evil:\n  code: os.getcwd\n")
+    check_refused(run, command, [str(run)], "estimator._target_", "os.getcwd")
 
 
 def test_nested_foreign_target_inside_a_group_is_refused(run):

@@ -28,6 +28,7 @@ from nasrun.build import instantiate
 from nasrun.rundir import RunDir, atomic_write, atomic_write_json, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
+from nasrun.config import load_saved_config
 from nasrun.errors import ConfigError
 from nasrun.experiment import environment
 from nasrun.evaluation.export import export_model, read_spec
@@ -54,8 +55,6 @@ def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
     """The recipe (defaults < the run's dataset/hardware < overrides) and the architecture spec."""
     cfg = OmegaConf.load(str(resources.files("nasrun.conf") / "train.yaml"))
     if source.is_dir():
-        from nasrun.config import load_saved_config
-
         run_cfg = load_saved_config(source)
         cfg.dataset, cfg.hardware = run_cfg.dataset, run_cfg.hardware
         spec = read_spec(RunDir(source).best)
@@ -71,8 +70,12 @@ def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
             cfg[key] = group_option(key, value)
         else:
             dotlist.append(item)
+    unknown = [item.split("=")[0] for item in dotlist if OmegaConf.select(cfg, item.split("=")[0].lstrip("+")) is None
+               and not item.startswith("+")]
+    if unknown:
+        raise ConfigError(f"unknown recipe key(s) {unknown} (see conf/train.yaml; '+key=value' adds a new one)")
     try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+") for item in dotlist]))
     except Exception as err:
         raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
     check(cfg)
