@@ -22,6 +22,9 @@ def test_default_run_finds_an_accurate_architecture(tmp_path):
     assert summary["trials"] == 8 and summary["failed_trials"] == 0
     assert summary["test"]["test_accuracy"] >= 0.97
     assert "best architecture, final test" in result.stderr
+    scores = [t["metrics"]["val_accuracy"] for t in read_jsonl(run / "trials.jsonl")]
+    assert len(set(scores)) >= 6, f"the demo should show a search, not ties: {scores}"
+    assert "warning" not in result.stderr.lower()
 
 
 def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):

@@ -70,8 +70,9 @@ def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
             cfg[key] = group_option(key, value)
         else:
             dotlist.append(item)
-    unknown = [item.split("=")[0] for item in dotlist if OmegaConf.select(cfg, item.split("=")[0].lstrip("+")) is None
-               and not item.startswith("+")]
+    absent = object()
+    unknown = [key for key in (item.split("=")[0] for item in dotlist)
+               if not key.startswith("+") and OmegaConf.select(cfg, key, default=absent) is absent]
     if unknown:
         raise ConfigError(f"unknown recipe key(s) {unknown} (see conf/train.yaml; '+key=value' adds a new one)")
     try:

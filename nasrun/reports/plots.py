@@ -34,7 +34,7 @@ def new_figure(width: float = 6.4, height: float = 4.0):
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise NasrunError("plots need matplotlib: pip install 'nasrun[plots]'") from None
+        raise NasrunError("plots need matplotlib: pip install matplotlib") from None
 
     return Figure(figsize=(width, height), layout="constrained")
 
