@@ -63,7 +63,8 @@ def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, re
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
                     assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))
     summary = runner.run()
-    write_run_report(run_dir)
+    if cfg.get("report", True):
+        write_run_report(run_dir)
     console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
     problem = runner.no_result()
     if problem:

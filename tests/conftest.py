@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -40,13 +41,60 @@ def compose_cfg():
     GlobalHydra.instance().clear()
 
 
-def run_cli(args, cwd, command="nasrun", env=None, timeout=600) -> subprocess.CompletedProcess:
-    """Run an installed console script (from this interpreter's venv) in a subprocess."""
-    executable = str(Path(sys.executable).with_name(command))
+# Variables read when the interpreter or a native library starts: a run that sets one gets a process
+# of its own instead of a child of the fork server.
+STARTUP_VARIABLES = ("OMP_", "MKL_", "ONEDNN_", "DNNL_", "MALLOC_", "LD_", "PYTHON", "KMP_", "OPENBLAS_")
+
+
+def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False) -> subprocess.CompletedProcess:
+    """Run an installed console script (from this interpreter's venv) in a process of its own.
+
+    By default the process is forked from `cli_zygote` (the imports done once per test worker);
+    `fresh=True`, or an `env` that sets a start-up variable, starts the console script itself."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     environment.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
-                          timeout=timeout)
+    if fresh or any(key.startswith(STARTUP_VARIABLES) and key != "OMP_NUM_THREADS" or
+                    (key == "OMP_NUM_THREADS" and value != "1") for key, value in (env or {}).items()):
+        executable = str(Path(sys.executable).with_name(command))
+        return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
+                              timeout=timeout)
+    return CliZygote.get().run(command, [str(a) for a in args], cwd, environment, timeout)
+
+
+class CliZygote:
+    """This test worker's fork server (tests/cli_zygote.py), started on first use."""
+
+    _instance: "CliZygote | None" = None
+
+    @classmethod
+    def get(cls) -> "CliZygote":
+        if cls._instance is None or cls._instance.process.poll() is not None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self):
+        environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_zygote.py"))],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=environment,
+                                        cwd=REPO)
+        ready = json.loads(self.process.stdout.readline())
+        assert "nasrun" in ready["ready"], ready
+        self.outputs = Path(tempfile.mkdtemp(prefix="nasrun-cli-"))
+        self.count = 0
+
+    def run(self, command, args, cwd, environment, timeout) -> subprocess.CompletedProcess:
+        self.count += 1
+        out, err = self.outputs / f"{self.count}.out", self.outputs / f"{self.count}.err"
+        request = dict(command=command, args=args, cwd=str(cwd), env=environment, stdout=str(out),
+                       stderr=str(err), timeout=timeout)
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        reply = json.loads(self.process.stdout.readline())
+        stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+        out.unlink(), err.unlink()
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired([command, *args], timeout, stdout, stderr)
+        return subprocess.CompletedProcess([command, *args], reply["returncode"], stdout, stderr)
 
 
 def run_dirs(root: Path) -> list[Path]:

@@ -78,6 +78,8 @@ def check_refused(run: Path, command: str, args: list[str], *fragments: str) -> 
     ("metrics.enabled=[energy]", "energy"),
     ("hardware.threads=0", "hardware.threads"),
     ("estimator.dataset=mnist", "mnist"),
+    ("report=maybe", "report must be true or false"),
+    ("final_test=1", "final_test must be true or false"),
 ])
 def test_nasrun_refuses_bad_values_in_one_line(tmp_path, override, fragment):
     result = run_cli([*TABULAR, override], tmp_path)

@@ -148,7 +148,7 @@ def test_several_devices_need_a_supernet(compose_cfg, tmp_path):
 
 DARTS_TINY = ["hardware=cpu", "hardware.threads=1", "search_space=darts", "strategy=darts", "search_space.C=4",
               "search_space.layers=3", "strategy.epochs=2", "strategy.C=8", "strategy.layers=3",
-              "strategy.steps_per_epoch=2", "strategy.batch_size=15", "estimator.epochs=1", "final_test=false",
+              "strategy.steps_per_epoch=2", "strategy.batch_size=15", "estimator.epochs=1", "final_test=false", "report=false",
               "progress=false"]
 
 
@@ -168,7 +168,7 @@ def test_darts_on_two_gloo_processes_derives_what_one_process_derives(compose_cf
 
 WS_TINY = ["hardware=cpu", "hardware.threads=1", "estimator=weight_sharing", "estimator.retrain.enabled=false",
            "estimator.batch_size=63", "budget.trials=3", "estimator.epochs=1", "search_space.min_layers=2",
-           "search_space.max_layers=3", "progress=false"]
+           "search_space.max_layers=3", "progress=false", "report=false"]
 
 
 @pytest.mark.slow

@@ -50,7 +50,7 @@ def test_tiny_cell_searches_survive_avx2_kernels_with_heap_checking(tmp_path, st
     """The configuration that aborted `make test` on AVX2 machines (PC-DARTS, C=8, k=4: 2-channel edges)."""
     result = run_cli([f"strategy={strategy}", "strategy.epochs=1", "strategy.C=8", "strategy.layers=3",
                       "strategy.steps_per_epoch=2", "search_space.C=4", "search_space.layers=3", "estimator.epochs=1",
-                      "hardware.threads=1", "progress=false"], tmp_path, env=STRICT)
+                      "hardware.threads=1", "progress=false", "report=false"], tmp_path, env=STRICT)
     assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
 
 

@@ -153,3 +153,12 @@ def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
     assert '"0_n0" -> "0_n2" [label="", style=dashed];' in sources[0]
     draw_architecture("darts", GENOTYPE, tmp_path / "b.png")
     assert sources[1].count("subgraph cluster_") == 2 and '[label="dil_conv_3x3"]' in sources[1]
+
+
+def test_report_false_leaves_the_plots_to_nasrun_report(compose_cfg, tmp_path):
+    tabular = ["search_space=nb201", "estimator=nb201", "budget.trials=4", "progress=false", "report=false"]
+    run_experiment(compose_cfg(tabular), tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "plots").exists()
+    result = run_cli([str(tmp_path / "run")], tmp_path, command="nasrun-report")
+    assert result.returncode == 0, result.stderr
+    assert_real_png(tmp_path / "run" / "plots" / "best_so_far_trials.png")

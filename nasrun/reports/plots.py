@@ -30,13 +30,15 @@ log = logging.getLogger("nasrun")
 
 
 # --- shared helpers --------------------------------------------------------------------------------------
-def new_figure(width: float = 6.4, height: float = 4.0):
+def new_figure(width: float = 6.4, height: float = 4.0, layout: str | None = "constrained"):
+    """A matplotlib Figure (not pyplot: no global state). Constrained layout costs seconds on a grid of
+    many panels: pass layout=None and place them with `subplots_adjust`."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise NasrunError("plots need matplotlib: pip install matplotlib") from None
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout=layout)
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
@@ -101,13 +103,17 @@ def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
     if not records:
         return []
     ops, epochs = records[-1]["ops"], [r["epoch"] for r in records]
+    marker = "o" if len(epochs) <= 12 else None  # a line of one point is invisible
     paths = []
     for cell in records[-1]["alphas"]:
         series = [r["alphas"][cell] for r in records]  # epoch × edge × op
         edges = len(series[-1])
         columns = min(edges, 4)
         rows = math.ceil(edges / columns)
-        fig = new_figure(3.0 * columns, 2.2 * rows + 0.6)
+        height = 2.2 * rows + 0.9
+        fig = new_figure(3.0 * columns, height, layout=None)
+        fig.subplots_adjust(left=0.1, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height, hspace=0.45,
+                            wspace=0.12)
         axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
         for edge in range(rows * columns):
             ax = axes[edge // columns][edge % columns]
@@ -115,14 +121,17 @@ def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
                 ax.set_visible(False)
                 continue
             for index, op in enumerate(ops):
-                ax.plot(epochs, [s[edge][index] for s in series], label=op)
+                ax.plot(epochs, [s[edge][index] for s in series], label=op, marker=marker, markersize=3)
             ax.set_title(f"edge {edge}", fontsize=9)
             ax.tick_params(labelbottom=True)
             ax.grid(alpha=0.3)
+        from matplotlib.ticker import MaxNLocator
+
+        axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by every panel
         fig.supxlabel("epoch")
-        fig.supylabel("α (softmax)")
-        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside upper center", ncols=min(len(ops), 4),
-                   fontsize=8)
+        fig.supylabel("α (softmax)", x=0.01)
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncols=min(len(ops), 4), fontsize=8,
+                   frameon=False)
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(cell))
         paths.append(save_figure(fig, Path(out_dir) / f"alphas_{safe}.png"))
     return paths

@@ -1,0 +1,110 @@
+"""A fork server for the tests' CLI runs: import torch, Hydra and every `nasrun-*` command once, then
+run each command in a fresh forked process.
+
+Starting a console script costs about 4 s of imports (torch alone 3 s) before it does anything; the
+tests run over a hundred of them. This process pays the imports once and never runs a tensor op (so no
+thread pool exists when it forks). Each request becomes a child process that is what a console-script
+process would be at the line `sys.exit(main())`: its own pid, working directory, environment, argv,
+stdout/stderr files, and exit status (a signal shows as a negative return code, as with `subprocess`).
+
+Protocol (one JSON object per line): request {"command", "args", "cwd", "env", "stdout", "stderr",
+"timeout"} on stdin; reply {"returncode", "timed_out"} on stdout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from importlib.metadata import entry_points
+
+# A console script's sys.path starts with its own bin/ folder, not this tests/ folder.
+sys.path[0] = os.path.dirname(sys.executable)
+PROTOCOL_IN, PROTOCOL_OUT = sys.stdin, os.fdopen(os.dup(1), "w")
+
+
+def command_mains() -> dict:
+    """console-script name -> its `main`, imported now so every child starts with them loaded."""
+    mains = {}
+    for point in entry_points(group="console_scripts"):
+        if point.name == "nasrun" or point.name.startswith("nasrun-"):
+            module, _, attribute = point.value.partition(":")
+            mains[point.name] = getattr(importlib.import_module(module), attribute)
+    return mains
+
+
+def run_child(main, request: dict) -> None:
+    """In the forked child: become the console-script process, run `main`, exit with its status."""
+    os.setpgid(0, 0)
+    PROTOCOL_OUT.close()
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
+    os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    sys.argv = [os.path.join(os.path.dirname(sys.executable), request["command"]), *request["args"]]
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        if exit_.code is None:
+            code = 0
+        elif isinstance(exit_.code, int):
+            code = exit_.code
+        else:
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    except BaseException:  # what the interpreter would print for an uncaught exception
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(code & 0xFF)
+
+
+def wait(pid: int, timeout: float) -> tuple[int, bool]:
+    """(return code as subprocess reports it, whether it was killed for running past `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return (-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)), False
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(pid, 0)
+            return -signal.SIGKILL, True
+        time.sleep(0.01)
+
+
+def serve() -> None:
+    mains = command_mains()
+    PROTOCOL_OUT.write(json.dumps({"ready": sorted(mains)}) + "\n")
+    PROTOCOL_OUT.flush()
+    for line in PROTOCOL_IN:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:
+            run_child(mains[request["command"]], request)
+        returncode, timed_out = wait(pid, request["timeout"])
+        PROTOCOL_OUT.write(json.dumps({"returncode": returncode, "timed_out": timed_out}) + "\n")
+        PROTOCOL_OUT.flush()
+
+
+if __name__ == "__main__":
+    serve()
