@@ -148,8 +148,8 @@ def test_several_devices_need_a_supernet(compose_cfg, tmp_path):
 
 DARTS_TINY = ["hardware=cpu", "hardware.threads=1", "search_space=darts", "strategy=darts", "search_space.C=4",
               "search_space.layers=3", "strategy.epochs=2", "strategy.C=8", "strategy.layers=3",
-              "strategy.steps_per_epoch=2", "strategy.batch_size=15", "estimator.epochs=1", "final_test=false", "report=false",
-              "progress=false"]
+              "strategy.steps_per_epoch=1", "strategy.batch_size=15", "estimator.epochs=1", "final_test=false",
+              "report=false", "progress=false"]
 
 
 @pytest.mark.slow

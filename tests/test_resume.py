@@ -68,7 +68,7 @@ def outcome(run_dir: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"trials": [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()],
             "best": best, "test": summary["test"], "best_trial": summary["best_trial"],
-            "weights": {k: v.sum().item() for k, v in weights.items()}}
+            "weights": {k: v.tolist() for k, v in weights.items()}}  # every value, exactly
 
 
 @pytest.fixture(scope="module")

@@ -64,9 +64,15 @@ def test_neighbours_are_distinct_single_changes(space):
     neighbours = space.neighbours(arch)
     keys = {space.key(n) for n in neighbours}
     assert len(keys) == len(neighbours) and space.key(arch) not in keys
+    def chosen(layer):  # what a decision sets (strides follow from the depth)
+        return layer["op"], layer["width"], tuple(layer["skips"])
+
     for n in neighbours:
-        differing = sum(a != b for a, b in zip(space.encode(arch), space.encode(n)))
-        assert differing >= 1
+        if len(n["layers"]) == len(arch["layers"]):  # one op, width or skip decision changed
+            assert sum(a != b for a, b in zip(space.encode(arch), space.encode(n))) == 1
+        else:  # the depth decision changed: the layers both keep are as they were
+            shared = min(len(n["layers"]), len(arch["layers"]))
+            assert [chosen(layer) for layer in n["layers"][:shared]] == [chosen(layer) for layer in arch["layers"][:shared]]
 
 
 def test_network_rebuilds_from_json_without_the_space(space):
