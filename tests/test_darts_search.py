@@ -14,8 +14,10 @@ from nasrun.datasets.base import DataBundle, TensorSplit
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets.nb201 import parse_arch
-from nasrun.nets.supernet import (DartsSupernet, GumbelWeighting, MixedOp, NB201Supernet, PartialChannelWeighting,
-                                  Weighting, darts_search_op)
+from nasrun.supernets.darts import DartsWeightedSupernet as DartsSupernet
+from nasrun.supernets.darts import darts_search_op
+from nasrun.supernets.nb201 import NB201WeightedSupernet as NB201Supernet
+from nasrun.supernets.weighted import GumbelWeighting, MixedOp, PartialChannelWeighting, Weighting
 from nasrun.spaces.darts import SEARCH_OPS, DartsSpace
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
@@ -43,11 +45,12 @@ def run_search(strategy, space, run_dir, seed=0, report=None):
 
 
 # --- supernet pieces ----------------------------------------------------------------------------------------
-def test_mixed_op_forced_path_and_partial_channels():
+def test_mixed_op_hard_sample_and_partial_channels():
     mixed = MixedOp(SEARCH_OPS, darts_search_op, 4, 1)
     x = torch.randn(2, 4, 8, 8)
-    mixed.active = SEARCH_OPS.index("skip_connect")
-    assert torch.equal(mixed(x), x)  # one path, no weights needed
+    skip = SEARCH_OPS.index("skip_connect")
+    one_hot = torch.nn.functional.one_hot(torch.tensor(skip), len(SEARCH_OPS)).float()
+    assert torch.equal(mixed(x, one_hot, index=skip), x)  # a hard sample runs that one op
     partial = MixedOp(SEARCH_OPS, darts_search_op, 8, 2, partial=4)
     weights = torch.softmax(torch.randn(len(SEARCH_OPS)), 0)
     assert partial(torch.randn(2, 8, 7, 7), weights).shape == (2, 8, 4, 4)

@@ -13,7 +13,7 @@ from test_runner import ToyEstimator, make_runner
 from conftest import run_cli
 from nasrun.assessment.assess import Assessment
 from nasrun.errors import CheckpointError, NasrunError
-from nasrun.nets.supernet import GumbelWeighting
+from nasrun.supernets.weighted import GumbelWeighting
 from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial, TrialLog
 from nasrun.strategies.random_search import RandomSearch

@@ -14,7 +14,8 @@ from PIL import Image
 
 from nasrun.experiment import run_experiment
 from nasrun.nets.nb201 import format_arch
-from nasrun.reports.plots import draw_architecture, write_run_report
+from nasrun.reports.drawing import draw_architecture
+from nasrun.reports.plots import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
 from conftest import run_cli
@@ -135,7 +136,7 @@ def test_summary_records_the_environment(finished_run):
 
 def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
     """With a `dot` binary the drawing goes through graphviz; here a stand-in records the DOT source."""
-    import nasrun.reports.plots as plots
+    import nasrun.reports.drawing as drawing
 
     sources = []
 
@@ -144,8 +145,8 @@ def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
         sources.append(Path(command[2]).read_text())
         Path(command[-1]).write_bytes(b"\x89PNG\r\n\x1a\n")
 
-    monkeypatch.setattr(plots.shutil, "which", lambda name: "/usr/bin/dot")
-    monkeypatch.setattr(plots.subprocess, "run", fake_dot)
+    monkeypatch.setattr(drawing.shutil, "which", lambda name: "/usr/bin/dot")
+    monkeypatch.setattr(drawing.subprocess, "run", fake_dot)
     macro = {"stem": 8, "layers": [{"op": "conv3x3", "width": 8, "stride": 2, "skips": []},
                                    {"op": "identity", "width": 8, "stride": 1, "skips": [0]}]}
     assert draw_architecture("macro", macro, tmp_path / "a.png") == tmp_path / "a.png"

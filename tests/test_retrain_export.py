@@ -144,7 +144,7 @@ def test_retrain_is_reproducible_and_uses_drop_path_and_auxiliary_head(tmp_path,
                 return logits, self.aux_head(x.flatten(1))
             return logits
 
-    monkeypatch.setitem(nets._BUILDERS, "toy", AuxNet)
+    monkeypatch.setitem(nets.BUILDERS, "toy", AuxNet)
     arch_json = tmp_path / "arch.json"
     arch_json.write_text(json.dumps({"space": "toy", "arch": {}, "network": {"input_shape": [1, 8, 8], "num_classes": 10}}))
     args = ["repeats=1", "epochs=3", "drop_path_prob=0.3", "progress=false", "export=false", "hardware=cpu"]

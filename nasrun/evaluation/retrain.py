@@ -10,7 +10,6 @@ with `export=true`, the final model (the repeat with the best validation accurac
 
 from __future__ import annotations
 
-import inspect
 import logging
 import statistics
 import time
@@ -33,6 +32,7 @@ from nasrun.errors import ConfigError
 from nasrun.experiment import environment
 from nasrun.evaluation.export import export_model, read_spec
 from nasrun.hardware import seed_everything
+from nasrun.nets import build_network, network_accepts
 from nasrun.console import console
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
@@ -110,11 +110,9 @@ def merge_splits(first, second):
 
 def build_model(spec: dict, cfg: DictConfig, data: DataBundle) -> tuple[nn.Module, dict]:
     """The network for `spec` on `data`, with an auxiliary head where its builder offers one."""
-    from nasrun.nets import _BUILDERS, build_network
-
     options = {**spec["network"].get("options", {}), **OmegaConf.to_container(cfg.network)}
     model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
-    if "auxiliary" in inspect.signature(_BUILDERS[spec["space"]]).parameters and "auxiliary" not in options:
+    if network_accepts(spec["space"], "auxiliary") and "auxiliary" not in options:
         if cfg.auxiliary_weight > 0:
             options["auxiliary"] = True
             model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -13,14 +14,14 @@ from torch import nn
 
 from nasrun.errors import InvalidArchitecture
 
-_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
 
 def register(space_name: str):
     """Class decorator: `build_network` dispatches on the saved space name to this builder."""
 
     def wrap(builder):
-        _BUILDERS[space_name] = builder
+        BUILDERS[space_name] = builder
         return builder
 
     return wrap
@@ -28,9 +29,16 @@ def register(space_name: str):
 
 def build_network(space: str, arch: Any, input_shape, num_classes: int, **options) -> nn.Module:
     _import_builders()
-    if space not in _BUILDERS:
-        raise InvalidArchitecture(f"no network builder for space '{space}' (known: {sorted(_BUILDERS)})")
-    return _BUILDERS[space](arch, input_shape=tuple(input_shape), num_classes=num_classes, **options)
+    if space not in BUILDERS:
+        raise InvalidArchitecture(f"no network builder for space '{space}' (known: {sorted(BUILDERS)})")
+    return BUILDERS[space](arch, input_shape=tuple(input_shape), num_classes=num_classes, **options)
+
+
+def network_accepts(space: str, option: str) -> bool:
+    """Whether the network builder of `space` takes the keyword option `option` (e.g. `auxiliary`)."""
+    _import_builders()
+    builder = BUILDERS.get(space)
+    return builder is not None and option in inspect.signature(builder).parameters
 
 
 def load_network(path: str | Path) -> nn.Module:

@@ -4,8 +4,8 @@ The run report (written at the end of every run into `<run dir>/plots/`, redrawn
   best_so_far_trials.png   each trial's score and the best so far, by trial
   best_so_far_time.png     the same against wall-clock time since the run started
   alphas_<cell>.png        α (softmax weights) per edge and op across epochs, when alphas.jsonl exists
-  best_architecture.png    the best architecture: macro layers as a chain with skips, a cell as a DAG
-                           (graphviz when the `dot` binary exists, else matplotlib)
+  best_architecture.png    the best architecture as its space draws it (`SearchSpace.graphs`, rendered by
+                           `nasrun.reports.drawing`: graphviz when `dot` exists, else matplotlib)
 Matplotlib is used through its object API (no pyplot), so no display or backend is needed.
 """
 
@@ -14,39 +14,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
-import subprocess
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from nasrun.errors import NasrunError
 from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial
+from nasrun.reports.drawing import draw_architecture
+from nasrun.reports.figures import new_figure, save_figure
 from nasrun.rundir import RunDir
 
 log = logging.getLogger("nasrun")
-
-
-# --- shared helpers --------------------------------------------------------------------------------------
-def new_figure(width: float = 6.4, height: float = 4.0, layout: str | None = "constrained"):
-    """A matplotlib Figure (not pyplot: no global state). Constrained layout costs seconds on a grid of
-    many panels: pass layout=None and place them with `subplots_adjust`."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise NasrunError("plots need matplotlib: pip install matplotlib") from None
-
-    return Figure(figsize=(width, height), layout=layout)
-
-
-def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write `fig` as a PNG (or whatever the suffix says), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
-    return path
 
 
 def score_label(trials: list[Trial]) -> str:
@@ -135,161 +111,6 @@ def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
         safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(cell))
         paths.append(save_figure(fig, Path(out_dir) / f"alphas_{safe}.png"))
     return paths
-
-
-# --- architecture drawings --------------------------------------------------------------------------------
-@dataclass
-class Graph:
-    """A small labelled DAG: nodes in drawing order, edges (source, target, label, dashed), and optional
-    (x, y) positions for matplotlib (nodes without one are laid out on a row)."""
-
-    title: str
-    nodes: list[tuple[str, str]] = field(default_factory=list)
-    edges: list[tuple[str, str, str, bool]] = field(default_factory=list)
-    positions: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-
-def macro_graph(arch: dict) -> list[Graph]:
-    graph = Graph("macro network: layers (solid) and skip connections (dashed)")
-    graph.nodes = [("in", "input"), ("n0", f"stem {arch['stem']}")]
-    for index, layer in enumerate(arch["layers"], start=1):
-        down = " ↓2" if int(layer.get("stride", 1)) == 2 else ""
-        graph.nodes.append((f"n{index}", f"{layer['op']}\n{layer['width']}{down}"))
-        graph.edges.append((f"n{index - 1}", f"n{index}", "", False))
-        graph.edges += [(f"n{skip}", f"n{index}", "", True) for skip in layer.get("skips", [])]
-    graph.nodes.append(("out", "pool + linear"))
-    graph.edges = [("in", "n0", "", False), *graph.edges, (f"n{len(arch['layers'])}", "out", "", False)]
-    return [graph]
-
-
-def nb201_graph(arch: str) -> list[Graph]:
-    from nasrun.nets.nb201 import NB201_EDGES, parse_arch
-
-    graph = Graph("NAS-Bench-201 cell")
-    graph.nodes = [(f"{i}", "input" if i == 0 else ("output" if i == 3 else f"node {i}")) for i in range(4)]
-    graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.0), "2": (4.0, -1.0), "3": (6.0, 0.0)}
-    for (target, source), op in zip(NB201_EDGES, parse_arch(arch)):
-        if op != "none":
-            graph.edges.append((f"{source}", f"{target}", op, False))
-    return [graph]
-
-
-def genotype_graphs(genotype: dict) -> list[Graph]:
-    """DARTS genotype: {"normal": [[op, input], ...] (two per node), "normal_concat": [...], "reduce": ...}."""
-    graphs = []
-    for cell in ("normal", "reduce"):
-        if cell not in genotype:
-            continue
-        graph = Graph(f"{cell} cell")
-        pairs = genotype[cell]
-        steps = math.ceil(len(pairs) / 2)
-        graph.nodes = [("c0", "c_{k-2}"), ("c1", "c_{k-1}"), *[(f"s{i}", f"{i}") for i in range(steps)],
-                       ("out", "c_{k}")]
-        graph.positions = {"c0": (0.0, 1.2), "c1": (0.0, -1.2), "out": (2.0 * (steps + 1), 0.0),
-                           **{f"s{i}": (2.0 * (i + 1), 1.0 if i % 2 == 0 else -1.0) for i in range(steps)}}
-        names = ["c0", "c1", *[f"s{i}" for i in range(steps)]]
-        for index, (op, source) in enumerate(pairs):
-            graph.edges.append((names[int(source)], f"s{index // 2}", op, False))
-        concat = genotype.get(f"{cell}_concat", range(2, 2 + steps))
-        graph.edges += [(names[int(node)], "out", "", True) for node in concat]
-        graphs.append(graph)
-    return graphs
-
-
-def architecture_graphs(space: str, arch: Any) -> list[Graph] | None:
-    if isinstance(arch, dict) and "normal" in arch:
-        return genotype_graphs(arch)
-    if space == "macro":
-        return macro_graph(arch)
-    if space == "nb201":
-        return nb201_graph(arch)
-    return None
-
-
-def draw_architecture(space: str, arch: Any, path: str | Path, engine: str = "auto") -> Path | None:
-    """Draw `arch` to a PNG with graphviz (`dot`) when available, else matplotlib; None for unknown spaces."""
-    graphs = architecture_graphs(space, arch)
-    if graphs is None:
-        return None
-    if engine == "graphviz" or (engine == "auto" and shutil.which("dot")):
-        return render_graphviz(graphs, Path(path))
-    return render_matplotlib(graphs, Path(path))
-
-
-def render_graphviz(graphs: list[Graph], path: Path) -> Path:
-    lines = ["digraph G {", "rankdir=LR; node [shape=box, style=rounded];"]
-    for number, graph in enumerate(graphs):
-        lines.append(f'subgraph cluster_{number} {{ label="{dot_text(graph.title)}";')
-        for key, label in graph.nodes:
-            lines.append(f'"{number}_{key}" [label="{dot_text(label)}"];')
-        for source, target, label, dashed in graph.edges:
-            style = ", style=dashed" if dashed else ""
-            lines.append(f'"{number}_{source}" -> "{number}_{target}" [label="{dot_text(label)}"{style}];')
-        lines.append("}")
-    lines.append("}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".dot", delete=False) as handle:
-        handle.write("\n".join(lines))
-    subprocess.run(["dot", "-Tpng", handle.name, "-o", str(path)], check=True, capture_output=True, timeout=60)
-    Path(handle.name).unlink()
-    return path
-
-
-def dot_text(text: str) -> str:
-    """A label as a DOT quoted string's contents: quotes escaped, line breaks as \\n."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render_matplotlib(graphs: list[Graph], path: Path) -> Path:
-    """Nodes at their positions (else on a row); edges as arrows, long ones on a row as labelled arcs."""
-    from matplotlib.patches import FancyArrowPatch
-
-    layouts = [arc_layout(graph) for graph in graphs]
-    width = max(x for layout in layouts for x, _ in layout[0].values()) + 2
-    heights = [max(3.0, y1 - y0 + 1.0) for _, (y0, y1) in layouts]
-    fig = new_figure(min(max(6.0, width * 0.9), 30.0), sum(h * 0.75 for h in heights) + 0.5)
-    axes = fig.subplots(len(graphs), 1, squeeze=False, height_ratios=heights)[:, 0]
-    for ax, graph, (position, (y0, y1)) in zip(axes, graphs, layouts):
-        for index, (source, target, label, dashed) in enumerate(graph.edges):
-            (x1, y1_), (x2, y2), rad = *[position[source], position[target]], edge_bend(graph, position, source, target, index)
-            ax.add_patch(FancyArrowPatch((x1, y1_), (x2, y2), connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>",
-                                         mutation_scale=12, shrinkA=20, shrinkB=20, color="0.35",
-                                         linestyle="--" if dashed else "-"))
-            if label:
-                mx, my = arc_point(x1, y1_, x2, y2, rad)
-                ax.text(mx, my, label, ha="center", va="center", fontsize=7,
-                        bbox={"boxstyle": "round", "fc": "lightyellow", "ec": "0.7"})
-        for key, label in graph.nodes:
-            ax.text(*position[key], label, ha="center", va="center", fontsize=8,
-                    bbox={"boxstyle": "round,pad=0.4", "fc": "lightsteelblue", "ec": "steelblue"})
-        ax.set_xlim(-1, width - 1)
-        ax.set_ylim(y0 - 0.5, y1 + 0.5)
-        ax.set_title(graph.title, fontsize=10)
-        ax.axis("off")
-    return save_figure(fig, path)
-
-
-def edge_bend(graph: Graph, position: dict, source: str, target: str, index: int) -> float:
-    """Straight edges where nodes have their own positions or are neighbours; otherwise alternating arcs."""
-    span = abs(position[target][0] - position[source][0]) / 1.5
-    if graph.positions:  # edges between nodes at one height bend upwards, clear of the nodes between them
-        return -0.25 if position[target][1] == position[source][1] and span > 1.5 else 0.08
-    return 0.0 if span <= 1 else (-1) ** index * min(0.5, 0.15 + 0.08 * span)
-
-
-def arc_point(x1: float, y1: float, x2: float, y2: float, rad: float) -> tuple[float, float]:
-    """The midpoint of matplotlib's `arc3` curve (a quadratic Bézier) between two points."""
-    return (x1 + x2) / 2 + 0.5 * rad * (y2 - y1), (y1 + y2) / 2 - 0.5 * rad * (x2 - x1)
-
-
-def arc_layout(graph: Graph) -> tuple[dict, tuple[float, float]]:
-    """Node positions and the vertical extent the edges need."""
-    position = {key: graph.positions.get(key, (index * 1.5, 0.0)) for index, (key, _) in enumerate(graph.nodes)}
-    ys = [y for _, y in position.values()]
-    for index, (source, target, _, _) in enumerate(graph.edges):
-        (x1, y1), (x2, y2) = position[source], position[target]
-        ys.append(arc_point(x1, y1, x2, y2, edge_bend(graph, position, source, target, index))[1])
-    return position, (min(ys), max(ys))
 
 
 # --- Pareto front -------------------------------------------------------------------------------------------

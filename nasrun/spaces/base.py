@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from torch import nn
@@ -19,6 +19,17 @@ class Decision:
 
     name: str
     choices: tuple
+
+
+@dataclass
+class Graph:
+    """A small labelled DAG: nodes in drawing order, edges (source, target, label, dashed), and optional
+    (x, y) positions for matplotlib (nodes without one are laid out on a row)."""
+
+    title: str
+    nodes: list[tuple[str, str]] = field(default_factory=list)
+    edges: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    positions: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class SearchSpace:
@@ -109,6 +120,12 @@ class SearchSpace:
 
     def from_json(self, obj: Any) -> Any:
         return self.validate(obj)
+
+    @staticmethod
+    def graphs(arch: Any) -> list[Graph] | None:
+        """`arch` as labelled DAGs for `nasrun.reports.drawing` (best_architecture.png); None: not drawn.
+        A static method, so a saved architecture is drawn knowing only its space's name."""
+        return None
 
     def describe(self, arch: Any) -> str:
         """A short human-readable line for progress displays and tables."""

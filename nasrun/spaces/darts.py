@@ -10,12 +10,13 @@ parsed as literals (never evaluated), and by the names in `darts_genotypes.PUBLI
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Sequence
 
 from nasrun.errors import ConfigError, InvalidArchitecture
 from nasrun.nets.darts import CELL_TYPES, DartsNetwork, check_genotype
 from nasrun.nets.darts_ops import BUILDABLE_OPS, DARTS_OPS
-from nasrun.spaces.base import Decision, SearchSpace
+from nasrun.spaces.base import Decision, Graph, SearchSpace
 from nasrun.spaces.darts_genotypes import PUBLISHED, format_genotype, parse_genotype, published_genotype
 
 __all__ = ["DartsSpace", "format_genotype", "parse_genotype"]  # the notation lives in darts_genotypes
@@ -97,3 +98,25 @@ class DartsSpace(SearchSpace):
         genotype = self.validate(arch)
         return "  ".join(f"{cell}: " + " ".join(f"{SHORT.get(op, op)}@{src}" for op, src in genotype[cell])
                          for cell in CELL_TYPES)
+
+    @staticmethod
+    def graphs(genotype: dict) -> list[Graph]:
+        """DARTS genotype: {"normal": [[op, input], ...] (two per node), "normal_concat": [...], "reduce": ...}."""
+        graphs = []
+        for cell in ("normal", "reduce"):
+            if cell not in genotype:
+                continue
+            graph = Graph(f"{cell} cell")
+            pairs = genotype[cell]
+            steps = math.ceil(len(pairs) / 2)
+            graph.nodes = [("c0", "c_{k-2}"), ("c1", "c_{k-1}"), *[(f"s{i}", f"{i}") for i in range(steps)],
+                           ("out", "c_{k}")]
+            graph.positions = {"c0": (0.0, 1.2), "c1": (0.0, -1.2), "out": (2.0 * (steps + 1), 0.0),
+                               **{f"s{i}": (2.0 * (i + 1), 1.0 if i % 2 == 0 else -1.0) for i in range(steps)}}
+            names = ["c0", "c1", *[f"s{i}" for i in range(steps)]]
+            for index, (op, source) in enumerate(pairs):
+                graph.edges.append((names[int(source)], f"s{index // 2}", op, False))
+            concat = genotype.get(f"{cell}_concat", range(2, 2 + steps))
+            graph.edges += [(names[int(node)], "out", "", True) for node in concat]
+            graphs.append(graph)
+        return graphs

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 from nasrun.errors import ConfigError, InvalidArchitecture
 from nasrun.nets.macro import MACRO_OPS, MacroNet
-from nasrun.spaces.base import Decision, SearchSpace
+from nasrun.spaces.base import Decision, Graph, SearchSpace
 
 
 class MacroSpace(SearchSpace):
@@ -114,3 +114,17 @@ class MacroSpace(SearchSpace):
             skip = "+" * len(layer["skips"])
             parts.append(f"{layer['op']}{mark}:{layer['width']}{skip}")
         return " ".join(parts)
+
+    @staticmethod
+    def graphs(arch: dict) -> list[Graph]:
+        """The layers as a chain from the stem to the head, skips as dashed edges."""
+        graph = Graph("macro network: layers (solid) and skip connections (dashed)")
+        graph.nodes = [("in", "input"), ("n0", f"stem {arch['stem']}")]
+        for index, layer in enumerate(arch["layers"], start=1):
+            down = " ↓2" if int(layer.get("stride", 1)) == 2 else ""
+            graph.nodes.append((f"n{index}", f"{layer['op']}\n{layer['width']}{down}"))
+            graph.edges.append((f"n{index - 1}", f"n{index}", "", False))
+            graph.edges += [(f"n{skip}", f"n{index}", "", True) for skip in layer.get("skips", [])]
+        graph.nodes.append(("out", "pool + linear"))
+        graph.edges = [("in", "n0", "", False), *graph.edges, (f"n{len(arch['layers'])}", "out", "", False)]
+        return [graph]

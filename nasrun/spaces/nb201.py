@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
-from nasrun.spaces.base import Decision, SearchSpace
+from nasrun.spaces.base import Decision, Graph, SearchSpace
 
 
 class NB201Space(SearchSpace):
@@ -41,3 +41,14 @@ class NB201Space(SearchSpace):
 
     def describe(self, arch: Any) -> str:
         return arch
+
+    @staticmethod
+    def graphs(arch: str) -> list[Graph]:
+        """The cell's four nodes with its non-`none` edges labelled by their ops."""
+        graph = Graph("NAS-Bench-201 cell")
+        graph.nodes = [(f"{i}", "input" if i == 0 else ("output" if i == 3 else f"node {i}")) for i in range(4)]
+        graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.0), "2": (4.0, -1.0), "3": (6.0, 0.0)}
+        for (target, source), op in zip(NB201_EDGES, parse_arch(arch)):
+            if op != "none":
+                graph.edges.append((f"{source}", f"{target}", op, False))
+        return [graph]

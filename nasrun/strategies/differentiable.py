@@ -25,9 +25,7 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
-from nasrun.nets.supernet import DartsSupernet, NB201Supernet, Supernet, Weighting
-from nasrun.spaces.darts import DartsSpace
-from nasrun.spaces.nb201 import NB201Space
+from nasrun.supernets.weighted import SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet
 from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
 
 log = logging.getLogger("nasrun")
@@ -79,15 +77,9 @@ class DifferentiableSearch(OneShotStrategy):
         return {}
 
     # --- setup -------------------------------------------------------------------------------------------
-    def build_supernet(self, space, input_shape, num_classes: int) -> Supernet:
-        weighting = self.make_weighting()
-        if isinstance(space, DartsSpace):
-            return DartsSupernet(input_shape, num_classes, weighting, self.C, self.layers, space.nodes, space.ops,
-                                 self.checkpoint_cells)
-        if isinstance(space, NB201Space):
-            return NB201Supernet(input_shape, num_classes, weighting, self.C, self.N, self.checkpoint_cells)
-        raise ConfigError(f"strategy={self.name} searches cell spaces (search_space=darts or nb201), "
-                          f"not '{space.name}'")
+    def build_supernet(self, space, input_shape, num_classes: int) -> WeightedSupernet:
+        size = SupernetSize(self.C, self.layers, self.N, self.checkpoint_cells)
+        return build_weighted_supernet(space, input_shape, num_classes, self.make_weighting(), size, self.name)
 
     def split_training_data(self, data) -> tuple:
         """Two seeded halves of the training split: (for w, for α)."""
@@ -141,7 +133,7 @@ class DifferentiableSearch(OneShotStrategy):
                             self.stop_at_skip_connects)
         return group.agree(model.derive())
 
-    def train_epoch(self, model: Supernet, w_optimizer, arch_optimizer, train_half, arch_half, epoch: int,
+    def train_epoch(self, model: WeightedSupernet, w_optimizer, arch_optimizer, train_half, arch_half, epoch: int,
                     lr: float, augment, device) -> dict:
         model.train()
         seed = self.seed * 1000 + epoch
@@ -209,7 +201,7 @@ class DifferentiableSearch(OneShotStrategy):
         return loss.item(), (logits.argmax(1) == y).sum().item()
 
     @torch.no_grad()
-    def infer(self, model: Supernet, split, device) -> dict:
+    def infer(self, model: WeightedSupernet, split, device) -> dict:
         """Supernet loss and accuracy on the α half (eval mode)."""
         model.eval()
         loss, correct, count = 0.0, 0, 0
@@ -262,7 +254,7 @@ class DifferentiableSearch(OneShotStrategy):
     def load_extra_state(self, state: dict) -> None:
         pass
 
-    def append_record(self, path: Path | None, model: Supernet, arch, record: dict) -> None:
+    def append_record(self, path: Path | None, model: WeightedSupernet, arch, record: dict) -> None:
         if path is None:
             return
         line = {"epoch": record["epoch"], "ops": list(model.ops), "alphas": model.op_probabilities()}
@@ -277,7 +269,7 @@ class DifferentiableSearch(OneShotStrategy):
             os.fsync(handle.fileno())
 
 
-def check_finite(model: Supernet, loss: float, epoch: int, step: int, loss_name: str) -> None:
+def check_finite(model: WeightedSupernet, loss: float, epoch: int, step: int, loss_name: str) -> None:
     """Stop the search with one line when a loss or α stops being finite: what it would derive from
     NaN α is an arbitrary genotype that looks valid."""
     alpha_ok = all(torch.isfinite(a).all() for a in model.arch_parameters())
@@ -304,7 +296,7 @@ def truncate_records(path: Path | None, epochs_done: int) -> None:
         path.write_text("".join(line + "\n" for line in kept))
 
 
-def unrolled_arch_gradients(model: Supernet, x, y, x_arch, y_arch, eta: float, w_optimizer, momentum: float,
+def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: float, w_optimizer, momentum: float,
                             weight_decay: float, r: float = 0.01) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Second-order DARTS: ∇α L_val(w', α) with w' = w - η (momentum buffer + ∇w L_train(w, α) + λw),
     i.e. ∇α L_val(w', α) - η ∇²α,w L_train(w, α) ∇w' L_val(w', α), the Hessian-vector product taken by

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from nasrun.errors import ConfigError
-from nasrun.nets.supernet import GumbelWeighting
+from nasrun.supernets.weighted import GumbelWeighting
 from nasrun.strategies.differentiable import DifferentiableSearch
 
 

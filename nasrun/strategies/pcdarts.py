@@ -5,7 +5,7 @@ which also scales the edges' strength when the genotype is derived. α is frozen
 from __future__ import annotations
 
 from nasrun.errors import ConfigError
-from nasrun.nets.supernet import PartialChannelWeighting
+from nasrun.supernets.weighted import PartialChannelWeighting
 from nasrun.strategies.differentiable import DifferentiableSearch
 
 

@@ -33,14 +33,14 @@ def register_supernet(space_name: str):
 
 def build_supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: int) -> "Supernet":
     """The supernet of `space` (freshly initialised from torch's current RNG)."""
-    _import_supernets()
+    import_supernets()
     if space.name not in SUPERNETS:
         raise ConfigError(f"estimator=weight_sharing has no supernet for search_space '{space.name}' "
                           f"(supported: {sorted(SUPERNETS)})")
     return SUPERNETS[space.name](space, tuple(input_shape), int(num_classes))
 
 
-def _import_supernets() -> None:
+def import_supernets() -> None:
     """Import every module of this package, so each registers its supernet."""
     import nasrun.supernets as package
 

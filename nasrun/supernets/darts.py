@@ -1,4 +1,6 @@
-"""The DARTS cell space's supernet: single-path weight sharing over genotypes.
+"""The DARTS cell space's supernets: single-path weight sharing over genotypes (`DartsSupernet`, for
+`estimator=weight_sharing`), and the α-weighted search network (`DartsWeightedSupernet`, at the end, for
+the differentiable strategies).
 
 Each intermediate node j of a cell picks two (op, input) pairs among its inputs 0..j-1, so every cell
 holds one candidate module per op of the space for every possible edge (node j, input i), built by
@@ -24,10 +26,12 @@ import torch
 from torch import nn
 
 from nasrun.errors import InvalidArchitecture
-from nasrun.nets.darts import CELL_TYPES, cell_plan, make_stem
-from nasrun.nets.darts_ops import FactorizedReduce, ReLUConvBN, darts_op
+from nasrun.nets.darts import CELL_TYPES, cell_plan, make_stem, reduction_layers
+from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
 from nasrun.spaces.darts import DartsSpace
 from nasrun.supernets.base import Supernet, register_supernet
+from nasrun.supernets.weighted import (MixedOp, SupernetSize, WeightedSupernet, Weighting, node_sum,
+                                       register_weighted_supernet)
 
 CELL_OP_PARAM = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.+)$")
 
@@ -129,3 +133,94 @@ class DartsSupernet(Supernet):
             genotype[f"{cell}_concat"] = list(range(2, 2 + self.space.nodes))
         return self.space.validate(genotype)
 
+
+# --- the α-weighted supernet (DARTS, PC-DARTS, GDAS) ----------------------------------------------------------------------------------
+def darts_search_op(name: str, channels: int, stride: int) -> nn.Module:
+    """Search-time op: affine-free batch norm, and a BN after pools, as in the DARTS search."""
+    op = darts_op(name, channels, stride, affine=False)
+    if "pool" in name:
+        return nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+    return op
+
+
+class DartsSearchCell(nn.Module):
+    def __init__(self, ops, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
+                 partial: int):
+        super().__init__()
+        self.kind, self.nodes = ("reduce" if reduction else "normal"), nodes
+        self.preprocess0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev \
+            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(
+            MixedOp(ops, darts_search_op, c, 2 if reduction and source < 2 else 1, partial)
+            for node in range(nodes) for source in range(node + 2))
+
+    def forward(self, s0, s1, weights, index, edge_weights):
+        states, edge = [self.preprocess0(s0), self.preprocess1(s1)], 0
+        for _ in range(self.nodes):
+            total, edge = node_sum(self.edges, states, edge, weights, index, edge_weights)
+            states.append(total)
+        return torch.cat(states[2:], dim=1)
+
+
+@register_weighted_supernet("darts")
+class DartsWeightedSupernet(WeightedSupernet):
+    """The DARTS search network: stem (3C), `layers` cells with reductions at 1/3 and 2/3, all intermediate
+    nodes concatenated. `ops` include `none`; the derived genotype only uses `search_ops`."""
+
+    cell_types = ("normal", "reduce")
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16,
+                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = (), checkpoint_cells: bool = False):
+        super().__init__(weighting, checkpoint_cells)
+        self.search_ops = tuple(search_ops)
+        self.ops = ("none",) + self.search_ops
+        self.nodes = nodes
+        self.node_edges = []
+        start = 0
+        for node in range(nodes):
+            self.node_edges.append(slice(start, start + node + 2))
+            start += node + 2
+        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
+        c_pp, c_p, c, reduction_prev = 3 * C, 3 * C, C, False
+        self.cells = nn.ModuleList()
+        for i in range(layers):
+            reduction = i in reduction_layers(layers)
+            c = c * 2 if reduction else c
+            self.cells.append(DartsSearchCell(self.ops, nodes, c_pp, c_p, c, reduction, reduction_prev,
+                                              weighting.partial))
+            c_pp, c_p, reduction_prev = c_p, nodes * c, reduction
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, num_classes)
+        self._make_arch_parameters(start)
+
+    @classmethod
+    def for_search(cls, space: DartsSpace, input_shape, num_classes: int, weighting: Weighting,
+                   size: SupernetSize) -> "DartsWeightedSupernet":
+        return cls(input_shape, num_classes, weighting, size.C, size.layers, space.nodes, space.ops,
+                   size.checkpoint_cells)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        weights = {name: self.cell_weights(name) for name in self.cell_types}
+        for cell in self.cells:
+            s0, s1 = s1, self.run_cell(cell, s0, s1, *weights[cell.kind])
+        return self.classifier(self.pool(s1).flatten(1))
+
+    def derive(self) -> dict:
+        """Per node, the two strongest incoming edges (by their best non-`none` op) and that op."""
+        genotype = {}
+        for cell in self.cell_types:
+            strengths = self.strengths(cell)[:, 1:]  # column 0 is `none`
+            pairs = []
+            for edges in self.node_edges:
+                best, op = strengths[edges].max(dim=1)
+                top = sorted(range(len(best)), key=lambda j: -best[j].item())[:2]
+                pairs += [[self.search_ops[op[j].item()], j] for j in top]
+            genotype[cell] = pairs
+            genotype[f"{cell}_concat"] = list(range(2, 2 + self.nodes))
+        return genotype
+
+    def collapse(self, arch: dict) -> dict[str, int]:
+        return {"param_free_ops": sum(op in PARAMETER_FREE_OPS for cell in self.cell_types for op, _ in arch[cell]),
+                "skip_connects": sum(op == "skip_connect" for op, _ in arch["normal"])}

@@ -1,5 +1,7 @@
-"""The NB201 cell space's supernet: every edge of every cell holds all five ops; one op per edge is active
-(the same cell in every stage, as in the benchmark). Stem, reduction blocks and head are shared."""
+"""The NB201 cell space's supernets. Single-path (`NB201Supernet`, for `estimator=weight_sharing`): every
+edge of every cell holds all five ops; one op per edge is active (the same cell in every stage, as in the
+benchmark); stem, reduction blocks and head are shared. α-weighted (`NB201WeightedSupernet`, at the end,
+for the differentiable strategies): every op runs, weighted by the edge's α."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, nb201_backbone, nb201_op, parse_arch
+from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, format_arch, nb201_backbone, nb201_op, parse_arch
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.supernets.base import Supernet, register_supernet
+from nasrun.supernets.weighted import (MixedOp, SupernetSize, WeightedSupernet, Weighting, node_sum,
+                                       register_weighted_supernet)
 
 CELL_PARAM = re.compile(r"^cells\.(\d+)\.edges\.(\d+)\.(.+)$")
 
@@ -80,3 +84,59 @@ class NB201Supernet(Supernet):
         """Every edge a 1x1 conv: the fewest parameters among subnets that have weights on every edge
         (the parameter-free ops have nothing to train; the random subnets cover them)."""
         return self.space.decode([NB201_OPS.index("nor_conv_1x1")] * len(NB201_EDGES))
+
+
+# --- the α-weighted supernet (DARTS, PC-DARTS, GDAS) ----------------------------------------------------------------------------------
+class NB201SearchCell(nn.Module):
+    kind = "cell"
+
+    def __init__(self, channels: int, partial: int):
+        super().__init__()
+        self.edges = nn.ModuleList(MixedOp(NB201_OPS, lambda name, c, _: nb201_op(name, c), channels, 1, partial)
+                                   for _ in range(6))
+
+    def forward(self, x, weights, index, edge_weights):
+        nodes, edge = [x], 0
+        for _ in range(3):
+            total, edge = node_sum(self.edges, nodes, edge, weights, index, edge_weights)
+            nodes.append(total)
+        return nodes[3]
+
+
+@register_weighted_supernet("nb201")
+class NB201WeightedSupernet(WeightedSupernet):
+    """The NB201 network (C, N cells per stage) with mixed-op cells sharing one α (6 edges × 5 ops)."""
+
+    cell_types = ("cell",)
+    ops = NB201_OPS
+    node_edges = [slice(0, 1), slice(1, 3), slice(3, 6)]
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16, N: int = 5,
+                 checkpoint_cells: bool = False):
+        super().__init__(weighting, checkpoint_cells)
+        self.stem, self.cells, channels = nb201_backbone(input_shape[0], C, N,
+                                                         lambda c: NB201SearchCell(c, weighting.partial))
+        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(channels, num_classes))
+        self._make_arch_parameters(6)
+
+    @classmethod
+    def for_search(cls, space: NB201Space, input_shape, num_classes: int, weighting: Weighting,
+                   size: SupernetSize) -> "NB201WeightedSupernet":
+        return cls(input_shape, num_classes, weighting, size.C, size.N, size.checkpoint_cells)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        weights = self.cell_weights("cell")
+        for block in self.cells:
+            x = self.run_cell(block, x, *weights) if isinstance(block, NB201SearchCell) else block(x)
+        return self.head(x)
+
+    def derive(self) -> str:
+        """The strongest op on every edge (`none` included, as the benchmark's DARTS baselines derive)."""
+        return format_arch([NB201_OPS[i] for i in self.strengths("cell").argmax(dim=1).tolist()])
+
+    def collapse(self, arch: str) -> dict[str, int]:
+        ops = parse_arch(arch)
+        return {"param_free_ops": sum(op in ("none", "skip_connect", "avg_pool_3x3") for op in ops),
+                "skip_connects": ops.count("skip_connect")}

@@ -1,13 +1,16 @@
-"""Weight-sharing supernets for differentiable search, one code path for the DARTS and NB201 cells.
+"""α-weighted supernets, the mode the differentiable strategies (DARTS, PC-DARTS, GDAS) search with.
 
 Every edge of a cell is a `MixedOp` over the candidate ops. How an edge weighs its ops is pluggable
 (`Weighting`): a softmax over α (DARTS), the same on a 1/k slice of the channels plus a softmax over the
 edges entering each node (PC-DARTS), or a hard Gumbel-softmax sample that runs one op (GDAS).
-A MixedOp can also be forced to run one op (`active = index`), for single-path weight sharing.
+A space's α-weighted supernet lives in that space's file of this package, next to its single-path
+supernet, registered with `@register_weighted_supernet("<space name>")`; `build_weighted_supernet`
+dispatches on `space.name`, so a strategy never branches on the space.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -15,10 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from nasrun.errors import NasrunError
-from nasrun.nets.darts import reduction_layers
-from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
-from nasrun.nets.nb201 import NB201_OPS, format_arch, nb201_backbone, nb201_op
+from nasrun.errors import ConfigError, NasrunError
+from nasrun.supernets.base import import_supernets
 
 
 # --- edge weightings ---------------------------------------------------------------------------------
@@ -78,7 +79,6 @@ class MixedOp(nn.Module):
         self.stride, self.partial = stride, partial
         self.ops = nn.ModuleList(make_op(name, channels // partial, stride) for name in ops)
         self.nonzero = [i for i, name in enumerate(ops) if name != "none"]  # `none` adds exactly 0: skipped
-        self.active: int | None = None   # when set, only this op runs (single-path weight sharing)
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None):
         if self.partial == 1:
@@ -89,15 +89,47 @@ class MixedOp(nn.Module):
         return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial)
 
     def _mix(self, x, weights, index):
-        if self.active is not None:
-            return self.ops[self.active](x)
         if index is not None:  # hard sample: run one op, keep every weight in the graph for α's gradient
             return self.ops[index](x) * weights[index] + (weights.sum() - weights[index])
         return sum(weights[i] * self.ops[i](x) for i in self.nonzero)
 
 
 # --- the supernet base --------------------------------------------------------------------------------
-class Supernet(nn.Module):
+@dataclass(frozen=True)
+class SupernetSize:
+    """The strategy's supernet settings; each space's supernet reads the ones it has."""
+
+    C: int = 16                    # channels of the first cells
+    layers: int = 8                # cells (DARTS space)
+    N: int = 5                     # cells per stage (NB201 space)
+    checkpoint_cells: bool = False
+
+
+WEIGHTED_SUPERNETS: dict[str, type] = {}
+
+
+def register_weighted_supernet(space_name: str):
+    """Class decorator: the α-weighted supernet of the space called `space_name`. The class provides
+    `for_search(space, input_shape, num_classes, weighting, size)`."""
+
+    def wrap(cls):
+        WEIGHTED_SUPERNETS[space_name] = cls
+        return cls
+
+    return wrap
+
+
+def build_weighted_supernet(space, input_shape, num_classes: int, weighting: Weighting, size: SupernetSize,
+                            strategy: str = "darts") -> WeightedSupernet:
+    """The α-weighted supernet of `space` (freshly initialised from torch's current RNG)."""
+    import_supernets()
+    if space.name not in WEIGHTED_SUPERNETS:
+        raise ConfigError(f"strategy={strategy} searches cell spaces (search_space="
+                          f"{' or '.join(sorted(WEIGHTED_SUPERNETS))}), not '{space.name}'")
+    return WEIGHTED_SUPERNETS[space.name].for_search(space, tuple(input_shape), int(num_classes), weighting, size)
+
+
+class WeightedSupernet(nn.Module):
     """Cells of mixed ops plus architecture parameters α (and β) per cell type.
 
     Subclasses set `ops`, `cell_types`, `node_edges` (per node, the slice of edge indices entering it)
@@ -164,13 +196,6 @@ class Supernet(nn.Module):
         edges = self.edge_weights(cell)
         return weights if edges is None else weights * edges[:, None]
 
-    def set_active(self, cell_choice: dict[str, list[int]] | None) -> None:
-        """Force one op per edge (cell type → op index per edge); None restores the weighted mixture."""
-        for module in self.modules():
-            if isinstance(module, (DartsSearchCell, NB201SearchCell)):
-                for edge, mixed in enumerate(module.edges):
-                    mixed.active = None if cell_choice is None else cell_choice[module.kind][edge]
-
     def derive(self):
         """The discrete architecture of the space's kind that the current α selects (per subclass)."""
         raise NotImplementedError
@@ -188,140 +213,3 @@ def node_sum(edges, states, edge, weights, index, edge_weights):
         total = total + (out if edge_weights is None else edge_weights[edge] * out)
         edge += 1
     return total, edge
-
-
-# --- DARTS cell space ----------------------------------------------------------------------------------
-def darts_search_op(name: str, channels: int, stride: int) -> nn.Module:
-    """Search-time op: affine-free batch norm, and a BN after pools, as in the DARTS search."""
-    op = darts_op(name, channels, stride, affine=False)
-    if "pool" in name:
-        return nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
-    return op
-
-
-class DartsSearchCell(nn.Module):
-    def __init__(self, ops, nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
-                 partial: int):
-        super().__init__()
-        self.kind, self.nodes = ("reduce" if reduction else "normal"), nodes
-        self.preprocess0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev \
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp(ops, darts_search_op, c, 2 if reduction and source < 2 else 1, partial)
-            for node in range(nodes) for source in range(node + 2))
-
-    def forward(self, s0, s1, weights, index, edge_weights):
-        states, edge = [self.preprocess0(s0), self.preprocess1(s1)], 0
-        for _ in range(self.nodes):
-            total, edge = node_sum(self.edges, states, edge, weights, index, edge_weights)
-            states.append(total)
-        return torch.cat(states[2:], dim=1)
-
-
-class DartsSupernet(Supernet):
-    """The DARTS search network: stem (3C), `layers` cells with reductions at 1/3 and 2/3, all intermediate
-    nodes concatenated. `ops` include `none`; the derived genotype only uses `search_ops`."""
-
-    cell_types = ("normal", "reduce")
-
-    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16,
-                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = (), checkpoint_cells: bool = False):
-        super().__init__(weighting, checkpoint_cells)
-        self.search_ops = tuple(search_ops)
-        self.ops = ("none",) + self.search_ops
-        self.nodes = nodes
-        self.node_edges = []
-        start = 0
-        for node in range(nodes):
-            self.node_edges.append(slice(start, start + node + 2))
-            start += node + 2
-        self.stem = nn.Sequential(nn.Conv2d(input_shape[0], 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
-        c_pp, c_p, c, reduction_prev = 3 * C, 3 * C, C, False
-        self.cells = nn.ModuleList()
-        for i in range(layers):
-            reduction = i in reduction_layers(layers)
-            c = c * 2 if reduction else c
-            self.cells.append(DartsSearchCell(self.ops, nodes, c_pp, c_p, c, reduction, reduction_prev,
-                                              weighting.partial))
-            c_pp, c_p, reduction_prev = c_p, nodes * c, reduction
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(c_p, num_classes)
-        self._make_arch_parameters(start)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
-        weights = {name: self.cell_weights(name) for name in self.cell_types}
-        for cell in self.cells:
-            s0, s1 = s1, self.run_cell(cell, s0, s1, *weights[cell.kind])
-        return self.classifier(self.pool(s1).flatten(1))
-
-    def derive(self) -> dict:
-        """Per node, the two strongest incoming edges (by their best non-`none` op) and that op."""
-        genotype = {}
-        for cell in self.cell_types:
-            strengths = self.strengths(cell)[:, 1:]  # column 0 is `none`
-            pairs = []
-            for edges in self.node_edges:
-                best, op = strengths[edges].max(dim=1)
-                top = sorted(range(len(best)), key=lambda j: -best[j].item())[:2]
-                pairs += [[self.search_ops[op[j].item()], j] for j in top]
-            genotype[cell] = pairs
-            genotype[f"{cell}_concat"] = list(range(2, 2 + self.nodes))
-        return genotype
-
-    def collapse(self, arch: dict) -> dict[str, int]:
-        return {"param_free_ops": sum(op in PARAMETER_FREE_OPS for cell in self.cell_types for op, _ in arch[cell]),
-                "skip_connects": sum(op == "skip_connect" for op, _ in arch["normal"])}
-
-
-# --- NB201 cell space ----------------------------------------------------------------------------------
-class NB201SearchCell(nn.Module):
-    kind = "cell"
-
-    def __init__(self, channels: int, partial: int):
-        super().__init__()
-        self.edges = nn.ModuleList(MixedOp(NB201_OPS, lambda name, c, _: nb201_op(name, c), channels, 1, partial)
-                                   for _ in range(6))
-
-    def forward(self, x, weights, index, edge_weights):
-        nodes, edge = [x], 0
-        for _ in range(3):
-            total, edge = node_sum(self.edges, nodes, edge, weights, index, edge_weights)
-            nodes.append(total)
-        return nodes[3]
-
-
-class NB201Supernet(Supernet):
-    """The NB201 network (C, N cells per stage) with mixed-op cells sharing one α (6 edges × 5 ops)."""
-
-    cell_types = ("cell",)
-    ops = NB201_OPS
-    node_edges = [slice(0, 1), slice(1, 3), slice(3, 6)]
-
-    def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16, N: int = 5,
-                 checkpoint_cells: bool = False):
-        super().__init__(weighting, checkpoint_cells)
-        self.stem, self.cells, channels = nb201_backbone(input_shape[0], C, N,
-                                                         lambda c: NB201SearchCell(c, weighting.partial))
-        self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
-                                  nn.Flatten(), nn.Linear(channels, num_classes))
-        self._make_arch_parameters(6)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        weights = self.cell_weights("cell")
-        for block in self.cells:
-            x = self.run_cell(block, x, *weights) if isinstance(block, NB201SearchCell) else block(x)
-        return self.head(x)
-
-    def derive(self) -> str:
-        """The strongest op on every edge (`none` included, as the benchmark's DARTS baselines derive)."""
-        return format_arch([NB201_OPS[i] for i in self.strengths("cell").argmax(dim=1).tolist()])
-
-    def collapse(self, arch: str) -> dict[str, int]:
-        from nasrun.nets.nb201 import parse_arch
-
-        ops = parse_arch(arch)
-        return {"param_free_ops": sum(op in ("none", "skip_connect", "avg_pool_3x3") for op in ops),
-                "skip_connects": ops.count("skip_connect")}
