@@ -86,7 +86,8 @@ def test_design_check_warns_on_poor_spaces():
 
 
 # --- latency lookup tables ---------------------------------------------------------------------------
-from nasrun.assessment.latency_table import LatencyTable, macro_keys  # noqa: E402
+from nasrun.assessment.latency_table import LatencyTable  # noqa: E402
+from nasrun.spaces.macro import macro_keys  # noqa: E402
 
 TABLE_SPACE = dict(min_layers=1, max_layers=3, ops=["conv3x3", "conv7x7", "identity"], widths=[8, 64],
                    stem_width=8, reduce_at=[0.5])

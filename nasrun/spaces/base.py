@@ -121,6 +121,16 @@ class SearchSpace:
     def from_json(self, obj: Any) -> Any:
         return self.validate(obj)
 
+    # --- latency lookup tables (`nasrun-latency-table`, metrics.latency: table) ---------------------------
+    def latency_parts(self, input_shape: Sequence[int], num_classes: int):
+        """(key, module, input shape at batch 1) for every part a network can hold, when a network's
+        latency is the sum of its parts' (independent layers); None: the space does not decompose."""
+        return None
+
+    def latency_keys(self, arch: Any, input_shape: Sequence[int]) -> list[str]:
+        """The keys of `latency_parts` that make up the network of `arch`."""
+        raise NotImplementedError(f"{self.name}: no latency-table parts")
+
     @staticmethod
     def graphs(arch: Any) -> list[Graph] | None:
         """`arch` as labelled DAGs for `nasrun.reports.drawing` (best_architecture.png); None: not drawn.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from itertools import product
+from typing import Any, Iterator, Sequence
+
+from torch import nn
 
 from nasrun.errors import ConfigError, InvalidArchitecture
-from nasrun.nets.macro import MACRO_OPS, MacroNet
+from nasrun.nets.macro import MACRO_OPS, MacroNet, conv_bn_relu, make_op, projection
 from nasrun.spaces.base import Decision, Graph, SearchSpace
 
 
@@ -115,6 +118,12 @@ class MacroSpace(SearchSpace):
             parts.append(f"{layer['op']}{mark}:{layer['width']}{skip}")
         return " ".join(parts)
 
+    def latency_parts(self, input_shape: Sequence[int], num_classes: int):
+        return macro_parts(self, input_shape, num_classes)
+
+    def latency_keys(self, arch: dict, input_shape: Sequence[int]) -> list[str]:
+        return macro_keys(arch, input_shape)
+
     @staticmethod
     def graphs(arch: dict) -> list[Graph]:
         """The layers as a chain from the stem to the head, skips as dashed edges."""
@@ -128,3 +137,65 @@ class MacroSpace(SearchSpace):
         graph.nodes.append(("out", "pool + linear"))
         graph.edges = [("in", "n0", "", False), *graph.edges, (f"n{len(arch['layers'])}", "out", "", False)]
         return [graph]
+
+
+# --- latency-table parts: a macro network is a chain of independent modules ------------------------------
+def resolutions(height: int, reductions: int) -> list[int]:
+    """The feature-map sizes a macro network can have: the input's, then halved (rounding up) per reduction."""
+    sizes = [int(height)]
+    for _ in range(reductions):
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def macro_parts(space, input_shape: Sequence[int], num_classes: int) -> Iterator[tuple[str, nn.Module, tuple]]:
+    """(key, module, input shape at batch 1) for every part a network of the macro space can contain."""
+    channels, height = int(input_shape[0]), int(input_shape[1])
+    sizes = resolutions(height, len(space.reduce_at))
+    c_ins = sorted({space.stem_width, *space.widths})
+    yield stem_key(channels, space.stem_width, height), conv_bn_relu(channels, space.stem_width, 3), \
+        (channels, height, height)
+    for op, c_in, c_out, stride, size in product(space.ops, c_ins, space.widths, (1, 2), sizes):
+        if stride == 1 or size != sizes[-1]:
+            yield op_key(op, c_in, c_out, stride, size), make_op(op, c_in, c_out, stride), (c_in, size, size)
+    for c_in, c_out, size_in, size_out in product(c_ins, space.widths, sizes, sizes):
+        if size_out <= size_in and (c_in != c_out or size_in != size_out):
+            yield skip_key(c_in, c_out, size_in, size_out), projection(c_in, c_out, size_in, size_out), \
+                (c_in, size_in, size_in)
+    for width, size in product(c_ins, sizes):
+        head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_classes))
+        yield head_key(width, size), head, (width, size, size)
+
+
+def stem_key(c_in, c_out, size) -> str:
+    return f"stem|{c_in}|{c_out}|{size}"
+
+
+def op_key(op, c_in, c_out, stride, size) -> str:
+    return f"op|{op}|{c_in}|{c_out}|{stride}|{size}"
+
+
+def skip_key(c_in, c_out, size_in, size_out) -> str:
+    return f"skip|{c_in}|{c_out}|{size_in}|{size_out}"
+
+
+def head_key(c_in, size) -> str:
+    return f"head|{c_in}|{size}"
+
+
+def macro_keys(arch: dict, input_shape: Sequence[int]) -> list[str]:
+    """The table keys whose latencies add up to the network of `arch` (the walk MacroNet makes)."""
+    channels, height = int(input_shape[0]), int(input_shape[1])
+    widths, sizes = [arch["stem"]], [height]
+    keys = [stem_key(channels, arch["stem"], height)]
+    for index, layer in enumerate(arch["layers"], start=1):
+        stride = int(layer.get("stride", 1))
+        size = (sizes[-1] + stride - 1) // stride
+        keys.append(op_key(layer["op"], widths[-1], layer["width"], stride, sizes[-1]))
+        for node in layer.get("skips", []):
+            if widths[node] != layer["width"] or sizes[node] != size:
+                keys.append(skip_key(widths[node], layer["width"], sizes[node], size))
+        widths.append(layer["width"])
+        sizes.append(size)
+    keys.append(head_key(widths[-1], sizes[-1]))
+    return keys
