@@ -1,8 +1,9 @@
 """Per-op latency lookup tables, measured once on the user's own device, and the predictor built on them.
 
 For a space whose layers are independent modules (the macro space) a network's latency is close to the
-sum of its parts (which the space lists: `SearchSpace.latency_parts`): the stem, each layer's op at its (op, c_in, c_out, stride, input resolution), each skip
-projection at its (c_in, c_out, resolution in, resolution out), and the head. `nasrun-latency-table`
+sum of its parts, which the space lists (`SearchSpace.latency_parts`): the stem, each layer's op at its
+(op, c_in, c_out, stride, input resolution), each skip projection at its (c_in, c_out, resolution in,
+resolution out), and the head. `nasrun-latency-table`
 measures every such part the space can produce (batch 1, median of repeated runs after warm-up) and
 saves them as JSON; `metrics.latency=table metrics.latency_table=PATH` then predicts `latency_ms`
 instead of timing every architecture (as once-for-all does for phones — here, on your device).
