@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Sequence
 
 import hydra.utils
 from omegaconf import DictConfig, OmegaConf
@@ -101,3 +102,24 @@ def instantiate(node: DictConfig, where: str, **kwargs) -> Any:
             raise cause from None
         message = str(cause or err).splitlines()[0]
         raise ConfigError(f"{where}: {message}") from err
+
+
+@dataclass
+class Components:
+    """The objects a config describes, one per group (None for a group not asked for)."""
+
+    hardware: Hardware | None = None
+    search_space: SearchSpace | None = None
+    strategy: Strategy | None = None
+    estimator: Estimator | None = None
+    executor: Executor | None = None
+    dataset: DatasetSource | None = None   # the source; `.load()` reads the data
+
+
+def build_components(cfg: DictConfig, groups: Sequence[str] = tuple(COMPONENT_BASES)) -> Components:
+    """Instantiate the config's `groups` (checked like every `_target_`), in the order given: the one
+    place commands, experiments and scripts turn a composed config into components."""
+    unknown = [group for group in groups if group not in COMPONENT_BASES]
+    if unknown:
+        raise ValueError(f"not component groups: {unknown}")
+    return Components(**{group: instantiate(cfg[group], group) for group in groups})

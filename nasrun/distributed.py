@@ -15,7 +15,8 @@ with three calls of `current()`:
 so each step follows the gradient of the global batch, as a single process would, up to float rounding
 (BatchNorm sees the statistics of the global batch). `dist.agree(arch)` checks at the end that every
 rank derived the same architecture.
-Only rank 0 runs the Runner and writes the run directory; the other ranks run the search alone.
+Only rank 0 runs the Runner and writes the run directory; the other ranks run the search alone
+(`nasrun.run.spawn`: starting the processes, and what the other ranks do).
 A weight-sharing estimator (`trains_supernet`) trains its supernet the same way in `bind`, under
 `dist.batch_norm_synced(supernet)` (its elastic BN layers too); the other ranks bind it and exit.
 """
@@ -25,22 +26,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 import torch.distributed as torch_dist
 import torch.distributed.nn.functional as differentiable
-import torch.multiprocessing
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nasrun.errors import ConfigError, NasrunError
-from nasrun.rundir import RunDir, load_checkpoint
-from nasrun.strategies.base import SearchContext
 
 log = logging.getLogger("nasrun")
 
@@ -222,24 +218,30 @@ def environment() -> Distributed | None:
 
 
 def init(hardware) -> Distributed:
-    """Join the group of the environment (if any): pin rank r to cuda:<local rank> and start the process
-    group (NCCL on CUDA, gloo on the CPU)."""
+    """Join the group of the environment (if any) and start the process group (NCCL on CUDA, gloo on the
+    CPU). On CUDA, rank r runs on `rank_device(hardware, group)` (cuda:<local rank>): the caller sets it."""
     global _current
     group = environment()
     if group is None:
         _current = Distributed()
         return _current
     if hardware.is_cuda:
-        if torch.cuda.device_count() <= group.local_rank:
-            raise ConfigError(f"distributed run: local rank {group.local_rank} has no GPU "
-                              f"({torch.cuda.device_count()} visible)")
-        hardware.device = f"cuda:{group.local_rank}"
-        torch.cuda.set_device(group.local_rank)
+        torch.cuda.set_device(rank_device(hardware, group))
     if not torch_dist.is_initialized():
         torch_dist.init_process_group("nccl" if hardware.is_cuda else "gloo", rank=group.rank,
                                       world_size=group.world_size)
     _current = group
     return group
+
+
+def rank_device(hardware, group: Distributed) -> str:
+    """The device this rank trains on: cuda:<local rank> in a CUDA group, else the hardware's own."""
+    if not (group.enabled and hardware.is_cuda):
+        return hardware.device
+    if torch.cuda.device_count() <= group.local_rank:
+        raise ConfigError(f"distributed run: local rank {group.local_rank} has no GPU "
+                          f"({torch.cuda.device_count()} visible)")
+    return f"cuda:{group.local_rank}"
 
 
 def finish() -> None:
@@ -248,90 +250,3 @@ def finish() -> None:
     if _current.enabled and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
     _current = Distributed()
-
-
-def launch(fn, nprocs: int, *args) -> None:
-    """Run `fn(*args)` in `nprocs` fresh processes that form one group (rank 0 .. nprocs-1) on this machine."""
-    port = free_port()
-    try:
-        torch.multiprocessing.spawn(_rank_main, args=(nprocs, port, fn, args), nprocs=nprocs, join=True)
-    except torch.multiprocessing.ProcessRaisedException as err:
-        last = [line for line in str(err).strip().splitlines() if line.strip()][-1]
-        raise NasrunError(f"distributed run: rank {err.error_index} failed: {last.strip()}") from None
-    except torch.multiprocessing.ProcessExitedException as err:
-        raise NasrunError(f"distributed run: rank {err.error_index} died ({err})") from None
-
-
-def _rank_main(rank: int, world_size: int, port: int, fn, args) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    fn(*args)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --- the CLI path ---------------------------------------------------------------------------------
-def should_spawn(hardware, strategy, estimator) -> bool:
-    """True when `hardware.devices` > 1 asks for processes this process must start itself."""
-    if int(hardware.devices) <= 1 or environment() is not None:
-        return False
-    require_supernet(strategy, estimator)
-    return True
-
-
-def require_supernet(strategy, estimator) -> None:
-    if not (strategy.one_shot or estimator.trains_supernet):
-        raise ConfigError("several processes (hardware.devices > 1 or torchrun) train the supernet of a one-shot "
-                          "strategy or of estimator=weight_sharing; for parallel trials use executor=processes "
-                          "or executor=ray")
-
-
-def run_spawned(experiment, cfg, run_dir: str | Path, show_progress: bool, resume: bool = False) -> dict:
-    """`hardware.devices=N`: run the experiment in N processes; rank 0's summary is the result."""
-    log.info("distributed one-shot search: %d processes", int(cfg.hardware.devices))
-    launch(_spawned_experiment, int(cfg.hardware.devices), experiment, cfg, str(run_dir), show_progress, resume)
-    return RunDir(run_dir).read_summary()
-
-
-def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool, resume: bool) -> None:
-    if current_rank() == 0:
-        RunDir(run_dir).attach_log(console_warnings=False)
-    experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0, resume=resume)
-
-
-def current_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
-
-
-class FollowerContext(SearchContext):
-    """A non-zero rank's search context: reads the run's saved search state (resume), writes nothing."""
-
-    def __init__(self, space, data, hardware, run_dir, seed):
-        super().__init__(space, data, hardware, None, seed, None)
-        self.read_from = RunDir(run_dir).search_state
-
-    def load_state(self) -> dict | None:
-        if not self.read_from.exists():
-            return None
-        return load_checkpoint(self.read_from)
-
-
-def follow(space, strategy, estimator, data, hardware, run_dir, seed: int, trials: int) -> dict:
-    """What every rank but 0 does: its share of the supernet training (the estimator's `bind`, writing
-    nothing) and of a one-shot search, in the order rank 0's Runner does them."""
-    if estimator.trains_supernet:
-        estimator.bind(space, data, hardware, run_dir)
-    if strategy.one_shot:
-        return follow_search(space, strategy, data, hardware, run_dir, seed, trials)
-    return {"rank": current().rank}
-
-
-def follow_search(space, strategy, data, hardware, run_dir, seed: int, trials: int) -> dict:
-    """What every rank but 0 does: the same supernet search, without the Runner and its files."""
-    strategy.bind(space, seed, trials)
-    arch = strategy.search(FollowerContext(space, data, hardware, run_dir, seed))
-    return {"rank": current().rank, "arch": space.to_json(arch)}

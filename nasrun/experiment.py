@@ -12,13 +12,14 @@ from omegaconf import DictConfig
 import nasrun
 from nasrun import distributed
 from nasrun.assessment.assess import assessment_settings, build_assessment
-from nasrun.build import instantiate
+from nasrun.build import Components, build_components
 from nasrun.config import validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
 from nasrun.reports.plots import write_run_report
 from nasrun.console import console
 from nasrun.run.progress import summary_table
+from nasrun.run import spawn
 from nasrun.run.runner import Budget, Runner
 from nasrun.assessment.space_check import check_space
 
@@ -27,38 +28,37 @@ log = logging.getLogger("nasrun")
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
-    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/resume.py)."""
+    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py)."""
     validate(cfg)
-    hardware = instantiate(cfg.hardware, "hardware")
-    strategy, estimator = instantiate(cfg.strategy, "strategy"), instantiate(cfg.estimator, "estimator")
-    assessment_settings(cfg, estimator, strategy.one_shot)  # objectives and metrics: before any training
-    if distributed.should_spawn(hardware, strategy, estimator):
-        return distributed.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
+    hardware = build_components(cfg, ["hardware"]).hardware
+    seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers
+    parts = build_components(cfg, ["search_space", "strategy", "estimator", "executor", "dataset"])
+    parts.hardware = hardware
+    assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
+    if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
+        return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
-        return _run(cfg, hardware, run_dir, show_progress, resume)
+        return _run(cfg, parts, run_dir, show_progress, resume)
     finally:
         distributed.finish()
 
 
-def _run(cfg: DictConfig, hardware, run_dir: str | Path, show_progress: bool, resume: bool) -> dict:
+def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress: bool, resume: bool) -> dict:
+    hardware, space, strategy, estimator = parts.hardware, parts.search_space, parts.strategy, parts.estimator
     group = distributed.init(hardware)
+    hardware.device = distributed.rank_device(hardware, group)
     hardware.apply()
-    seed_everything(cfg.seed)
-    space = instantiate(cfg.search_space, "search_space")
-    strategy = instantiate(cfg.strategy, "strategy")
-    estimator = instantiate(cfg.estimator, "estimator")
     if group.enabled:
-        distributed.require_supernet(strategy, estimator)
-    executor = instantiate(cfg.executor, "executor")
+        spawn.require_supernet(strategy, estimator)
     needs_data = estimator.needs_data or strategy.one_shot
-    data = instantiate(cfg.dataset, "dataset").load() if needs_data else None
+    data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
     check_space(space, cfg.budget.trials)
     if not group.is_main:
-        return distributed.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
+        return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
-    runner = Runner(space, strategy, estimator, executor, data, hardware, run_dir, cfg.seed,
+    runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
                     assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))

@@ -11,7 +11,9 @@ from test_weight_sharing import estimator, macro_space, tiny_data
 from torch import nn
 
 from nasrun import distributed
-from nasrun.distributed import Distributed, FollowerContext
+from nasrun.distributed import Distributed
+from nasrun.run import spawn
+from nasrun.run.spawn import FollowerContext
 from nasrun.errors import ConfigError
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
@@ -75,7 +77,7 @@ def _search_on_rank(out_dir: str) -> None:
 
 def test_two_gloo_processes_derive_what_one_process_derives(tmp_path):
     single_arch, single_alpha, single_running_mean = toy_search(Distributed())
-    distributed.launch(_search_on_rank, 2, str(tmp_path))
+    spawn.launch(_search_on_rank, 2, str(tmp_path))
     for rank in (0, 1):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result["arch"] == single_arch
@@ -128,7 +130,7 @@ def _train_supernet_on_rank(out_dir: str) -> None:
 
 def test_weight_sharing_supernet_on_two_gloo_processes_matches_one_process(tmp_path):
     single_weights, single_scores = train_macro_supernet(tmp_path / "single")
-    distributed.launch(_train_supernet_on_rank, 2, str(tmp_path))
+    spawn.launch(_train_supernet_on_rank, 2, str(tmp_path))
     for rank in (0, 1):
         result = torch.load(tmp_path / f"rank{rank}.pt")
         assert result["scores"] == single_scores

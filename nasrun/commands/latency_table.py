@@ -10,7 +10,7 @@ from hydra.errors import HydraException
 
 from nasrun.assessment.latency_table import LatencyTable
 from nasrun.assessment.latency_table import __doc__ as latency_doc
-from nasrun.build import instantiate
+from nasrun.build import build_components
 from nasrun.errors import ConfigError
 from nasrun.commands.common import run_command
 from nasrun.console import console
@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def measure() -> None:
         cfg = compose_run_config(args.overrides)
-        hardware = instantiate(cfg.hardware, "hardware")
+        parts = build_components(cfg, ["hardware", "search_space", "dataset"])
+        hardware, space = parts.hardware, parts.search_space
         hardware.apply()
-        space = instantiate(cfg.search_space, "search_space")
-        data = instantiate(cfg.dataset, "dataset").load()
+        data = parts.dataset.load()
         with console.status("measuring") as status:
             table = LatencyTable.measure(space, data.input_shape, data.num_classes, hardware.device, args.warmup,
                                          args.min_seconds, lambda n, key: status.update(f"measured {n}: {key}"))

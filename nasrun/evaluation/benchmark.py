@@ -20,7 +20,7 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.assessment.metrics import ArchitectureMetrics, MetricsConfig
-from nasrun.build import instantiate
+from nasrun.build import build_components
 from nasrun.config import load_saved_config
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.rundir import RunDir, load_checkpoint, read_json
@@ -85,11 +85,10 @@ class RunBenchmark:
         self.files = RunDir(run_dir)
         cfg = load_saved_config(self.run_dir)
         self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-        self.hardware = instantiate(self.cfg.hardware, "hardware")
+        parts = build_components(self.cfg, ["hardware", "search_space", "estimator", "dataset"])
+        self.hardware, self.space, self.estimator = parts.hardware, parts.search_space, parts.estimator
         self.hardware.apply()
-        self.space = instantiate(self.cfg.search_space, "search_space")
-        self.estimator = instantiate(self.cfg.estimator, "estimator")
-        self.data = instantiate(self.cfg.dataset, "dataset").load()
+        self.data = parts.dataset.load()
         self.estimator.bind(self.space, self.data, self.hardware, None)
         self.trials = {t.id: t for t in self.files.read_trials()}
 

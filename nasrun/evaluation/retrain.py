@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
-from nasrun.build import instantiate
+from nasrun.build import build_components
 from nasrun.rundir import RunDir, atomic_write, atomic_write_json, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
@@ -95,7 +95,7 @@ def check(cfg: DictConfig) -> None:
 
 # --- training ------------------------------------------------------------------------------------------------
 def prepare_data(cfg: DictConfig) -> DataBundle:
-    data = instantiate(cfg.dataset, "dataset").load()
+    data = build_components(cfg, ["dataset"]).dataset.load()
     data.augment = Augment(**OmegaConf.to_container(cfg.augment))
     if cfg.train_on == "train+val":
         data.train = merge_splits(data.train, data.val)
@@ -163,7 +163,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
     out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
-    hardware = instantiate(cfg.hardware, "hardware")
+    hardware = build_components(cfg, ["hardware"]).hardware
     hardware.apply()
     data = prepare_data(cfg)
     repeats, models = [], []
