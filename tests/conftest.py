@@ -19,9 +19,10 @@ CONF = REPO / "conf"
 
 torch.set_num_threads(1)
 
-# A tiny budget for end-to-end runs: 2 trials of 1 epoch on a shallow space.
+# A tiny budget for end-to-end runs: 2 trials of 1 epoch on a shallow space, no end-of-run plots (the
+# default-run test and tests/test_reports.py draw them).
 TINY = ["budget.trials=2", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
-        "progress=false"]
+        "progress=false", "report=false"]
 
 
 def group_options(group: str) -> list[str]:

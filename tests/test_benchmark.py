@@ -47,7 +47,7 @@ def test_fgsm_and_noise_lower_the_accuracy_of_a_trained_net(trained_digits_mlp):
 
 @pytest.mark.slow
 def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_path):
-    args = [*TINY, "budget.trials=8", "strategy=nsga2", "strategy.population_size=4", OBJECTIVES,
+    args = [*TINY, "report=true", "budget.trials=8", "strategy=nsga2", "strategy.population_size=4", OBJECTIVES,
             "constraints={params:{max:15000}}", "metrics.enabled=[params,flops,memory]"]
     result = run_cli(args, tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -25,6 +25,8 @@ def test_default_run_finds_an_accurate_architecture(tmp_path):
     scores = [t["metrics"]["val_accuracy"] for t in read_jsonl(run / "trials.jsonl")]
     assert len(set(scores)) >= 6, f"the demo should show a search, not ties: {scores}"
     assert "warning" not in result.stderr.lower()
+    plots = {p.name for p in (run / "plots").iterdir()}
+    assert {"best_so_far_trials.png", "best_so_far_time.png", "best_architecture.png"} <= plots
 
 
 def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):

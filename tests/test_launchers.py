@@ -14,7 +14,7 @@ from conftest import run_cli, run_dirs
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="launchers extra: pip install 'nasrun[launchers]'")
 
 TINY_SWEEP = ["budget.trials=1", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=2",
-              "progress=false", "final_test=false"]
+              "progress=false", "final_test=false", "report=false"]
 
 
 def test_submitit_local_sweep_of_two_points_completes(tmp_path):

@@ -176,7 +176,7 @@ def test_torn_last_line_is_cut_and_trial_rerun(reference, tmp_path, monkeypatch)
 
 # --- SIGKILL in a real process -------------------------------------------------------------------------
 KILL_SEARCH = ["budget.trials=3", "estimator.epochs=3", "search_space.min_layers=2", "search_space.max_layers=3",
-               "progress=false", "seed=5", "hardware=cpu", "hardware.threads=1"]
+               "progress=false", "report=false", "seed=5", "hardware=cpu", "hardware.threads=1"]
 
 
 def trial_lines(run_dir: Path) -> int:
