@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,3 +248,20 @@ def test_strategy_options_select_a_cell_space_by_default(compose_cfg):
     assert compose_cfg(["strategy=darts"]).search_space._target_ == "nasrun.spaces.darts.DartsSpace"
     assert compose_cfg(["strategy=pcdarts", "search_space=nb201"]).search_space.name == "nb201"
     assert compose_cfg(["search_space=nb201", "strategy=gdas"]).search_space.name == "nb201"
+
+
+def test_the_benchmark_reference_network_computes_what_the_supernet_computes():
+    """scripts/bench_darts.py compares nasrun's supernet with a plainly written one: same maths, same weights."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from darts_reference import PlainDartsNetwork
+
+    torch.manual_seed(0)
+    ours = DartsSupernet((3, 8, 8), 10, Weighting(), C=4, layers=3, search_ops=SEARCH_OPS).double()
+    plain = PlainDartsNetwork(C=4, num_classes=10, layers=3).double()
+    state = {k: v for k, v in ours.state_dict().items() if not k.startswith("alphas")}
+    state.update(alphas_normal=ours.alphas["normal"].detach(), alphas_reduce=ours.alphas["reduce"].detach())
+    plain.load_state_dict(state)
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    assert torch.allclose(ours(x), plain(x))

@@ -1,0 +1,82 @@
+"""The DARTS search network written the plain way: the in-project reference `bench_darts.py` measures
+nasrun's supernet against, in the same run.
+
+It has the structure of the DARTS paper's search network (Liu et al., 2019; model_search.py of the
+original code): every op of every edge runs, `none` included (a zero tensor, multiplied by its weight),
+each edge's output is the softmax(α)-weighted sum of all eight, tensors stay NCHW, and every activation
+is kept for the backward pass (no checkpointing). The ops themselves are nasrun's search-time ops (the
+same definitions as the original's OPS table), so the difference measured is the network's execution,
+not the maths: nasrun skips `none`, runs channels-last and recomputes cell activations in the backward
+pass (`checkpoint_cells`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nasrun.nets.darts import reduction_layers
+from nasrun.nets.darts_ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
+from nasrun.supernets.darts import darts_search_op
+
+
+class PlainMixedOp(nn.Module):
+    def __init__(self, channels: int, stride: int):
+        super().__init__()
+        self.ops = nn.ModuleList(darts_search_op(name, channels, stride) for name in DARTS_OPS)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return sum(w * op(x) for w, op in zip(weights, self.ops))
+
+
+class PlainCell(nn.Module):
+    def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, nodes: int = 4):
+        super().__init__()
+        self.reduction, self.nodes = reduction, nodes
+        self.preprocess0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev \
+            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.edges = nn.ModuleList(PlainMixedOp(c, 2 if reduction and source < 2 else 1)
+                                   for node in range(nodes) for source in range(node + 2))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        states, offset = [self.preprocess0(s0), self.preprocess1(s1)], 0
+        for _ in range(self.nodes):
+            states.append(sum(self.edges[offset + j](h, weights[offset + j]) for j, h in enumerate(states)))
+            offset += len(states) - 1
+        return torch.cat(states[-self.nodes:], dim=1)
+
+
+class PlainDartsNetwork(nn.Module):
+    """Stem (3C), `layers` cells with reductions at 1/3 and 2/3, α for normal and reduction cells."""
+
+    def __init__(self, C: int = 16, num_classes: int = 10, layers: int = 8, in_channels: int = 3, nodes: int = 4):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 3 * C, 3, padding=1, bias=False), nn.BatchNorm2d(3 * C))
+        c_pp, c_p, c, reduction_prev = 3 * C, 3 * C, C, False
+        self.cells = nn.ModuleList()
+        for i in range(layers):
+            reduction = i in reduction_layers(layers)
+            c = c * 2 if reduction else c
+            self.cells.append(PlainCell(c_pp, c_p, c, reduction, reduction_prev, nodes))
+            c_pp, c_p, reduction_prev = c_p, nodes * c, reduction
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(c_p, num_classes)
+        edges = sum(node + 2 for node in range(nodes))
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(edges, len(DARTS_OPS)))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(edges, len(DARTS_OPS)))
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        normal, reduce = F.softmax(self.alphas_normal, dim=-1), F.softmax(self.alphas_reduce, dim=-1)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, reduce if cell.reduction else normal)
+        return self.classifier(self.pool(s1).flatten(1))
