@@ -10,7 +10,6 @@ has one, else the best validation score) with a ranking by mean. Writes `compari
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -20,7 +19,9 @@ from omegaconf import OmegaConf
 
 from nasrun.errors import NasrunError
 from nasrun.records import TrialLog
-from nasrun.rundir import atomic_write_json
+from nasrun.reports.plots import best_so_far as running_best
+from nasrun.reports.plots import plot_anytime
+from nasrun.rundir import RunDir, atomic_write_json
 
 SETTINGS = ("search_space", "estimator", "estimator.dataset", "dataset", "budget.trials")
 
@@ -38,18 +39,16 @@ class Job:
 
 def read_job(path: Path) -> Job:
     """One job directory: its strategy, settings, final accuracy and best-so-far validation curve."""
-    try:
-        summary = json.loads((path / "summary.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise NasrunError(f"{path / 'summary.json'}: unreadable ({err})") from None
-    config_path = path / ".hydra" / "config.yaml"
+    run = RunDir(path)
+    summary = run.read_summary()
+    config_path = run.config
     config = OmegaConf.load(config_path) if config_path.is_file() else OmegaConf.create({})
     settings = {key: _setting(config, summary, key) for key in SETTINGS}
     test = summary.get("test") or {}
     metric, value = ("test_accuracy", test["test_accuracy"]) if test.get("test_accuracy") is not None \
         else ("best_val_accuracy", summary.get("best_val_accuracy"))
     strategy = summary.get("strategy") or OmegaConf.select(config, "strategy.name", default="?")
-    return Job(path, str(strategy), settings, summary.get("seed"), value, metric, best_so_far(path / "trials.jsonl"))
+    return Job(path, str(strategy), settings, summary.get("seed"), value, metric, best_so_far(run.trials))
 
 
 def _setting(config, summary: dict, key: str):
@@ -60,8 +59,6 @@ def _setting(config, summary: dict, key: str):
 
 def best_so_far(trials_path: Path) -> list[float]:
     """Best score (Trial.score) after each query, in trial-id order, from the first successful trial on."""
-    from nasrun.reports.plots import best_so_far as running_best
-
     scores = [t.score() for t in sorted(TrialLog(trials_path).read(), key=lambda t: t.id)]
     return [value for value in running_best(scores) if not math.isnan(value)]
 
@@ -69,7 +66,7 @@ def best_so_far(trials_path: Path) -> list[float]:
 def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise NasrunError(f"{sweep_dir} is not a directory: SWEEP_DIR must be a multirun sweep folder")
-    jobs = [read_job(p.parent) for p in sorted(sweep_dir.rglob("summary.json"))]
+    jobs = [read_job(p.parent) for p in sorted(sweep_dir.rglob(RunDir.summary))]
     if not jobs:
         raise NasrunError(f"no job directories (with summary.json) under {sweep_dir}")
     return jobs
@@ -107,11 +104,9 @@ def compare(sweep_dir: Path, plot: bool = True) -> dict:
         row["rank"] = rank
     comparison = {"sweep_dir": str(sweep_dir), "groups": rows}
     if plot:
-        from nasrun.reports.plots import plot_anytime
-
         curves = {label: [job.curve for job in jobs] for label, jobs in groups.items()}
-        comparison["plot"] = str(plot_anytime(curves, sweep_dir / "anytime.png"))
-    atomic_write_json(sweep_dir / "comparison.json", comparison)
+        comparison["plot"] = str(plot_anytime(curves, RunDir(sweep_dir).anytime_plot))
+    atomic_write_json(RunDir(sweep_dir).comparison, comparison)
     return comparison
 
 

@@ -57,10 +57,12 @@ class TensorBoardLog:
         """Wrap an epoch `report(epoch, total, metrics)` callback so that it also logs the epoch's scalars."""
         if not self.enabled or report is None:
             return report
-        writer = self._epoch_writers[trial_id] = self._writer(f"trial_{trial_id}")
 
         def report_and_log(epoch: int, total: int, metrics: dict) -> None:
             report(epoch, total, metrics)
+            writer = self._epoch_writers.get(trial_id)  # opened at the first epoch: a table lookup has none
+            if writer is None:
+                writer = self._epoch_writers[trial_id] = self._writer(f"trial_{trial_id}")
             for key, value in metrics.items():
                 if isinstance(value, (int, float)):
                     writer.add_scalar(f"epoch/{key}", value, epoch)
