@@ -30,8 +30,11 @@ class Estimator:
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
 
-    def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None) -> None:
-        self.space, self.data, self.hardware, self.run_dir = space, data, hardware, run_dir
+    def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None,
+             seed: int = 0) -> None:
+        """The run's context: its space, data, hardware, run directory (None: write nothing) and seed (what
+        a `bind` that trains, e.g. a supernet, draws its randomness from)."""
+        self.space, self.data, self.hardware, self.run_dir, self.seed = space, data, hardware, run_dir, int(seed)
 
     def evaluate(self, arch: Any, seed: int, report: Report = None) -> Evaluation:
         raise NotImplementedError

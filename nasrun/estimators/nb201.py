@@ -97,10 +97,10 @@ class NB201Tabular(Estimator):
         self.dataset = dataset
         self.spec = NB201_DATASETS[dataset]
 
-    def bind(self, space, data, hardware, run_dir=None) -> None:
+    def bind(self, space, data, hardware, run_dir=None, seed: int = 0) -> None:
         if space.name != "nb201":
             raise ConfigError(f"estimator=nb201 answers only search_space=nb201, not '{space.name}'")
-        super().bind(space, data, hardware, run_dir)
+        super().bind(space, data, hardware, run_dir, seed)
         self.table = load_table()
         self.search_values = self.table.columns[self.spec.search_column]
         self.test_values = self.table.columns[self.spec.test_column]

@@ -21,7 +21,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from nasrun import distributed
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
@@ -59,9 +58,8 @@ class WeightSharing(Estimator):
         self.supernet: Supernet | None = None
 
     # --- the supernet, trained once per run --------------------------------------------------------
-    def bind(self, space, data, hardware, run_dir=None) -> None:
-        super().bind(space, data, hardware, run_dir)
-        self.seed = torch.initial_seed() % (2**31 - 1)   # nasrun seeds torch with the run seed before building
+    def bind(self, space, data, hardware, run_dir=None, seed: int = 0) -> None:
+        super().bind(space, data, hardware, run_dir, seed)
         seed_everything(self.seed)
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
         self.plan.check(self.supernet)
@@ -155,7 +153,7 @@ class WeightSharing(Estimator):
         scores = {"oneshot_val_accuracy": oneshot_val, "oneshot_test_accuracy": self.inherited_accuracy(arch, "test")}
         if not self.retrain_enabled:
             return {**scores, "test_accuracy": scores["oneshot_test_accuracy"]}
-        self.retrainer.bind(self.space, self.data, self.hardware, self.run_dir)
+        self.retrainer.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
         retrained = self.retrainer.evaluate(arch, seed)
         if self.run_dir is not None:
             save_checkpoint(retrained.weights, RunDir(self.run_dir).retrained_weights)

@@ -89,7 +89,7 @@ class RunBenchmark:
         self.hardware, self.space, self.estimator = parts.hardware, parts.search_space, parts.estimator
         self.hardware.apply()
         self.data = parts.dataset.load()
-        self.estimator.bind(self.space, self.data, self.hardware, None)
+        self.estimator.bind(self.space, self.data, self.hardware, None, int(self.cfg.seed))
         self.trials = {t.id: t for t in self.files.read_trials()}
 
     def targets(self, pareto: bool) -> list[dict]:

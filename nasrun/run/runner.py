@@ -65,7 +65,7 @@ class Runner:
             raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
                               f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.estimator.bind(self.space, self.data, self.hardware, self.run_dir)
+        self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             restore(self)

@@ -93,7 +93,7 @@ def follow(space, strategy, estimator, data, hardware, run_dir, seed: int, trial
     """What every rank but 0 does: its share of the supernet training (the estimator's `bind`, writing
     nothing) and of a one-shot search, in the order rank 0's Runner does them."""
     if estimator.trains_supernet:
-        estimator.bind(space, data, hardware, run_dir)
+        estimator.bind(space, data, hardware, run_dir, seed)
     if strategy.one_shot:
         return follow_search(space, strategy, data, hardware, run_dir, seed, trials)
     return {"rank": current().rank}
