@@ -24,13 +24,13 @@ import torch
 from scipy import stats
 
 from nasrun.datasets.digits import Digits
+from nasrun.estimators.nb201 import load_table
 from nasrun.estimators.full_training import FullTraining
 from nasrun.estimators.weight_sharing import WeightSharing
 from nasrun.hardware import Hardware
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 
-TABLE = "/work/shared/data/nb201/nb201_accuracy.csv"
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,7 +43,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--standalone-epochs", type=int, default=10)
     parser.add_argument("--sampling", default="uniform", choices=["uniform", "sandwich", "progressive_shrinking"])
     parser.add_argument("--kd", action="store_true", help="distil from the largest subnet")
-    parser.add_argument("--table", default=TABLE, help="NB201 accuracy CSV (nb201 only)")
+    parser.add_argument("--table", default=None, help="an NB201 accuracy CSV (nb201 only; default: the packaged table)")
     parser.add_argument("--column", default="cifar10_valid_12ep", help="table column to compare with")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -75,7 +75,11 @@ def correlation(a: list[float], b: list[float]) -> dict:
             "spearman": round(float(rho), 4), "spearman_p": float(rho_p)}
 
 
-def table_accuracies(path: str, column: str) -> dict[str, float]:
+def table_accuracies(path: str | None, column: str) -> dict[str, float]:
+    """arch -> the column's accuracy, from `path` or from the table nasrun ships."""
+    if path is None:
+        table = load_table()
+        return dict(zip(table.archs, table.columns[column]))
     with open(path, newline="") as handle:
         return {row["arch"]: float(row[column]) for row in csv.DictReader(handle)}
 
