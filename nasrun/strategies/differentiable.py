@@ -12,6 +12,7 @@ Every epoch: metrics and softmax(α) go to `<run_dir>/alphas.jsonl`, the search 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -67,6 +68,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
         self.checkpoint_cells = bool(checkpoint_cells)
+        self.autocast = contextlib.nullcontext  # search() takes the hardware's (amp: bfloat16 on CUDA)
 
     # --- what subclasses choose --------------------------------------------------------------------------
     def make_weighting(self) -> Weighting:
@@ -93,6 +95,7 @@ class DifferentiableSearch(OneShotStrategy):
 
     # --- the search -----------------------------------------------------------------------------------
     def search(self, context: SearchContext):
+        self.autocast = context.hardware.autocast  # hardware.amp: bfloat16 forward passes on CUDA
         device = context.hardware.device
         data = context.data
         torch.manual_seed(self.seed)
@@ -171,12 +174,14 @@ class DifferentiableSearch(OneShotStrategy):
         group = distributed.current()
         arch_optimizer.zero_grad(set_to_none=True)
         if self.order == 2:
-            grads, loss = unrolled_arch_gradients(model, x, y, x_arch, y_arch, lr, w_optimizer,
-                                                  self.momentum, self.weight_decay)
+            with self.autocast():
+                grads, loss = unrolled_arch_gradients(model, x, y, x_arch, y_arch, lr, w_optimizer,
+                                                      self.momentum, self.weight_decay)
             for parameter, grad in zip(model.arch_parameters(), grads):
                 parameter.grad = grad
         else:
-            loss = F.cross_entropy(model(x_arch), y_arch)
+            with self.autocast():
+                loss = F.cross_entropy(model(x_arch).float(), y_arch)
             grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y_arch)), model.arch_parameters(),
                                         allow_unused=True)
             for parameter, grad in zip(model.arch_parameters(), grads):
@@ -188,7 +193,8 @@ class DifferentiableSearch(OneShotStrategy):
     def weight_step(self, model, w_optimizer, x, y, global_batch: int | None = None) -> tuple[float, int]:
         group = distributed.current()
         w_optimizer.zero_grad(set_to_none=True)
-        logits = model(x)
+        with self.autocast():
+            logits = model(x).float()
         loss = F.cross_entropy(logits, y)
         weights = model.weight_parameters()
         grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y)), weights, allow_unused=True)
