@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -82,6 +84,15 @@ class CliZygote:
         assert "nasrun" in ready["ready"], ready
         self.outputs = Path(tempfile.mkdtemp(prefix="nasrun-cli-"))
         self.count = 0
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        self.process.stdin.close()  # the server's loop ends at end of input
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        shutil.rmtree(self.outputs, ignore_errors=True)
 
     def run(self, command, args, cwd, environment, timeout) -> subprocess.CompletedProcess:
         self.count += 1
