@@ -5,8 +5,8 @@ is about 100 queries), each seeing only the 12-epoch validation accuracy; the be
 200-epoch test accuracy is reported as mean ± std over seeds, next to the paper's numbers.
 
 Strategies are built from their packaged YAML (conf/strategy/<name>.yaml, the CLI's defaults) and the
-estimator is `NB201Tabular`; the loop below is the Runner's ask → evaluate (run_trial) → tell loop
-without the run-directory files, so that thousands of searches take a minute.
+estimator is `NB201Tabular`; each search is nasrun's Runner without a run directory (it writes no
+files), so that thousands of searches take minutes.
 
     python scripts/nb201_table.py                       # 500 seeds (TPE 100, REINFORCE 200), all strategies
     python scripts/nb201_table.py --seeds 50 --strategies random reinforce --set reinforce.lr=0.02
@@ -50,25 +50,22 @@ def strategy_config(name: str, overrides: list[str]):
 
 
 def search(strategy, estimator, space, seed: int, queries: int) -> tuple[float, list[float]]:
-    """One search: (200-epoch test accuracy of the best-found architecture, best-so-far validation curve)."""
+    """One search by nasrun's Runner in memory (no run directory): (200-epoch test accuracy of the
+    best-found architecture, best-so-far validation curve)."""
     from nasrun.estimators import Evaluation
-    from nasrun.executors import TrialJob, run_trial
+    from nasrun.executors.local import LocalExecutor
+    from nasrun.hardware import Hardware
     from nasrun.records import best_trial
-    from nasrun.run.runner import trial_seed
+    from nasrun.run.runner import Budget, Runner
 
-    strategy.bind(space, seed, queries)
-    trials, curve, best = [], [], None
-    while len(trials) < queries:
-        archs = strategy.ask(1)
-        if not archs:
-            break
-        trial, _ = run_trial(estimator, TrialJob(len(trials), archs[0], trial_seed(seed, len(trials))))
-        trial.arch = space.to_json(trial.arch)
-        trials.append(trial)
-        strategy.tell([trial])
+    runner = Runner(space, strategy, estimator, LocalExecutor(), None, Hardware("cpu"), None, seed, Budget(queries),
+                    show_progress=False, final_test=False)
+    runner.run()
+    curve, best = [], None
+    for trial in sorted(runner.trials, key=lambda t: t.id):
         best = trial if best is None or trial.score() > best.score() else best
         curve.append(best.score())
-    best = best_trial(trials)
+    best = best_trial(runner.trials)
     test = estimator.test(space.from_json(best.arch), Evaluation(dict(best.metrics)), 0)
     return test["test_accuracy"] * 100, curve
 
@@ -84,7 +81,6 @@ def run_cell(job: tuple) -> list[float]:
 
     torch.set_num_threads(1)
     space, estimator = NB201Space(), NB201Tabular(dataset)
-    estimator.bind(space, None, None)
     config = strategy_config(name, overrides)
     return [search(instantiate(config, "strategy"), estimator, space, seed, queries)[0] for seed in seeds]
 

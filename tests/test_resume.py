@@ -90,7 +90,7 @@ CRASH_POINTS = {
     "recorded-not-told": (RandomSearch, "tell", 2),            # trial 1 logged, never told
     "told-not-checkpointed": (RunCheckpoint, "save", 3),      # trial 1 told, trial 2 asked, no checkpoint
     "before-final-checkpoint": (RunCheckpoint, "save", 5),    # all 4 trials done, last one unconfirmed
-    "best-json-written-weights-not": ("nasrun.run.runner.save_checkpoint", None, 2),
+    "best-json-written-weights-not": ("nasrun.run.observers.save_checkpoint", None, 2),
     "final-test": (FullTraining, "test", 1),
 }
 

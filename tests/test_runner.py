@@ -165,3 +165,14 @@ def test_a_new_run_never_mixes_its_trials_into_an_existing_run_dir(tmp_path):
     with pytest.raises(NasrunError, match="nasrun-resume"):
         make_runner(tmp_path, trials=2).run()
     assert (tmp_path / "trials.jsonl").read_text() == before
+
+
+def test_a_runner_without_a_run_directory_runs_the_same_search_in_memory(tmp_path, monkeypatch):
+    on_disk = make_runner(tmp_path / "disk")
+    on_disk.run()
+    monkeypatch.chdir(tmp_path)
+    in_memory = make_runner(None)
+    summary = in_memory.run()
+    assert [(t.id, t.arch, t.metrics) for t in in_memory.trials] == [(t.id, t.arch, t.metrics) for t in on_disk.trials]
+    assert summary["best_trial"] == json.loads((tmp_path / "disk" / "summary.json").read_text())["best_trial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disk"]  # nothing written anywhere else

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nasrun.run.observers import RunObserver
 from nasrun.rundir import RunDir, atomic_write, load_checkpoint, save_checkpoint
 from nasrun.errors import CheckpointError
 from nasrun.estimators import Evaluation
@@ -38,7 +39,7 @@ CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("version", "strategy", "next_id", "told", "pending", "elapsed")
 
 
-class RunCheckpoint:
+class RunCheckpoint(RunObserver):
     """The runner's side of a run: what was asked, how much was told, how long it has run."""
 
     def __init__(self, run_dir: Path, space):
@@ -58,7 +59,16 @@ class RunCheckpoint:
     def seconds(self) -> float:
         return time.perf_counter() - self._clock
 
-    # --- hooks the runner calls ---------------------------------------------------------------------
+    # --- what the runner reports ---------------------------------------------------------------------
+    def on_submit(self, job: TrialJob) -> None:
+        self.submitted(job)
+
+    def on_record(self, trial, evaluation, best, new_best) -> None:
+        self.recorded(trial)
+
+    def on_ask(self, strategy, told: int) -> None:
+        self.save(strategy, told)
+
     def submitted(self, job: TrialJob) -> None:
         self.pending[job.id] = job
         self.next_id = max(self.next_id, job.id + 1)
@@ -121,18 +131,18 @@ def repair_torn_line(path: Path) -> None:
 
 def restore(runner) -> None:
     """Bring a freshly built `nasrun.run.runner.Runner` (space, strategy, estimator bound) to where the run stopped."""
-    checkpoint = runner.checkpoint
-    repair_torn_line(runner.log.path)
+    checkpoint, trial_log = runner.checkpoint, runner.recorder.log
+    repair_torn_line(trial_log.path)
     repair_torn_line(checkpoint.times_path)
-    trials = runner.log.read()
+    trials = trial_log.read()
     state = checkpoint.load()
     if state is None and trials and not runner.strategy.one_shot:
-        raise CheckpointError(f"{runner.log.path} holds {len(trials)} trials but {checkpoint.path} is missing; "
+        raise CheckpointError(f"{trial_log.path} holds {len(trials)} trials but {checkpoint.path} is missing; "
                               "cannot restore the strategy's state")
     if state is not None:
         runner.strategy.load_state_dict(state["strategy"])
     if checkpoint.told > len(trials):
-        raise CheckpointError(f"{checkpoint.path} counts {checkpoint.told} told trials but {runner.log.path} "
+        raise CheckpointError(f"{checkpoint.path} counts {checkpoint.told} told trials but {trial_log.path} "
                               f"holds {len(trials)}; the trial log was cut or replaced")
     runner.trials = trials
     unconfirmed = trials[checkpoint.told:]
@@ -165,4 +175,4 @@ def restore_best(runner, unconfirmed: set[int]) -> None:
     else:
         weights = load_checkpoint(weights_path) if weights_path.exists() else None
         runner.best_evaluation = Evaluation(metrics=dict(best.metrics), weights=weights)
-    runner.write_best(best, {})
+    runner.recorder.write_best(best, {})

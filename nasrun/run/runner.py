@@ -1,7 +1,8 @@
-"""The search loop: ask the strategy, evaluate with the estimator, tell the results, record everything.
+"""The search loop: ask the strategy, evaluate with the estimator, tell the results.
 
-Writes the run directory's trial log, best architecture (and its weights), summary and resume state;
-`nasrun.rundir.RunDir` names those files.
+The loop reports every event to its observers (nasrun.run.observers): with a run directory they write the
+trial log, best architecture (and its weights) and summary (RunDirRecorder), the resume state
+(RunCheckpoint) and TensorBoard scalars; `run_dir=None` runs in memory, writing nothing.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
 from nasrun.run.progress import SearchProgress
-from nasrun.records import Trial, TrialLog, best_trial
-from nasrun.rundir import RunDir, atomic_write_json, save_checkpoint
+from nasrun.records import Trial, best_trial
+from nasrun.rundir import RunDir
 from nasrun.run.checkpoint import RunCheckpoint, restore
+from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
 from nasrun.run.tensorboard import TensorBoardLog
@@ -41,53 +43,73 @@ def trial_seed(run_seed: int, trial_id: int) -> int:
 
 class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
-                 data: DataBundle | None, hardware: Hardware, run_dir: str | Path, seed: int, budget: Budget,
+                 data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
                  assessment=None, resume: bool = False, durable_log: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
-        self.run_dir = Path(run_dir)
-        self.files = RunDir(run_dir)
+        self.run_dir = None if run_dir is None else Path(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
         self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment.assess)
-        self.log = TrialLog(self.files.trials, durable=durable_log)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
         self.stop_reason: str | None = None  # why the search ended before its trial budget, if it did
-        self.checkpoint = RunCheckpoint(self.run_dir, space)
-        self.tensorboard = TensorBoardLog(self.run_dir)
+        self.observers: list[RunObserver] = []
+        self.recorder = self.checkpoint = None
+        if self.run_dir is not None:
+            self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log)
+            self.checkpoint = RunCheckpoint(self.run_dir, space)
+            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir)]
+        elif resume:
+            raise NasrunError("resume needs the run directory to continue")
+
+    def network_shape(self) -> dict:
+        """Input shape and classes of the networks this run scores (for best_architecture.json)."""
+        if self.data is not None:
+            return {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
+        return self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
+
+    def _tell(self, hook: str, *args) -> None:
+        for observer in self.observers:
+            getattr(observer, hook)(*args)
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
-        if not self.resume and self.log.path.exists() and self.log.path.stat().st_size:
-            raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
-                              f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.recorder is not None:
+            trial_log = self.recorder.log.path
+            if not self.resume and trial_log.exists() and trial_log.stat().st_size:
+                raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
+                                  f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             restore(self)
         self.best = best_trial(self.trials)
-        start = self.checkpoint.start_clock()
+        start = self.checkpoint.start_clock() if self.checkpoint else time.perf_counter()
         total = 1 if self.strategy.one_shot else self.budget.trials
-        with SearchProgress(total, enabled=self.show_progress) as progress:
-            if self.strategy.one_shot:
-                self._run_one_shot(progress)
-            else:
-                self._run_trials(progress, start)
-        self.tensorboard.close()
+        try:
+            with SearchProgress(total, enabled=self.show_progress) as progress:
+                if self.strategy.one_shot:
+                    self._run_one_shot(progress)
+                else:
+                    self._run_trials(progress, start)
+        finally:
+            self._tell("on_close")
         test_metrics = self._final_test()
         if self.assessment is not None:
             self.run_info.update(self.assessment.finish(self.trials, self.run_dir))
-        return self._write_summary(test_metrics, time.perf_counter() - start)
+        summary = self._summary(test_metrics, time.perf_counter() - start)
+        self._tell("on_finish", summary)
+        return summary
 
     def _run_trials(self, progress: SearchProgress, start: float) -> None:
         self.executor.start(self.estimator)
         progress.progress.update(progress.trials, completed=len(self.trials))
-        pending, next_id = 0, self.checkpoint.next_id
-        for job in self.checkpoint.take_pending():
+        pending, next_id = 0, self.checkpoint.next_id if self.checkpoint else 0
+        for job in self.checkpoint.take_pending() if self.checkpoint else []:
             self._submit(job, progress)
             pending += 1
         try:
@@ -101,7 +123,7 @@ class Runner:
                     for arch in proposals:
                         self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
                         next_id, pending = next_id + 1, pending + 1
-                    self.checkpoint.save(self.strategy, len(self.trials))
+                    self._tell("on_ask", self.strategy, len(self.trials))
                     if not proposals and pending == 0:
                         self._stopped_early("the strategy proposed no new architecture (every architecture it "
                                             "can reach has been tried)", next_id)
@@ -112,15 +134,17 @@ class Runner:
                 for trial, evaluation in finished:
                     self._record(trial, evaluation, progress)
                 self.strategy.tell([trial for trial, _ in finished])
-            self.checkpoint.save(self.strategy, len(self.trials))
+            self._tell("on_ask", self.strategy, len(self.trials))
         finally:
             self.executor.shutdown()
 
     def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
         progress.trial_started(job.id, self.space.describe(job.arch))
-        self.checkpoint.submitted(job)
+        self._tell("on_submit", job)
         report = progress.epoch if self.executor.workers == 1 else None
-        self.executor.submit(job, self.tensorboard.epochs(job.id, report))
+        for observer in self.observers:  # TensorBoard also logs the trial's epochs
+            report = observer.epochs(job.id, report) if isinstance(observer, TensorBoardLog) else report
+        self.executor.submit(job, report)
 
     def _run_one_shot(self, progress: SearchProgress) -> None:
         if self.trials:  # resumed after the derived architecture was scored
@@ -135,7 +159,7 @@ class Runner:
         trial, evaluation = run_trial(self.estimator, job, progress.epoch)
         trial.metrics["search_seconds"] = round(search_seconds, 3)
         self._record(trial, evaluation, progress)
-        self.checkpoint.save(self.strategy, len(self.trials))
+        self._tell("on_ask", self.strategy, len(self.trials))
 
     def _stopped_early(self, reason: str, trials: int) -> None:
         if self.stop_reason is None:
@@ -151,36 +175,16 @@ class Runner:
             self.assessment.assess(trial)
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
-        self.log.append(trial)
-        self.checkpoint.recorded(trial)
         if trial.ok:
-            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.metrics.get("val_accuracy", math.nan), trial.seconds,
-                     self.space.describe(trial.arch))
+            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.metrics.get("val_accuracy", math.nan),
+                     trial.seconds, self.space.describe(trial.arch))
         else:
             log.warning("trial %d failed: %s", trial.id, trial.error)
         best = self.best = best_trial([t for t in (self.best, trial) if t is not None])  # O(1) per trial
         if best is trial:
             self.best_evaluation = evaluation
-            self.write_best(trial, {})
-            if evaluation is not None and evaluation.weights is not None:
-                save_checkpoint(evaluation.weights, self.files.best_weights)
+        self._tell("on_record", trial, evaluation, best, best is trial)
         progress.trial_finished(trial, best)
-        self.tensorboard.trial(trial, best)
-
-    def write_best(self, trial: Trial, test_metrics: dict) -> None:
-        if self.data is not None:
-            shape = {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
-        else:
-            shape = self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
-        network = {**shape, "options": self.space.network_options()}
-        atomic_write_json(self.files.best, {
-            "space": self.space.name,
-            "arch": trial.arch,
-            "trial": trial.id,
-            "metrics": {**trial.metrics, **test_metrics},
-            "network": network,
-            "rebuild": "from nasrun.nets import load_network; net = load_network('best_architecture.json')",
-        })
 
     def _final_test(self) -> dict:
         """Score the best architecture once on the test split (never used for selection)."""
@@ -191,14 +195,14 @@ class Runner:
         arch = self.space.from_json(best.arch)
         test_metrics = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
         log.info("final test of trial %d: %s", best.id, test_metrics)
-        self.write_best(best, test_metrics)
+        self._tell("on_test", best, test_metrics)
         return test_metrics
 
     def no_result(self) -> str | None:
         """Why the run has no best architecture (every trial failed, none feasible), or None."""
         if best_trial(self.trials) is not None:
             return None
-        where = self.files.trials
+        where = RunDir(self.run_dir).trials if self.run_dir else "the trials"
         failed = [t for t in self.trials if not t.ok]
         if not self.trials:
             return f"no trial ran ({self.stop_reason or 'the strategy proposed nothing'})"
@@ -210,7 +214,7 @@ class Runner:
                     f"constraint_violation in {where}")
         return f"no trial has a finite score (val_accuracy / fitness); see {where}"
 
-    def _write_summary(self, test_metrics: dict, seconds: float) -> dict:
+    def _summary(self, test_metrics: dict, seconds: float) -> dict:
         best = best_trial(self.trials)
         summary = {
             **self.run_info,
@@ -225,5 +229,4 @@ class Runner:
             "wall_seconds": round(seconds, 3),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
-        atomic_write_json(self.files.summary, summary)
         return summary

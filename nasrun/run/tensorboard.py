@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from nasrun.records import Trial
+from nasrun.run.observers import RunObserver
 from nasrun.rundir import RunDir
 
 log = logging.getLogger("nasrun")
@@ -26,7 +27,7 @@ def tensorboard_available() -> bool:
     return True
 
 
-class TensorBoardLog:
+class TensorBoardLog(RunObserver):
     def __init__(self, run_dir: str | Path, enabled: bool = True):
         self.root = RunDir(run_dir).tensorboard
         self.enabled = enabled and tensorboard_available()
@@ -37,6 +38,12 @@ class TensorBoardLog:
         from torch.utils.tensorboard import SummaryWriter
 
         return SummaryWriter(log_dir=str(self.root / name))
+
+    def on_record(self, trial, evaluation, best, new_best) -> None:
+        self.trial(trial, best)
+
+    def on_close(self) -> None:
+        self.close()
 
     def trial(self, trial: Trial, best: Trial | None) -> None:
         if not self.enabled:

@@ -1,0 +1,65 @@
+"""What the Runner reports to: each observer keeps one concern (the run directory's files, the resume
+checkpoint, TensorBoard) and hears every event through the same hooks. A Runner with no run directory
+has none of them, so a script can run thousands of searches in memory (scripts/nb201_table.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nasrun.estimators import Evaluation
+from nasrun.executors import TrialJob
+from nasrun.records import Trial, TrialLog
+from nasrun.rundir import RunDir, atomic_write_json, save_checkpoint
+
+
+class RunObserver:
+    """Every hook is a no-op; an observer overrides the ones it needs."""
+
+    def on_submit(self, job: TrialJob) -> None:
+        """A trial was handed to the executor."""
+
+    def on_record(self, trial: Trial, evaluation: Evaluation | None, best: Trial | None, new_best: bool) -> None:
+        """A trial finished (assessed, its arch in JSON form); `best` is the best so far."""
+
+    def on_ask(self, strategy, told: int) -> None:
+        """The strategy proposed (and has been told `told` trials): its state may be saved."""
+
+    def on_test(self, best: Trial, test_metrics: dict) -> None:
+        """The best trial was scored on the test split."""
+
+    def on_finish(self, summary: dict) -> None:
+        """The run is over; `summary` is what it returns."""
+
+    def on_close(self) -> None:
+        """The search loop ended (also on errors): release what is open."""
+
+
+class RunDirRecorder(RunObserver):
+    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json."""
+
+    def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True):
+        self.files, self.space, self.network_shape = RunDir(run_dir), space, network_shape
+        self.log = TrialLog(self.files.trials, durable=durable_log)
+
+    def on_record(self, trial, evaluation, best, new_best) -> None:
+        self.log.append(trial)
+        if new_best:
+            self.write_best(trial, {})
+            if evaluation is not None and evaluation.weights is not None:
+                save_checkpoint(evaluation.weights, self.files.best_weights)
+
+    def on_test(self, best, test_metrics) -> None:
+        self.write_best(best, test_metrics)
+
+    def on_finish(self, summary) -> None:
+        atomic_write_json(self.files.summary, summary)
+
+    def write_best(self, trial: Trial, test_metrics: dict) -> None:
+        atomic_write_json(self.files.best, {
+            "space": self.space.name,
+            "arch": trial.arch,
+            "trial": trial.id,
+            "metrics": {**trial.metrics, **test_metrics},
+            "network": {**self.network_shape, "options": self.space.network_options()},
+            "rebuild": "from nasrun.nets import load_network; net = load_network('best_architecture.json')",
+        })
