@@ -61,5 +61,5 @@ class RunDirRecorder(RunObserver):
             "trial": trial.id,
             "metrics": {**trial.metrics, **test_metrics},
             "network": {**self.network_shape, "options": self.space.network_options()},
-            "rebuild": "from nasrun.nets import load_network; net = load_network('best_architecture.json')",
+            "rebuild": f"from nasrun.nets import load_network; net = load_network('{RunDir.best}')",
         })
