@@ -66,3 +66,19 @@ def write_image_folder(root: Path, splits=("train", "val", "test"), per_class: i
                 pixels[i % 20] = 10 * s
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     return root
+
+
+def write_flat_image_folder(root: Path, per_class: int = 4, classes=("cat", "dog")) -> Path:
+    """`root/<class>/*.png` with no split folders: the images write_image_folder puts in `train/`."""
+    return write_image_folder(root, splits=("",), per_class=per_class, classes=classes)
+
+
+def write_array_folder(root: Path, images: np.ndarray, labels, classes, suffix: str = ".png") -> Path:
+    """HWC uint8 `images` as `root/<class name>/<index><suffix>` (PNG or JPEG by the suffix)."""
+    from PIL import Image
+
+    for index, (pixels, label) in enumerate(zip(images, labels)):
+        folder = root / str(classes[int(label)])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(folder / f"{index:05d}{suffix}")
+    return root

@@ -1,9 +1,8 @@
 import pytest
 import torch
 
-from fake_data import write_cifar10, write_cifar100, write_image_folder, write_mnist
+from fake_data import write_cifar10, write_cifar100, write_mnist
 from nasrun.datasets.digits import Digits
-from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.datasets.vision import VisionDataset
 from nasrun.errors import DatasetMissing
 
@@ -62,23 +61,6 @@ def test_augmentation_applies_to_training_batches_only(tmp_path):
     assert torch.equal(x_val, bundle.val.images[:16])
 
 
-def test_image_folder_with_and_without_test_split(tmp_path):
-    write_image_folder(tmp_path / "a")
-    bundle = ImageFolderDataset(str(tmp_path / "a"), image_size=16).load()
-    assert bundle.num_classes == 2 and bundle.input_shape == (3, 16, 16)
-    assert bundle.sizes() == {"train": 8, "val": 8, "test": 8}
-    x, y = next(iter(bundle.loader("train", 4, shuffle=True)))
-    assert x.shape == (4, 3, 16, 16)
-    write_image_folder(tmp_path / "b", splits=("train", "val"), per_class=10)
-    bundle = ImageFolderDataset(str(tmp_path / "b"), image_size=8, channels=1, test_fraction=0.25).load()
-    assert bundle.sizes() == {"train": 15, "val": 20, "test": 5} and bundle.input_shape == (1, 8, 8)
-
-
-def test_image_folder_missing_is_clear(tmp_path):
-    with pytest.raises(DatasetMissing, match="train"):
-        ImageFolderDataset(str(tmp_path)).load()
-
-
 def test_cifar_files_are_checked_against_the_official_checksums_unless_verify_is_off(tmp_path):
     write_cifar10(tmp_path)
     with pytest.raises(DatasetMissing, match="checksum") as err:
@@ -104,3 +86,18 @@ def test_unverified_cifar_file_holding_code_or_garbage_is_one_line_and_runs_noth
     batch.write_bytes(b"\x80\x02garbage")
     with pytest.raises(DatasetMissing, match="corrupt"):
         VisionDataset("cifar10", root=str(tmp_path), verify=False).load()
+
+
+def test_random_crop_takes_each_image_window_from_its_padded_copy():
+    import torch
+
+    from nasrun.datasets.base import random_crop
+
+    x = torch.arange(2 * 3 * 5 * 6, dtype=torch.float32).reshape(2, 3, 5, 6)
+    out = random_crop(x, 2, torch.Generator().manual_seed(7))
+    draws = torch.Generator().manual_seed(7)
+    dy, dx = torch.randint(0, 5, (2,), generator=draws), torch.randint(0, 5, (2,), generator=draws)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    assert out.shape == x.shape
+    for i in range(2):
+        assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 5, dx[i]:dx[i] + 6])
