@@ -37,7 +37,7 @@ from nasrun.datasets.base import Augment, DataBundle
 from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.hardware import cpu_name
 
-SAMPLE = Path("/work/shared/data/cifar10-sample/cifar10_sample.npz")
+SAMPLE = Path(os.environ.get("NASRUN_CIFAR10_SAMPLE", "/work/shared/data/cifar10-sample/cifar10_sample.npz"))
 BATCH, EVAL_IMAGES, QUALITY = 64, 500, 90
 
 
@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers decoding for the cache")
     args = parser.parse_args()
     if not SAMPLE.is_file():
-        sys.exit(f"{SAMPLE} not found: this benchmark needs the real CIFAR-10 sample")
+        sys.exit(f"{SAMPLE} not found: this benchmark needs the real CIFAR-10 sample (set NASRUN_CIFAR10_SAMPLE=PATH)")
     print("command: python " + " ".join(sys.argv))
     print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, Pillow {PIL.__version__}; "
           f"CPU {cpu_name()} ({os.cpu_count()} cores); {torch.get_num_threads()} torch threads; "

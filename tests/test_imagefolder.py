@@ -14,14 +14,14 @@ import torch
 from torchvision import datasets as tv
 from torchvision import transforms as T
 
-from conftest import REPO, TINY, run_cli, run_dirs
+from conftest import CIFAR10_SAMPLE, TINY, run_cli, run_dirs
 from fake_data import write_array_folder, write_flat_image_folder, write_image_folder
 from nasrun.datasets import image_cache, imagefolder
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset
 from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.errors import ConfigError, DatasetMissing
 
-SAMPLE = REPO.parent / "shared" / "data" / "cifar10-sample" / "cifar10_sample.npz"
+SAMPLE = CIFAR10_SAMPLE
 
 
 def load(root, image_size=8, **options):

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, TINY, read_jsonl, run_cli, run_dirs
+from conftest import CIFAR10_SAMPLE, TINY, read_jsonl, run_cli, run_dirs
 
-SAMPLE = REPO.parent / "shared" / "data" / "cifar10-sample" / "cifar10_sample.npz"
+SAMPLE = CIFAR10_SAMPLE
 pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} is not on this machine")
 
 PER_BATCH, TEST = 100, 100  # five training batches of 100 real images and a test batch of 100
