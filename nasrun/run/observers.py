@@ -18,6 +18,10 @@ class RunObserver:
     def on_submit(self, job: TrialJob) -> None:
         """A trial was handed to the executor."""
 
+    def epoch_report(self, trial_id: int, report):
+        """The trial's per-epoch callback `report(epoch, total, metrics)`, wrapped to hear epochs too."""
+        return report
+
     def on_record(self, trial: Trial, evaluation: Evaluation | None, best: Trial | None, new_best: bool) -> None:
         """A trial finished (assessed, its arch in JSON form); `best` is the best so far."""
 

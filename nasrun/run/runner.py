@@ -142,8 +142,8 @@ class Runner:
         progress.trial_started(job.id, self.space.describe(job.arch))
         self._tell("on_submit", job)
         report = progress.epoch if self.executor.workers == 1 else None
-        for observer in self.observers:  # TensorBoard also logs the trial's epochs
-            report = observer.epochs(job.id, report) if isinstance(observer, TensorBoardLog) else report
+        for observer in self.observers:  # e.g. TensorBoard logs the trial's epochs too
+            report = observer.epoch_report(job.id, report)
         self.executor.submit(job, report)
 
     def _run_one_shot(self, progress: SearchProgress) -> None:

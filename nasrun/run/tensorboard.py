@@ -45,6 +45,9 @@ class TensorBoardLog(RunObserver):
     def on_close(self) -> None:
         self.close()
 
+    def epoch_report(self, trial_id, report):
+        return self.epochs(trial_id, report)
+
     def trial(self, trial: Trial, best: Trial | None) -> None:
         if not self.enabled:
             return
