@@ -4,10 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from typing import Callable, Sequence
+
+from hydra.errors import HydraException
 
 from nasrun.console import print_error
-from nasrun.errors import NasrunError
+from nasrun.errors import ConfigError, NasrunError
+
+
+def compose_run_config(overrides: Sequence[str]):
+    """The config `nasrun` would compose from `overrides` (a one-line ConfigError for a bad one)."""
+    from hydra import compose, initialize_config_module
+
+    try:
+        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    except HydraException as err:
+        raise ConfigError(str(err).splitlines()[0]) from None
 
 
 def run_command(program: str, body: Callable[[], int | None]) -> None:

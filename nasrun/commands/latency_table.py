@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Sequence
-
-from hydra.errors import HydraException
 
 from nasrun.assessment.latency_table import LatencyTable
 from nasrun.assessment.latency_table import __doc__ as latency_doc
 from nasrun.build import build_components
-from nasrun.errors import ConfigError
-from nasrun.commands.common import run_command
+from nasrun.commands.common import compose_run_config, run_command
 from nasrun.console import console
-
-
-def compose_run_config(overrides: Sequence[str]):
-    from hydra import compose, initialize_config_module
-
-    try:
-        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-    except HydraException as err:
-        raise ConfigError(str(err).splitlines()[0]) from None
 
 
 def main(argv: list[str] | None = None) -> None:

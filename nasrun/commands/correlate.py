@@ -1,0 +1,129 @@
+"""`nasrun-correlate`: how far one estimator's ranking of architectures agrees with another's.
+
+Both estimators score the same seeded sample of distinct architectures of one search space; the report
+gives Kendall τ (tau-b), Spearman ρ, top-k overlap and precision@k of A against B (B is the reference),
+as `correlation.json`, `correlation.png` (scatter) and a table.
+
+    nasrun-correlate search_space=nb201 --a "estimator=nb201 estimator.dataset=cifar100" \\
+                     --b "estimator=nb201 estimator.dataset=cifar10" --archs 500
+    nasrun-correlate --a "estimator=early_stopping estimator.max_epochs=3" --b estimator=full_training --archs 30
+
+Positional overrides apply to both sides; `--a` / `--b` add each side's own (quoted, space-separated).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shlex
+from datetime import datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config, run_command
+from nasrun.config import validate
+from nasrun.console import console
+from nasrun.errors import ConfigError
+from nasrun.executors import TrialJob, run_trial
+from nasrun.reports.correlation import agreement, plot_agreement
+from nasrun.rundir import atomic_write_json
+from nasrun.run.runner import trial_seed
+
+
+def sample_distinct(space, count: int, seed: int) -> list:
+    """`count` distinct architectures (fewer if the space runs out after 100 draws per architecture)."""
+    rng, archs, keys = random.Random(seed), [], set()
+    for _ in range(100 * count):
+        if len(archs) == count:
+            break
+        arch = space.sample(rng)
+        if space.key(arch) not in keys:
+            keys.add(space.key(arch))
+            archs.append(arch)
+    return archs
+
+
+def bound_estimator(overrides: list[str], seed: int):
+    """(space, estimator bound to its data and hardware, its config) for one side's overrides."""
+    cfg = compose_run_config([*overrides, f"seed={seed}"])
+    validate(cfg)
+    parts = build_components(cfg, ["hardware", "search_space", "estimator", "dataset"])
+    parts.hardware.apply()
+    data = parts.dataset.load() if parts.estimator.needs_data else None
+    parts.estimator.bind(parts.search_space, data, parts.hardware, None, seed)
+    return parts.search_space, parts.estimator, cfg
+
+
+def scores(estimator, archs: list, metric: str, seed: int, label: str) -> list[float | None]:
+    """Each architecture's `metric` (None where the evaluation failed or lacks it)."""
+    values = []
+    with console.status(f"{label}: scoring") as status:
+        for index, arch in enumerate(archs):
+            trial, _ = run_trial(estimator, TrialJob(index, arch, trial_seed(seed, index)))
+            value = trial.metrics.get(metric) if trial.ok else None
+            values.append(None if value is None else float(value))
+            status.update(f"{label}: scored {index + 1}/{len(archs)}")
+    return values
+
+
+def correlate(shared: list[str], side_a: list[str], side_b: list[str], archs: int, seed: int,
+              metrics: tuple[str, str], out: Path) -> dict:
+    space_a, estimator_a, cfg_a = bound_estimator([*shared, *side_a], seed)
+    space_b, estimator_b, cfg_b = bound_estimator([*shared, *side_b], seed)
+    if space_a.name != space_b.name:
+        raise ConfigError(f"both sides must search one space, got {space_a.name} and {space_b.name}")
+    sample = sample_distinct(space_a, archs, seed)
+    a = scores(estimator_a, sample, metrics[0], seed, "A")
+    b = scores(estimator_b, sample, metrics[1], seed, "B")
+    kept = [i for i in range(len(sample)) if a[i] is not None and b[i] is not None]
+    if len(kept) < 3:
+        raise ConfigError(f"only {len(kept)} of {len(sample)} architectures have both scores "
+                          f"({metrics[0]} / {metrics[1]}): nothing to correlate")
+    labels = (f"A: {cfg_a.estimator.name} {metrics[0]}", f"B: {cfg_b.estimator.name} {metrics[1]}")
+    result = {"space": space_a.name, "seed": seed, "sampled": len(sample), "scored_by_both": len(kept),
+              "a": {"overrides": [*shared, *side_a], "metric": metrics[0]},
+              "b": {"overrides": [*shared, *side_b], "metric": metrics[1]},
+              **agreement([a[i] for i in kept], [b[i] for i in kept]),
+              "architectures": [{"arch": space_a.to_json(sample[i]), "a": a[i], "b": b[i]} for i in kept]}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "correlation.json", result)
+    title = f"{space_a.name}, {len(kept)} architectures: τ={result['kendall_tau']:.3f} ρ={result['spearman_rho']:.3f}"
+    plot_agreement([a[i] for i in kept], [b[i] for i in kept], labels, title, out / "correlation.png")
+    return result
+
+
+def print_result(result: dict, out: Path) -> None:
+    table = Table(title=f"A against B on {result['scored_by_both']} architectures of {result['space']}")
+    for column in ("measure", "value"):
+        table.add_column(column)
+    table.add_row("Kendall τ", f"{result['kendall_tau']:.3f}")
+    table.add_row("Spearman ρ", f"{result['spearman_rho']:.3f}")
+    for k, row in result["top_k"].items():
+        table.add_row(f"top-{k} overlap / precision@{k}", f"{row['overlap']:.2f} / {row['precision']:.2f}")
+    console.print(table)
+    console.print(f"wrote {out / 'correlation.json'} and {out / 'correlation.png'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="nasrun-correlate", description=__doc__.splitlines()[0])
+    parser.add_argument("overrides", nargs="*", help="overrides for both sides, e.g. search_space=nb201")
+    parser.add_argument("--a", default="", help="side A's own overrides (quoted)")
+    parser.add_argument("--b", default="", help="side B's own overrides, the reference (quoted)")
+    parser.add_argument("--archs", type=int, default=100, help="architectures sampled (distinct)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metric-a", default="val_accuracy")
+    parser.add_argument("--metric-b", default="val_accuracy")
+    parser.add_argument("--out", type=Path, default=None, help="default outputs/correlate/<date>_<time>")
+    args = parser.parse_args(argv)
+    if args.archs < 3 or args.seed < 0:
+        parser.error("--archs must be at least 3 and --seed non-negative")
+    out = args.out or Path("outputs") / "correlate" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+    def body() -> None:
+        result = correlate(args.overrides, shlex.split(args.a), shlex.split(args.b), args.archs, args.seed,
+                           (args.metric_a, args.metric_b), out)
+        print_result(result, out)
+
+    run_command("nasrun-correlate", body)
