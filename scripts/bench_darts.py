@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -120,16 +119,6 @@ def run_child(variant: str, steps: int, threads: int) -> dict | str:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3)
@@ -141,7 +130,9 @@ def main() -> None:
         return child(args.child, args.steps, args.threads)
     import torch
 
-    print(f"{cpu_model()}, torch {torch.__version__}, {args.threads} threads; C=16, 8 cells, batch 32, 32x32; "
+    from nasrun.hardware import cpu_name
+
+    print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} threads; C=16, 8 cells, batch 32, 32x32; "
           f"median of {args.steps} steps", flush=True)
     print(f"{'variant':19} {'s/step':>7} {'step GB':>8} {'peak GB':>8} {'time vs ref':>12} {'step mem vs ref':>16}"
           f" {'step mem vs darts1':>19}")
