@@ -92,11 +92,32 @@ def wait(pid: int, timeout: float) -> tuple[int, bool]:
         time.sleep(0.01)
 
 
+def fork_works() -> bool:
+    """Whether a forked child of this process can run torch ops (threads and oneDNN included) and exit
+    cleanly within 60 s; if not, the tests start every console script afresh instead."""
+    pid = os.fork()
+    if pid == 0:
+        import torch
+
+        try:
+            torch.set_num_threads(2)
+            x = torch.randn(8, 4, 16, 16, requires_grad=True)
+            torch.nn.functional.conv2d(x, torch.randn(4, 4, 3, 3), padding=1).sum().backward()
+            code = 0 if torch.isfinite((torch.ones(64, 64) @ torch.ones(64, 64)).sum()) else 1
+        except BaseException:
+            code = 1
+        os._exit(code)
+    returncode, timed_out = wait(pid, 60)
+    return returncode == 0 and not timed_out
+
+
 def serve() -> None:
     mains = command_mains()
-    PROTOCOL_OUT.write(json.dumps({"ready": sorted(mains)}) + "\n")
+    PROTOCOL_OUT.write(json.dumps({"ready": sorted(mains), "fork_works": fork_works()}) + "\n")
     PROTOCOL_OUT.flush()
     for line in PROTOCOL_IN:
+        if not line.strip():
+            continue
         request = json.loads(line)
         pid = os.fork()
         if pid == 0:

@@ -73,7 +73,10 @@ def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False) -> 
         executable = str(Path(sys.executable).with_name(command))
         return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
                               timeout=timeout)
-    return CliZygote.get().run(command, [str(a) for a in args], cwd, environment, timeout)
+    zygote = CliZygote.get()
+    if not zygote.fork_works:  # this machine's torch does not survive a fork: start the script itself
+        return run_cli(args, cwd, command, env, timeout, fresh=True)
+    return zygote.run(command, [str(a) for a in args], cwd, environment, timeout)
 
 
 class CliZygote:
@@ -94,6 +97,7 @@ class CliZygote:
                                         cwd=REPO)
         ready = json.loads(self.process.stdout.readline())
         assert "nasrun" in ready["ready"], ready
+        self.fork_works = bool(ready["fork_works"])
         self.outputs = Path(tempfile.mkdtemp(prefix="nasrun-cli-"))
         self.count = 0
         atexit.register(self.close)
