@@ -30,10 +30,9 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
     With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py)."""
     validate(cfg)
-    hardware = build_components(cfg, ["hardware"]).hardware
     seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers
-    parts = build_components(cfg, ["search_space", "strategy", "estimator", "executor", "dataset"])
-    parts.hardware = hardware
+    parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor", "dataset"])
+    hardware = parts.hardware
     assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
     if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
         return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)

@@ -28,10 +28,9 @@ import time
 
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_module
-from hydra.core.global_hydra import GlobalHydra
 
 from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
 from nasrun.hardware import Hardware
 from nasrun.spaces.darts import DartsSpace
 from nasrun.spaces.darts_genotypes import published_genotype
@@ -46,12 +45,6 @@ SEARCHES = {  # variant: (strategy option, overrides, published GPU-days)
 }
 EVALUATION = dict(C=36, layers=20, batch=96, epochs=600)
 SMOKE = dict(C=8, layers=3, batch=4, image=8, eval_C=4, eval_layers=3)  # C=8: PC-DARTS's k=4 needs C % 2k == 0
-
-
-def strategy_config(option: str, overrides: list[str]):
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-        return compose(config_name="config", overrides=[f"strategy={option}", *overrides])
 
 
 def synchronize(device: str) -> None:
@@ -89,7 +82,7 @@ def search_row(variant: str, hardware: Hardware, steps: int, smoke: bool) -> dic
     if smoke:
         overrides = [*overrides, f"strategy.C={SMOKE['C']}", f"strategy.layers={SMOKE['layers']}",
                      f"strategy.batch_size={SMOKE['batch']}"]
-    cfg = strategy_config(option, overrides)
+    cfg = compose_run_config([f"strategy={option}", *overrides])
     strategy = build_components(cfg, ["strategy"]).strategy
     strategy.bind(DartsSpace(), 0, 1)
     strategy.autocast = hardware.autocast

@@ -16,13 +16,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import random
 import time
 from pathlib import Path
 
 import torch
 from scipy import stats
 
+from nasrun.commands.correlate import sample_distinct
 from nasrun.datasets.digits import Digits
 from nasrun.estimators.nb201 import load_table
 from nasrun.estimators.full_training import FullTraining
@@ -56,16 +56,6 @@ def make_space(name: str):
         return MacroSpace(min_layers=3, max_layers=6, widths=(16, 32), ops=("conv3x3", "conv5x5", "sepconv3x3",
                                                                           "maxpool3x3", "identity"))
     return NB201Space(C=8, N=1)
-
-
-def sample_distinct(space, count: int, seed: int) -> list:
-    rng, seen, archs = random.Random(seed), set(), []
-    while len(archs) < count:
-        arch = space.sample(rng)
-        if space.key(arch) not in seen:
-            seen.add(space.key(arch))
-            archs.append(arch)
-    return archs
 
 
 def correlation(a: list[float], b: list[float]) -> dict:

@@ -68,8 +68,8 @@ def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False) -> 
     `fresh=True`, or an `env` that sets a start-up variable, starts the console script itself."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     environment.pop("HYDRA_FULL_ERROR", None)
-    if fresh or any(key.startswith(STARTUP_VARIABLES) and key != "OMP_NUM_THREADS" or
-                    (key == "OMP_NUM_THREADS" and value != "1") for key, value in (env or {}).items()):
+    startup = {key: value for key, value in (env or {}).items() if key.startswith(STARTUP_VARIABLES)}
+    if fresh or startup not in ({}, {"OMP_NUM_THREADS": "1"}):  # the fork server runs with exactly that
         executable = str(Path(sys.executable).with_name(command))
         return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
                               timeout=timeout)

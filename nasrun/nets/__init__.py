@@ -13,6 +13,7 @@ from typing import Any, Callable
 from torch import nn
 
 from nasrun.errors import InvalidArchitecture
+from nasrun.plugins import import_submodules
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -28,7 +29,7 @@ def register(space_name: str):
 
 
 def build_network(space: str, arch: Any, input_shape, num_classes: int, **options) -> nn.Module:
-    _import_builders()
+    import_submodules("nasrun.nets")
     if space not in BUILDERS:
         raise InvalidArchitecture(f"no network builder for space '{space}' (known: {sorted(BUILDERS)})")
     return BUILDERS[space](arch, input_shape=tuple(input_shape), num_classes=num_classes, **options)
@@ -36,7 +37,7 @@ def build_network(space: str, arch: Any, input_shape, num_classes: int, **option
 
 def network_accepts(space: str, option: str) -> bool:
     """Whether the network builder of `space` takes the keyword option `option` (e.g. `auxiliary`)."""
-    _import_builders()
+    import_submodules("nasrun.nets")
     builder = BUILDERS.get(space)
     return builder is not None and option in inspect.signature(builder).parameters
 
@@ -46,13 +47,3 @@ def load_network(path: str | Path) -> nn.Module:
     spec = json.loads(Path(path).read_text())
     net = spec["network"]
     return build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
-
-
-def _import_builders() -> None:
-    import importlib
-    import pkgutil
-
-    import nasrun.nets as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"nasrun.nets.{module.name}")

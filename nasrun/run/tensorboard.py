@@ -45,9 +45,6 @@ class TensorBoardLog(RunObserver):
     def on_close(self) -> None:
         self.close()
 
-    def epoch_report(self, trial_id, report):
-        return self.epochs(trial_id, report)
-
     def trial(self, trial: Trial, best: Trial | None) -> None:
         if not self.enabled:
             return
@@ -63,7 +60,7 @@ class TensorBoardLog(RunObserver):
             self._search.add_scalar("search/best_score", best.score(), trial.id)
         self._search.flush()
 
-    def epochs(self, trial_id: int, report: Callable | None) -> Callable | None:
+    def epoch_report(self, trial_id: int, report: Callable | None) -> Callable | None:
         """Wrap an epoch `report(epoch, total, metrics)` callback so that it also logs the epoch's scalars."""
         if not self.enabled or report is None:
             return report

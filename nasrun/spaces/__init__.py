@@ -1,9 +1,7 @@
 """Search spaces: one file per space. Each exposes its architectures as plain JSON data and as a
 fixed list of categorical decisions, so that every strategy works on every space."""
 
-import importlib
-import pkgutil
-
+from nasrun.plugins import import_submodules
 from nasrun.spaces.base import Decision, Graph, SearchSpace
 
 __all__ = ["Decision", "Graph", "SearchSpace", "space_class"]
@@ -11,8 +9,7 @@ __all__ = ["Decision", "Graph", "SearchSpace", "space_class"]
 
 def space_class(name: str) -> type[SearchSpace] | None:
     """The space class whose `name` is `name` (every module of this package is imported first)."""
-    for module in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{module.name}")
+    import_submodules(__name__)
     found = {}
     pending = list(SearchSpace.__subclasses__())
     while pending:

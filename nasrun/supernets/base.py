@@ -9,8 +9,6 @@ with a subclass and decorate it with `@register_supernet("<space name>")`.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 import random
 from typing import Any, Callable, Sequence
 
@@ -18,6 +16,7 @@ import torch
 from torch import nn
 
 from nasrun.errors import ConfigError
+from nasrun.plugins import import_submodules
 from nasrun.spaces import SearchSpace
 
 SUPERNETS: dict[str, Callable[..., "Supernet"]] = {}
@@ -41,11 +40,8 @@ def build_supernet(space: SearchSpace, input_shape: Sequence[int], num_classes: 
 
 
 def import_supernets() -> None:
-    """Import every module of this package, so each registers its supernet."""
-    import nasrun.supernets as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"nasrun.supernets.{module.name}")
+    """Import every module of this package, so each registers its supernet(s)."""
+    import_submodules("nasrun.supernets")
 
 
 class Supernet(nn.Module):
