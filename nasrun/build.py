@@ -34,6 +34,11 @@ COMPONENT_BASES: dict[str, type] = {
 }
 
 
+# Keys a group's config may hold for every component of the group, handed to `component.configure(key,
+# value)` after construction instead of to each constructor.
+SHARED_SETTINGS = {"strategy": ("warmup",)}
+
+
 def component_class(target: Any, where: str, base: type | tuple[type, ...] | None = None) -> type:
     """The class `target` names, if it is one of the package's component classes; else ConfigError."""
     refuse = f"{where}._target_ = {target!r}"
@@ -63,6 +68,8 @@ def checked(node: Any, where: str, base: type | None = None) -> Any:
         out = {key: checked(value, f"{where}.{key}") for key, value in node.items() if key != "_target_"}
         if "_target_" in node:
             out["_target_"] = component_class(node["_target_"], where, base)
+            if "name" not in inspect.signature(out["_target_"]).parameters:
+                out.pop("name", None)  # a label for summaries and comparisons, not a constructor argument
         return out
     if isinstance(node, list):
         return [checked(item, f"{where}[{index}]") for index, item in enumerate(node)]
@@ -90,10 +97,9 @@ def instantiate(node: DictConfig, where: str, **kwargs) -> Any:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         raise ConfigError(f"{where}: expected a config with a _target_, got {OmegaConf.to_yaml(node).strip()!r}")
     params = checked(resolved(node, where), where, COMPONENT_BASES.get(where.split(".")[0]))
-    if "name" not in inspect.signature(params["_target_"]).parameters:
-        params.pop("name", None)  # a label for summaries and comparisons, not a constructor argument
+    settings = {key: params.pop(key) for key in SHARED_SETTINGS.get(where, ()) if key in params}
     try:
-        return hydra.utils.instantiate(params, _convert_="all", **kwargs)
+        component = hydra.utils.instantiate(params, _convert_="all", **kwargs)
     except NasrunError:
         raise
     except hydra.errors.InstantiationException as err:
@@ -102,6 +108,9 @@ def instantiate(node: DictConfig, where: str, **kwargs) -> Any:
             raise cause from None
         message = str(cause or err).splitlines()[0]
         raise ConfigError(f"{where}: {message}") from err
+    for key, value in settings.items():
+        component.configure(key, value)
+    return component
 
 
 @dataclass

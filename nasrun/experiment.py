@@ -21,6 +21,7 @@ from nasrun.console import console
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
 from nasrun.run.runner import Budget, Runner
+from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.assessment.space_check import check_space
 
 log = logging.getLogger("nasrun")
@@ -34,6 +35,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor", "dataset"])
     hardware = parts.hardware
     assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
+    warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
     if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
         return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
@@ -49,7 +51,7 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     hardware.apply()
     if group.enabled:
         spawn.require_supernet(strategy, estimator)
-    needs_data = estimator.needs_data or strategy.one_shot
+    needs_data = estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy)
     data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)

@@ -8,6 +8,7 @@ that resume, compare, report, benchmark and the other commands use.
     summary.json                the run's outcome
     pareto.json, pareto.png     the Pareto front of a multi-objective run
     alphas.jsonl                one line per epoch of a differentiable search
+    warmup.json                 a zero-cost warm start's candidates and the architectures it kept
     plots/, tensorboard/        figures and TensorBoard scalars
     retrain.json                what `nasrun-train` measured
     checkpoints/best_model.pt   weights of the best network (retrained_model.pt: after retraining)
@@ -111,6 +112,7 @@ class RunDir:
     pareto = _File("pareto.json")
     pareto_plot = _File("pareto.png")
     alphas = _File("alphas.jsonl")
+    warmup = _File("warmup.json")
     plots = _File("plots")
     tensorboard = _File("tensorboard")
     retrain = _File("retrain.json")

@@ -45,7 +45,7 @@ def strategy_config(name: str, overrides: list[str]):
         target, _, value = override.partition("=")
         group, _, key = target.partition(".")
         if group == name:
-            OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else None)
+            OmegaConf.update(cfg, key, OmegaConf.create(f"v: {value}").v if value else None)  # YAML: 100 is a number
     return cfg
 
 

@@ -20,16 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 
 
-def cifar10_sample() -> Path:
-    """The real CIFAR-10 sample (6,000 images, npz): $NASRUN_CIFAR10_SAMPLE, else the workplace's shared
-    data folder beside the checkout or at /work/shared; tests that need it skip where it is absent."""
-    candidates = [os.environ.get("NASRUN_CIFAR10_SAMPLE", ""),
-                  REPO.parent / "shared" / "data" / "cifar10-sample" / "cifar10_sample.npz",
-                  Path("/work/shared/data/cifar10-sample/cifar10_sample.npz")]
-    return next((Path(p) for p in candidates if p and Path(p).is_file()), Path(candidates[1]))
+sys.path.insert(0, str(REPO / "scripts"))
+from cifar10_sample import sample_path  # noqa: E402  (where the real CIFAR-10 sample is; tests skip without it)
 
-
-CIFAR10_SAMPLE = cifar10_sample()
+CIFAR10_SAMPLE = sample_path()
 
 torch.set_num_threads(1)
 

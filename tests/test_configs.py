@@ -27,6 +27,7 @@ TINY_FOR = {
     "dataset=cifar10": ["dataset.train_subset=40", "dataset.verify=false"],
     "dataset=cifar100": ["dataset.verify=false"],  # the fake files are not the official release
     "search_space=darts": ["search_space.C=4", "search_space.layers=3"],
+    "estimator=zero_cost": ["~estimator.epochs", "estimator.final.epochs=1"],
     "estimator=nb201": ["search_space=nb201", "~search_space.min_layers", "~search_space.max_layers",
                         "~estimator.epochs"],
 }

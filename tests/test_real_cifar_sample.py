@@ -5,13 +5,16 @@ reads, then searched on from the CLI."""
 from __future__ import annotations
 
 import json
-import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CIFAR10_SAMPLE, TINY, read_jsonl, run_cli, run_dirs
+from conftest import CIFAR10_SAMPLE, REPO, TINY, read_jsonl, run_cli, run_dirs
+
+sys.path.insert(0, str(REPO / "scripts"))
+import cifar10_sample  # noqa: E402  (scripts/cifar10_sample.py: the sample in the torchvision layout)
 
 SAMPLE = CIFAR10_SAMPLE
 pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} is not on this machine")
@@ -20,21 +23,8 @@ PER_BATCH, TEST = 100, 100  # five training batches of 100 real images and a tes
 
 
 def write_cifar10_batches(root: Path) -> dict:
-    """The sample's first images as CIFAR's protocol-2 pickles (rows of R, G, B planes); returns the arrays."""
-    sample = np.load(SAMPLE)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    train = sample["train_images"][:5 * PER_BATCH], sample["train_labels"][:5 * PER_BATCH]
-    test = sample["test_images"][:TEST], sample["test_labels"][:TEST]
-    batches = [(f"data_batch_{i + 1}", train[0][i * PER_BATCH:(i + 1) * PER_BATCH],
-                train[1][i * PER_BATCH:(i + 1) * PER_BATCH]) for i in range(5)] + [("test_batch", *test)]
-    for name, images, labels in batches:
-        rows = images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # HWC -> CHW planes, one row per image
-        batch = {"data": rows, "labels": [int(label) for label in labels], "batch_label": name}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(c) for c in sample["classes"]]},
-                                                       protocol=2))
-    return {"train": train, "test": test}
+    """The sample's first images (five training batches of PER_BATCH, TEST test images) in CIFAR's layout."""
+    return cifar10_sample.write_cifar10_batches(root, PER_BATCH, TEST, SAMPLE)
 
 
 def test_the_cifar10_loader_reads_the_real_images_unchanged(tmp_path):

@@ -48,8 +48,9 @@ class Assessment:
             log.info("trial %d violates the constraints (violation %.3f)", trial.id,
                      trial.metrics["constraint_violation"])
 
-    def finish(self, trials: Sequence[Trial], run_dir: Path) -> dict:
-        """Write the Pareto front of a multi-objective run; return what the summary should add."""
+    def finish(self, trials: Sequence[Trial], run_dir: Path | None) -> dict:
+        """Write the Pareto front of a multi-objective run (unless `run_dir` is None); return what the
+        summary should add."""
         summary: dict[str, Any] = {"objectives": self.objectives.names()}
         best = best_trial(trials)
         if best is not None and "fitness" in best.metrics:
@@ -62,7 +63,8 @@ class Assessment:
         if not self.objectives.multi:
             return summary
         record = self.objectives.pareto_record(trials)
-        atomic_write_json(RunDir(run_dir).pareto, record)
+        if run_dir is not None:
+            atomic_write_json(RunDir(run_dir).pareto, record)
         summary["pareto_front"] = [entry["trial"] for entry in record["front"]]
         return summary  # pareto.png is drawn from pareto.json with the run's other plots (nasrun.reports.plots)
 
@@ -71,7 +73,7 @@ def assessment_settings(cfg: DictConfig, estimator, one_shot: bool) -> tuple[Obj
     """The run's objectives and metrics settings, checked before anything is trained: types, ranges and
     that every metric an objective or constraint names is one this run records."""
     objectives = Objectives(plain(cfg.get("objectives")), plain(cfg.get("constraints")),
-                            cfg.get("scalarization", "weighted_sum"))
+                            cfg.get("scalarization", "weighted_sum"), primary=estimator.score_metric)
     settings = plain(cfg.get("metrics"))
     settings = {} if settings is None else settings
     if not isinstance(settings, dict):

@@ -2,6 +2,8 @@
 
 Config (top level):
   objectives:   [{metric: val_accuracy, direction: max}, {metric: latency_ms, direction: min, weight: 0.5}]
+                (null: maximise the estimator's own score, `Estimator.score_metric`: val_accuracy, or
+                zc_score for the zero-cost estimator)
   constraints:  {latency_ms: {max: 5}, params: {max: 1e6}}
   scalarization: weighted_sum      # or mnasnet
 
@@ -64,13 +66,13 @@ class Objectives:
     """What a run optimises. Built from the `objectives`, `constraints` and `scalarization` config."""
 
     def __init__(self, objectives: Sequence[dict] | None = None, constraints: dict | None = None,
-                 scalarization: str = "weighted_sum"):
+                 scalarization: str = "weighted_sum", primary: str = "val_accuracy"):
         if objectives is not None and not isinstance(objectives, (list, tuple)):
             raise ConfigError(f"objectives must be a list of {{metric: NAME, direction: max|min}} entries, "
                               f"got {objectives!r}")
         if constraints is not None and not isinstance(constraints, dict):
             raise ConfigError(f"constraints must be a mapping {{METRIC: {{max: X}} | {{min: Y}}}}, got {constraints!r}")
-        self.objectives = [parse_objective(o) for o in (objectives or [{"metric": "val_accuracy"}])]
+        self.objectives = [parse_objective(o) for o in (objectives or [{"metric": primary}])]
         self.constraints = [parse_constraint(m, b) for m, b in (constraints or {}).items()]
         if scalarization not in SCALARIZATIONS:
             raise ConfigError(f"scalarization must be one of {list(SCALARIZATIONS)}, got {scalarization!r}")

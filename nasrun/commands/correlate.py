@@ -8,17 +8,26 @@ as `correlation.json`, `correlation.png` (scatter) and a table.
                      --b "estimator=nb201 estimator.dataset=cifar10" --archs 500
     nasrun-correlate --a "estimator=early_stopping estimator.max_epochs=3" --b estimator=full_training --archs 30
 
+    nasrun-correlate search_space=nb201 dataset=cifar10 \
+                     --a "estimator=zero_cost estimator.proxy=[synflow,snip]" --metric-a zc_synflow zc_snip \
+                     --b "estimator=nb201 estimator.score_column=test_200ep" --archs 1000
+
 Positional overrides apply to both sides; `--a` / `--b` add each side's own (quoted, space-separated).
+Several `--metric-a` compare each of side A's metrics with B from one scoring pass (e.g. every proxy of a
+zero-cost estimator); the first is the headline, every one is under `by_metric` in the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import shlex
 from datetime import datetime
 from pathlib import Path
+from typing import Sequence
 
+from rich.console import Console
 from rich.table import Table
 
 from nasrun.build import build_components
@@ -56,53 +65,61 @@ def bound_estimator(overrides: list[str], seed: int):
     return parts.search_space, parts.estimator, cfg
 
 
-def scores(estimator, archs: list, metric: str, seed: int, label: str) -> list[float | None]:
-    """Each architecture's `metric` (None where the evaluation failed or lacks it)."""
+def scores(estimator, archs: list, metrics: Sequence[str], seed: int, label: str) -> list[dict[str, float | None]]:
+    """Each architecture's `metrics` (None where the evaluation failed, lacks one or it is not finite)."""
     values = []
     with console.status(f"{label}: scoring") as status:
         for index, arch in enumerate(archs):
             trial, _ = run_trial(estimator, TrialJob(index, arch, trial_seed(seed, index)))
-            value = trial.metrics.get(metric) if trial.ok else None
-            values.append(None if value is None else float(value))
+            found = {m: trial.metrics.get(m) if trial.ok else None for m in metrics}
+            values.append({m: float(v) if v is not None and math.isfinite(v) else None for m, v in found.items()})
             status.update(f"{label}: scored {index + 1}/{len(archs)}")
     return values
 
 
 def correlate(shared: list[str], side_a: list[str], side_b: list[str], archs: int, seed: int,
-              metrics: tuple[str, str], out: Path) -> dict:
+              metrics: tuple[Sequence[str] | str, str], out: Path) -> dict:
+    """Score one sample with both sides; agreement of each of A's metrics with B's, headed by the first."""
+    metrics_a = [metrics[0]] if isinstance(metrics[0], str) else list(metrics[0])
+    metric_b = metrics[1]
     space_a, estimator_a, cfg_a = bound_estimator([*shared, *side_a], seed)
     space_b, estimator_b, cfg_b = bound_estimator([*shared, *side_b], seed)
     if space_a.name != space_b.name:
         raise ConfigError(f"both sides must search one space, got {space_a.name} and {space_b.name}")
     sample = sample_distinct(space_a, archs, seed)
-    a = scores(estimator_a, sample, metrics[0], seed, "A")
-    b = scores(estimator_b, sample, metrics[1], seed, "B")
-    kept = [i for i in range(len(sample)) if a[i] is not None and b[i] is not None]
-    if len(kept) < 3:
-        raise ConfigError(f"only {len(kept)} of {len(sample)} architectures have both scores "
-                          f"({metrics[0]} / {metrics[1]}): nothing to correlate")
-    labels = (f"A: {cfg_a.estimator.name} {metrics[0]}", f"B: {cfg_b.estimator.name} {metrics[1]}")
-    result = {"space": space_a.name, "seed": seed, "sampled": len(sample), "scored_by_both": len(kept),
-              "a": {"overrides": [*shared, *side_a], "metric": metrics[0]},
-              "b": {"overrides": [*shared, *side_b], "metric": metrics[1]},
-              **agreement([a[i] for i in kept], [b[i] for i in kept]),
-              "architectures": [{"arch": space_a.to_json(sample[i]), "a": a[i], "b": b[i]} for i in kept]}
+    a = scores(estimator_a, sample, metrics_a, seed, "A")
+    b = [row[metric_b] for row in scores(estimator_b, sample, [metric_b], seed, "B")]
+    by_metric = {}
+    for metric in metrics_a:
+        kept = [i for i in range(len(sample)) if a[i][metric] is not None and b[i] is not None]
+        if len(kept) < 3:
+            raise ConfigError(f"only {len(kept)} of {len(sample)} architectures have both scores "
+                              f"({metric} / {metric_b}): nothing to correlate")
+        by_metric[metric] = {"scored_by_both": len(kept), **agreement([a[i][metric] for i in kept], [b[i] for i in kept])}
+    head, kept = metrics_a[0], [i for i in range(len(sample)) if a[i][metrics_a[0]] is not None and b[i] is not None]
+    result = {"space": space_a.name, "seed": seed, "sampled": len(sample), **by_metric[head],
+              "a": {"overrides": [*shared, *side_a], "metric": head},
+              "b": {"overrides": [*shared, *side_b], "metric": metric_b},
+              **({"by_metric": by_metric} if len(metrics_a) > 1 else {}),
+              "architectures": [{"arch": space_a.to_json(sample[i]), "a": a[i][head], "b": b[i],
+                                 **({"a_metrics": a[i]} if len(metrics_a) > 1 else {})} for i in range(len(sample))]}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "correlation.json", result)
+    labels = (f"A: {cfg_a.estimator.name} {head}", f"B: {cfg_b.estimator.name} {metric_b}")
     title = f"{space_a.name}, {len(kept)} architectures: τ={result['kendall_tau']:.3f} ρ={result['spearman_rho']:.3f}"
-    plot_agreement([a[i] for i in kept], [b[i] for i in kept], labels, title, out / "correlation.png")
+    plot_agreement([a[i][head] for i in kept], [b[i] for i in kept], labels, title, out / "correlation.png")
     return result
 
 
 def print_result(result: dict, out: Path) -> None:
-    table = Table(title=f"A against B on {result['scored_by_both']} architectures of {result['space']}")
-    for column in ("measure", "value"):
-        table.add_column(column)
-    table.add_row("Kendall τ", f"{result['kendall_tau']:.3f}")
-    table.add_row("Spearman ρ", f"{result['spearman_rho']:.3f}")
-    for k, row in result["top_k"].items():
-        table.add_row(f"top-{k} overlap / precision@{k}", f"{row['overlap']:.2f} / {row['precision']:.2f}")
-    console.print(table)
+    by_metric = result.get("by_metric") or {result["a"]["metric"]: result}
+    table = Table(title=f"A against B ({result['b']['metric']}) on {result['sampled']} architectures of {result['space']}")
+    for column in ("A's metric", "scored", "Kendall τ", "Spearman ρ", *(f"top-{k} overlap / precision" for k in result["top_k"])):
+        table.add_column(column, justify="right")
+    for metric, row in by_metric.items():
+        table.add_row(metric, str(row["scored_by_both"]), f"{row['kendall_tau']:.3f}", f"{row['spearman_rho']:.3f}",
+                      *(f"{v['overlap']:.2f} / {v['precision']:.2f}" for v in row["top_k"].values()))
+    Console(stderr=True, width=max(console.width, 120)).print(table)
     console.print(f"wrote {out / 'correlation.json'} and {out / 'correlation.png'}")
 
 
@@ -113,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--b", default="", help="side B's own overrides, the reference (quoted)")
     parser.add_argument("--archs", type=int, default=100, help="architectures sampled (distinct)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--metric-a", default="val_accuracy")
+    parser.add_argument("--metric-a", nargs="+", default=["val_accuracy"], help="one or more of A's metrics")
     parser.add_argument("--metric-b", default="val_accuracy")
     parser.add_argument("--out", type=Path, default=None, help="default outputs/correlate/<date>_<time>")
     args = parser.parse_args(argv)

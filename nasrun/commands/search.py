@@ -46,7 +46,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
         fail(str(err), err.exit_code)
     except KeyboardInterrupt:
         fail("interrupted; trials finished so far are in trials.jsonl", code=130)
-    return summary.get("best_val_accuracy")
+    return summary.get("best_score")
 
 
 def unknown_group_choice(argv: list[str]) -> str | None:

@@ -16,7 +16,7 @@ Report = Optional[Callable[[int, int, dict], None]]
 
 @dataclass
 class Evaluation:
-    """What an estimator found: metrics (always `val_accuracy`, 0..1) and, where it trained a
+    """What an estimator found: metrics (always its `score_metric`, e.g. `val_accuracy` 0..1) and, where it trained a
     network, that network's weights on the CPU so the final test needs no retraining."""
 
     metrics: dict[str, float]
@@ -27,6 +27,7 @@ class Estimator:
     """Scores architectures. `bind` is called once per run before any evaluation."""
 
     reports: tuple[str, ...] = ("val_accuracy",)  # the metrics evaluate() records (objectives may name them)
+    score_metric = "val_accuracy"  # the metric a trial must have (finite) and the default objective maximises
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
 

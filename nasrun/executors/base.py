@@ -25,9 +25,10 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
     start = time.perf_counter()
     try:
         evaluation = estimator.evaluate(job.arch, job.seed, report)
-        score = evaluation.metrics.get("val_accuracy")
+        metric = estimator.score_metric
+        score = evaluation.metrics.get(metric)
         if score is None or not math.isfinite(float(score)):
-            raise ValueError(f"estimator returned a non-finite val_accuracy ({score})")
+            raise ValueError(f"estimator returned a non-finite {metric} ({score})")
         status, error = "ok", None
     except Exception as err:  # noqa: BLE001 - a failing architecture must not end the search
         evaluation, status = None, "failed"

@@ -46,7 +46,8 @@ def read_job(path: Path) -> Job:
     settings = {key: _setting(config, summary, key) for key in SETTINGS}
     test = summary.get("test") or {}
     metric, value = ("test_accuracy", test["test_accuracy"]) if test.get("test_accuracy") is not None \
-        else ("best_val_accuracy", summary.get("best_val_accuracy"))
+        else ("best_score", summary["best_score"]) if "best_score" in summary \
+        else ("best_val_accuracy", summary.get("best_val_accuracy"))  # a summary written before best_score
     strategy = summary.get("strategy") or OmegaConf.select(config, "strategy.name", default="?")
     return Job(path, str(strategy), settings, summary.get("seed"), value, metric, best_so_far(run.trials))
 

@@ -10,6 +10,7 @@ from rich.table import Table
 from nasrun.console import console
 from nasrun.records import Trial
 
+
 class SearchProgress:
     """Two bars: trials of the search and epochs of the trial being trained."""
 
@@ -44,9 +45,19 @@ class SearchProgress:
         self.progress.update(self.epochs, completed=epoch, total=total, info=info)
 
     def trial_finished(self, trial: Trial, best: Trial | None) -> None:
-        self.best = best.metrics.get("val_accuracy") if best else None
-        info = f"best val_accuracy={self.best:.4f}" if self.best is not None else "no successful trial yet"
+        self.best = best.score() if best else None
+        info = f"best {score_name([best])}={format_score(self.best)}" if self.best is not None else "no successful trial yet"
         self.progress.update(self.trials, advance=1, info=info)
+
+
+def score_name(trials: Sequence[Trial]) -> str:
+    """What `Trial.score()` ranks these trials by: fitness when they have one, else val_accuracy."""
+    return "fitness" if any("fitness" in t.metrics for t in trials) else "val_accuracy"
+
+
+def format_score(value: float) -> str:
+    """Accuracies with 4 decimals; proxy scores of any magnitude (synflow reaches 1e30) with 4 digits."""
+    return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
 def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir: Any, top: int = 5) -> Table:
@@ -57,14 +68,15 @@ def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir
     violations = f", {violating} violate the constraints" if violating else ""
     title = f"nasrun: {len(trials)} trials ({failed} failed{violations})  ·  run dir: {run_dir}"
     table = Table(title=title, title_justify="left")
-    for column in ("rank", "trial", "val_accuracy", "params", "seconds", "architecture"):
+    score = score_name(ranked)
+    for column in ("rank", "trial", score, "params", "seconds", "architecture"):
         if column == "architecture":
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=24)
         else:
             table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
     for rank, trial in enumerate(ranked, start=1):
         params = trial.metrics.get("params")
-        table.add_row(str(rank), str(trial.id), f"{trial.metrics.get('val_accuracy', float('nan')):.4f}", f"{int(params):,}" if params else "-",
+        table.add_row(str(rank), str(trial.id), format_score(trial.score()), f"{int(params):,}" if params else "-",
                       f"{trial.seconds:.1f}", describe(trial.arch))
     if test_metrics:
         table.caption = "best architecture, final test: " + "  ".join(

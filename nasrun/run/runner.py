@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from nasrun.assessment.assess import Assessment
+from nasrun.assessment.objectives import Objectives
 from nasrun.datasets import DataBundle
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
@@ -26,6 +28,7 @@ from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import SearchContext, Strategy
 from nasrun.run.tensorboard import TensorBoardLog
+from nasrun.run.warm_start import recorded_warm_start, warm_start
 
 log = logging.getLogger("nasrun")
 
@@ -51,7 +54,9 @@ class Runner:
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.show_progress, self.final_test = show_progress, final_test
         self.run_info = run_info or {}
-        self.assessment = assessment  # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment.assess)
+        # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment.assess); by default only the
+        # fitness that maximises the estimator's score_metric (none for val_accuracy)
+        self.assessment = assessment or Assessment(Objectives(primary=estimator.score_metric), None)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
@@ -84,6 +89,10 @@ class Runner:
                                   f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
+        warmup = recorded_warm_start(self.run_dir) if self.resume else \
+            warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
+        if warmup:
+            self.run_info["warmup"] = warmup
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             restore(self)
@@ -99,8 +108,7 @@ class Runner:
         finally:
             self._tell("on_close")
         test_metrics = self._final_test()
-        if self.assessment is not None:
-            self.run_info.update(self.assessment.finish(self.trials, self.run_dir))
+        self.run_info.update(self.assessment.finish(self.trials, self.run_dir))
         summary = self._summary(test_metrics, time.perf_counter() - start)
         self._tell("on_finish", summary)
         return summary
@@ -171,12 +179,12 @@ class Runner:
 
     # --- records ----------------------------------------------------------------------------------
     def _record(self, trial: Trial, evaluation: Evaluation | None, progress: SearchProgress) -> None:
-        if self.assessment is not None:
-            self.assessment.assess(trial)
+        self.assessment.assess(trial)
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
         if trial.ok:
-            log.info("trial %d: val_accuracy=%.4f (%.1fs) %s", trial.id, trial.metrics.get("val_accuracy", math.nan),
+            metric = self.estimator.score_metric
+            log.info("trial %d: %s=%.4f (%.1fs) %s", trial.id, metric, trial.metrics.get(metric, math.nan),
                      trial.seconds, self.space.describe(trial.arch))
         else:
             log.warning("trial %d failed: %s", trial.id, trial.error)
@@ -212,7 +220,7 @@ class Runner:
         if any(not t.metrics.get("feasible", 1) for t in self.trials):
             return (f"no feasible architecture: every successful trial violates the constraints; see "
                     f"constraint_violation in {where}")
-        return f"no trial has a finite score (val_accuracy / fitness); see {where}"
+        return f"no trial has a finite score ({self.estimator.score_metric} / fitness); see {where}"
 
     def _summary(self, test_metrics: dict, seconds: float) -> dict:
         best = best_trial(self.trials)
@@ -224,6 +232,8 @@ class Runner:
             "failed_trials": sum(not t.ok for t in self.trials),
             "best_trial": best.id if best else None,
             "best_val_accuracy": best.metrics.get("val_accuracy") if best else None,
+            "score_metric": "fitness" if best and "fitness" in best.metrics else self.estimator.score_metric,
+            "best_score": best.score() if best else None,
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),

@@ -13,13 +13,64 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from nasrun.errors import ConfigError
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
 
 
+@dataclass(frozen=True)
+class Warmup:
+    """`strategy.warmup`: score `candidates` random architectures with a zero-cost `proxy` (a name or a list,
+    voted by rank) and propose the best `keep` (null: `candidates // 4`, at least 1) first; `batch_size` and
+    `batches` are the training batches a data proxy sees. No proxy: no warm start."""
+
+    proxy: str | list | None = None
+    candidates: int = 100
+    keep: int | None = None
+    batch_size: int = 64
+    batches: int = 1
+
+    def __post_init__(self):
+        for key in ("candidates", "batch_size", "batches") + (("keep",) if self.keep is not None else ()):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"strategy.warmup.{key} must be a positive integer, got {value!r}")
+        if self.keep is not None and self.keep > self.candidates:
+            raise ConfigError(f"strategy.warmup.keep ({self.keep}) cannot exceed candidates ({self.candidates})")
+
+    @property
+    def kept(self) -> int:
+        return self.keep if self.keep is not None else max(1, self.candidates // 4)
+
+
 class Strategy:
     one_shot = False
+    warm_startable = True   # False where the first proposals are not fresh samples (REINFORCE, one-shot)
+    warmup = Warmup()        # the `strategy.warmup` settings (configure)
+    preferred: tuple = ()    # warm-start architectures, best first (`warm_start`, before `bind`)
+
+    def configure(self, key: str, value: Any) -> None:
+        """Settings every strategy config may hold (nasrun.build.SHARED_SETTINGS): `warmup`."""
+        if key != "warmup":
+            raise ConfigError(f"strategy: unknown shared setting {key!r}")
+        if value is not None and not isinstance(value, dict):
+            raise ConfigError(f"strategy.warmup must be a mapping (proxy, candidates, keep, ...), got {value!r}")
+        unknown = set(value or {}) - set(Warmup.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"strategy.warmup: unknown keys {sorted(unknown)} "
+                              f"(known: {sorted(Warmup.__dataclass_fields__)})")
+        self.warmup = Warmup(**(value or {}))
+        if self.warmup.proxy is not None and not self.warm_startable:
+            self.warm_start([])  # the one-line refusal
+
+    def warm_start(self, archs: list[Any]) -> None:
+        """Propose `archs` (best first) before any fresh sample: the initial population, start points or
+        startup trials. Called before `bind`; the strategy's Novelty (or its own bookkeeping) takes them."""
+        if not self.warm_startable:
+            raise ConfigError(f"strategy {type(self).__name__} cannot be warm-started: its first proposals "
+                              "are not random samples; drop strategy.warmup")
+        self.preferred = tuple(archs)
 
     def bind(self, space: SearchSpace, seed: int, budget: int) -> None:
         """Attach to the run's space; `budget` is the number of trials the run will ask for."""
@@ -81,6 +132,7 @@ class SearchContext:
 
 class OneShotStrategy(Strategy):
     one_shot = True
+    warm_startable = False
 
     def search(self, context: SearchContext) -> Any:
         """Train a supernet and return the derived architecture."""

@@ -30,7 +30,7 @@ class Evolution(Strategy):
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.novelty = Novelty(space, self.rng)
+        self.novelty = Novelty(space, self.rng, self.preferred)
         self.population: list[list] = []    # [arch as JSON, score] of the last complete generation (+ elites)
         self.queue: list[Any] = [space.to_json(self.novelty.sample()) for _ in range(self.population_size)]
         self.expected = len(self.queue)     # size of the generation being evaluated

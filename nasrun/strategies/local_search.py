@@ -28,7 +28,7 @@ class LocalSearch(Strategy):
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.novelty = Novelty(space, self.rng)
+        self.novelty = Novelty(space, self.rng, self.preferred)
         self.scores: dict[str, float] = {}      # key -> score of every architecture told
         self.current: list | None = None        # [arch as JSON, score] of the climb's position
         self.candidates: list = []              # archs (JSON) this step compares

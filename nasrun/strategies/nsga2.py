@@ -38,6 +38,7 @@ class NSGA2(Strategy):
         self.population: list[dict] = []   # {"arch", "point", "violation"}
         self.seen: set[str] = set()
         self.asked = 0
+        self.warm = [space.to_json(arch) for arch in self.preferred]  # warm-start members not proposed yet
 
     # --- proposals -------------------------------------------------------------------------------
     def ask(self, n: int) -> list[Any]:
@@ -46,6 +47,11 @@ class NSGA2(Strategy):
     def _propose(self) -> Any:
         breed = self.asked >= self.population_size and len(self.population) >= 2
         self.asked += 1
+        while self.warm and not breed:
+            child = self.space.from_json(self.warm.pop(0))
+            if self.space.key(child) not in self.seen:
+                self.seen.add(self.space.key(child))
+                return child
         child = self._child() if breed else self.space.sample(self.rng)
         for _ in range(self.max_resample):
             if self.space.key(child) not in self.seen or len(self.seen) >= self.space.size():
@@ -99,9 +105,10 @@ class NSGA2(Strategy):
     # --- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {**super().state_dict(), "population": [dict(m) for m in self.population], "seen": sorted(self.seen),
-                "asked": self.asked}
+                "asked": self.asked, "warm": self.warm}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.population = [dict(m) for m in state["population"]]
         self.seen, self.asked = set(state["seen"]), int(state["asked"])
+        self.warm = list(state.get("warm", []))  # absent in checkpoints written before warm starts

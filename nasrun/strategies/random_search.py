@@ -11,7 +11,7 @@ from nasrun.strategies.novelty import Novelty
 class RandomSearch(Strategy):
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.novelty = Novelty(space, self.rng)
+        self.novelty = Novelty(space, self.rng, self.preferred)
 
     def ask(self, n: int) -> list[Any]:
         return [self.novelty.sample() for _ in range(n)]

@@ -23,7 +23,7 @@ class RegularizedEvolution(Strategy):
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.novelty = Novelty(space, self.rng)
+        self.novelty = Novelty(space, self.rng, self.preferred)
         self.population: list[list] = []   # [arch as JSON, score], oldest first
         self.random_asked = 0
 

@@ -49,6 +49,8 @@ class Controller(nn.Module):
 
 
 class Reinforce(Strategy):
+    warm_startable = False  # proposals come from the controller's policy, not from fresh samples
+
     def __init__(self, lr: float = 3.5e-4, baseline_decay: float = 0.99, entropy_weight: float = 1e-4,
                  grad_clip: float = 5.0, hidden_size: int = 64, dedupe: bool = True):
         if float(lr) <= 0 or not 0 <= float(baseline_decay) < 1 or float(grad_clip) <= 0 or int(hidden_size) < 1:

@@ -38,7 +38,7 @@ class TPE(Strategy):
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
         self.optuna = _optuna()
-        self.novelty = Novelty(space, self.rng)
+        self.novelty = Novelty(space, self.rng, self.preferred)
         self.names = [f"d{i}" for i in range(len(space.decisions()))]
         self.distributions = {name: self.optuna.distributions.CategoricalDistribution(list(range(len(d.choices))))
                               for name, d in zip(self.names, space.decisions())}
@@ -77,6 +77,9 @@ class TPE(Strategy):
         return [self._propose() for _ in range(n)]
 
     def _propose(self) -> Any:
+        arch = self.novelty.take_preferred()  # warm start: the preferred architectures are the first asks
+        if arch is not None:
+            return self._enqueued(arch)
         for _ in range(self.max_retries + 1):
             number, indices = self._ask_study()
             arch = self.space.decode(indices)
@@ -86,11 +89,16 @@ class TPE(Strategy):
             # A repeat: tell TPE what is known (a pending or failed one counts as failed) and ask again.
             self._tell_study(number, self.scores.get(key))
         else:
-            arch = self.novelty.sample()
-            key = self.space.key(arch)
-            number, _ = self._ask_study(self.space.encode(arch))
+            return self._enqueued(self.novelty.sample())
         self.novelty.add(arch)
         self.numbers.setdefault(key, []).append(number)
+        return arch
+
+    def _enqueued(self, arch: Any) -> Any:
+        """Propose `arch` (not TPE's choice) through the study, so TPE learns from its result."""
+        number, _ = self._ask_study(self.space.encode(arch))
+        self.novelty.add(arch)
+        self.numbers.setdefault(self.space.key(arch), []).append(number)
         return arch
 
     def tell(self, trials) -> None:

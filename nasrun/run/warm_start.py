@@ -1,0 +1,81 @@
+"""Zero-cost warm start for any multi-trial strategy (`strategy.warmup.proxy=synflow
+strategy.warmup.candidates=N`): before the first ask, score N distinct random architectures with the proxy
+(a list of proxies votes by rank among the candidates) and hand the best `keep` of them to the strategy,
+which proposes them first (its initial population, start points or startup trials).
+
+The candidates are drawn from the run seed and every network is initialised from it, so the same seed
+warms up the same way. The warm-up costs no trial; what it scored and kept goes to `warmup.json` and the
+summary. A resumed run does not warm up again: the strategy's saved state holds what it has not proposed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+
+from nasrun.errors import ConfigError
+from nasrun.estimators.proxies import PROXIES
+from nasrun.estimators.zero_cost import ZeroCost
+from nasrun.rundir import RunDir, atomic_write_json
+from nasrun.strategies import Strategy
+from nasrun.strategies.novelty import Novelty
+
+log = logging.getLogger("nasrun")
+
+
+def warmup_scorer(strategy: Strategy) -> ZeroCost | None:
+    """The warm start's proxy scorer (a ConfigError for an unknown proxy), None without a warm start."""
+    settings = strategy.warmup
+    if settings.proxy is None:
+        return None
+    try:
+        return ZeroCost(proxy=settings.proxy, batch_size=settings.batch_size, batches=settings.batches)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("estimator.", "strategy.warmup.", 1)) from None
+
+
+def warmup_needs_data(strategy: Strategy) -> bool:
+    proxies = strategy.warmup.proxy
+    return any(PROXIES[name].needs_data for name in ([proxies] if isinstance(proxies, str) else proxies or []))
+
+
+def warm_start(strategy: Strategy, space, data, hardware, seed: int, network_shape: dict, run_dir=None) -> dict | None:
+    """Score the candidates, warm-start `strategy` (before its `bind`) and return what the summary records."""
+    scorer = warmup_scorer(strategy)
+    if scorer is None:
+        return None
+    if data is None and warmup_needs_data(strategy):
+        raise ConfigError("strategy.warmup: the proxy needs training data but this run loads none "
+                          "(a tabular estimator); use a data-free proxy (synflow, params, flops)")
+    start = time.perf_counter()
+    scorer.shape = None if data is not None else network_shape
+    scorer.bind(space, data, hardware, None, seed)
+    settings = strategy.warmup
+    novelty = Novelty(space, random.Random(seed * 104_729 + 3))
+    candidates = [novelty.sample() for _ in range(min(settings.candidates, space.size()))]
+    raw = [scorer.proxy_scores(arch) for arch in candidates]
+    scorer.rank_against(raw)
+    scores = [scorer.combined(r) if all(math.isfinite(v) for v in r.values()) else -math.inf for r in raw]
+    order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
+    kept = [i for i in order[:settings.kept] if scores[i] > -math.inf]
+    chosen = set(kept)
+    strategy.warm_start([candidates[i] for i in kept])
+    record = {"proxy": settings.proxy, "candidates": len(candidates), "kept": len(kept),
+              "undefined": sum(s == -math.inf for s in scores), "seconds": round(time.perf_counter() - start, 3)}
+    log.info("warm start: %s", json.dumps(record))
+    if run_dir is not None:
+        atomic_write_json(RunDir(run_dir).warmup, {**record, "architectures": [
+            {"arch": space.to_json(candidates[i]), "score": scores[i], "kept": i in chosen,
+             **{f"zc_{k}": v for k, v in raw[i].items()}} for i in order]})
+    return record
+
+
+def recorded_warm_start(run_dir) -> dict | None:
+    """What a run's warm start recorded (for the summary of a resumed run), None without one."""
+    path = RunDir(run_dir).warmup
+    if run_dir is None or not path.is_file():
+        return None
+    return {k: v for k, v in json.loads(path.read_text()).items() if k != "architectures"}
