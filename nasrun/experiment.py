@@ -36,6 +36,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     hardware = parts.hardware
     assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
     warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
+    if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
+        parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
     if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
         return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:

@@ -37,6 +37,8 @@ class Trial:
     error: str | None = None
     seed: int | None = None
     worker: str | None = None
+    fidelity: int | None = None    # epochs trained to, in a multi-fidelity search
+    continues: int | None = None   # the trial whose training this one continued
 
     @property
     def ok(self) -> bool:
@@ -109,6 +111,7 @@ def parse_trial_line(line: str, path: Path, number: int) -> Trial:
 
 
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:
-    """The successful trial with the highest `metric` (earliest wins ties), or None."""
+    """The successful trial with the highest `metric` (earliest wins ties), or None. In a multi-fidelity
+    search only the highest fidelity reached competes: a 1-epoch score never beats a fully trained one."""
     ok = [t for t in trials if t.score(metric) > -math.inf]
-    return max(ok, key=lambda t: (t.score(metric), -t.id)) if ok else None
+    return max(ok, key=lambda t: (t.fidelity or 0, t.score(metric), -t.id)) if ok else None

@@ -14,6 +14,8 @@ that resume, compare, report, benchmark and the other commands use.
     checkpoints/best_model.pt   weights of the best network (retrained_model.pt: after retraining)
     checkpoints/runner.json     the runner's resume state (trial_times.jsonl: when each trial finished)
     checkpoints/search_state.pt a one-shot search's state; supernet.pt: a weight-sharing supernet
+    checkpoints/fidelity/trial_N.pt   a multi-fidelity trial's training state, until a promotion continues it
+                                      or the search ends (the best network's weights are in best_model.pt)
 
 Every rewritten file goes through `atomic_write` (temp file in the same folder + rename: a crash never
 leaves half a file); tensors are read back with `weights_only=True`, so a file can never run code.
@@ -123,6 +125,7 @@ class RunDir:
     trial_times = _File("checkpoints/trial_times.jsonl")
     search_state = _File("checkpoints/search_state.pt")
     supernet = _File("checkpoints/supernet.pt")
+    training_states = _File("checkpoints/fidelity")
     comparison = _File("comparison.json")        # of a sweep directory (nasrun-compare)
     anytime_plot = _File("anytime.png")          # likewise
 
@@ -131,6 +134,10 @@ class RunDir:
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
+
+    def training_state(self, trial: int) -> Path:
+        """Where multi-fidelity trial `trial` leaves its training state for a promotion to continue."""
+        return self.training_states / f"trial_{int(trial)}.pt"
 
     def attach_log(self, console_warnings: bool = True) -> None:
         """Log on into this run's nasrun.log (as `nasrun` does through Hydra), warnings to the console too."""

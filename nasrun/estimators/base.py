@@ -23,6 +23,16 @@ class Evaluation:
     weights: dict | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class Fidelity:
+    """One multi-fidelity evaluation: train to `epochs` in total, continuing the training state that
+    trial `continues` saved (None: from scratch); this evaluation's own state is saved as trial `trial`'s."""
+
+    epochs: int
+    trial: int
+    continues: int | None = None
+
+
 class Estimator:
     """Scores architectures. `bind` is called once per run before any evaluation."""
 
@@ -30,6 +40,7 @@ class Estimator:
     score_metric = "val_accuracy"  # the metric a trial must have (finite) and the default objective maximises
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
+    max_fidelity: int | None = None  # epochs an evaluation can train to with `fidelity=` (None: no fidelity)
 
     def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None,
              seed: int = 0) -> None:
@@ -37,7 +48,8 @@ class Estimator:
         a `bind` that trains, e.g. a supernet, draws its randomness from)."""
         self.space, self.data, self.hardware, self.run_dir, self.seed = space, data, hardware, run_dir, int(seed)
 
-    def evaluate(self, arch: Any, seed: int, report: Report = None) -> Evaluation:
+    def evaluate(self, arch: Any, seed: int, report: Report = None, fidelity: Fidelity | None = None) -> Evaluation:
+        """Score `arch`; estimators with a `max_fidelity` also accept a Fidelity (multi-fidelity search)."""
         raise NotImplementedError
 
     def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:

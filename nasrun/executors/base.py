@@ -8,7 +8,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from nasrun.estimators.base import Estimator, Evaluation, Report
+from nasrun.estimators.base import Estimator, Evaluation, Fidelity, Report
 from nasrun.records import Trial
 
 
@@ -17,6 +17,8 @@ class TrialJob:
     id: int
     arch: Any
     seed: int
+    fidelity: int | None = None    # epochs to train to (multi-fidelity strategies); None: the estimator's own
+    continues: int | None = None   # the earlier trial whose training state this evaluation continues
 
 
 def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker: str = "local") -> tuple[Trial, Evaluation | None]:
@@ -24,7 +26,11 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
     error text) instead of stopping the search."""
     start = time.perf_counter()
     try:
-        evaluation = estimator.evaluate(job.arch, job.seed, report)
+        if job.fidelity is None:
+            evaluation = estimator.evaluate(job.arch, job.seed, report)
+        else:
+            evaluation = estimator.evaluate(job.arch, job.seed, report,
+                                            fidelity=Fidelity(int(job.fidelity), job.id, job.continues))
         metric = estimator.score_metric
         score = evaluation.metrics.get(metric)
         if score is None or not math.isfinite(float(score)):
@@ -38,7 +44,7 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
             error += f" (at {last[0].filename.rsplit('/', 1)[-1]}:{last[0].lineno})"
     trial = Trial(id=job.id, arch=job.arch, metrics=dict(evaluation.metrics) if evaluation else {},
                   status=status, seconds=round(time.perf_counter() - start, 4), error=error,
-                  seed=job.seed, worker=worker)
+                  seed=job.seed, worker=worker, fidelity=job.fidelity, continues=job.continues)
     return trial, evaluation
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ class RunCheckpoint(RunObserver):
 
     def __init__(self, run_dir: Path, space):
         self.path, self.times_path = RunDir(run_dir).runner_state, RunDir(run_dir).trial_times
+        self.states_dir = RunDir(run_dir).training_states
         self.space = space
         self.pending: dict[int, TrialJob] = {}
         self.told = 0               # trials.jsonl's first `told` trials have been told to the strategy
@@ -69,6 +71,10 @@ class RunCheckpoint(RunObserver):
     def on_ask(self, strategy, told: int) -> None:
         self.save(strategy, told)
 
+    def on_finish(self, summary: dict) -> None:
+        """No promotion can come any more: the multi-fidelity training states go (best_model.pt stays)."""
+        shutil.rmtree(self.states_dir, ignore_errors=True)
+
     def submitted(self, job: TrialJob) -> None:
         self.pending[job.id] = job
         self.next_id = max(self.next_id, job.id + 1)
@@ -88,7 +94,8 @@ class RunCheckpoint(RunObserver):
             "strategy": strategy.state_dict(),
             "next_id": self.next_id,
             "told": told,
-            "pending": [{"id": j.id, "arch": self.space.to_json(j.arch), "seed": j.seed} for j in self.take_pending()],
+            "pending": [{"id": j.id, "arch": self.space.to_json(j.arch), "seed": j.seed, "fidelity": j.fidelity,
+                         "continues": j.continues} for j in self.take_pending()],
             "elapsed": round(self.seconds(), 3),
         }, separators=(",", ":")), durable=False)  # no fsync: halves the per-trial file cost
 
@@ -113,8 +120,8 @@ class RunCheckpoint(RunObserver):
             raise CheckpointError(f"checkpoint {self.path} has version {state['version']}, "
                                   f"this nasrun reads version {CHECKPOINT_VERSION}")
         self.next_id, self.told, self.elapsed = int(state["next_id"]), int(state["told"]), float(state["elapsed"])
-        self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]))
-                        for p in state["pending"]}
+        self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]),
+                                               p.get("fidelity"), p.get("continues")) for p in state["pending"]}
         return state
 
 
@@ -164,7 +171,7 @@ def restore_best(runner, unconfirmed: set[int]) -> None:
     weights_path = RunDir(runner.run_dir).best_weights
     if best.id in unconfirmed:
         arch = runner.space.from_json(best.arch)
-        again, evaluation = run_trial(runner.estimator, TrialJob(best.id, arch, best.seed))
+        again, evaluation = run_trial(runner.estimator, TrialJob(best.id, arch, best.seed, best.fidelity, best.continues))
         if again.score() != best.score():
             log.warning("resume: re-evaluating trial %d for its weights gave score %s, not %s (non-deterministic "
                         "hardware?); its weights are from the re-evaluation", best.id, again.score(), best.score())

@@ -26,7 +26,7 @@ from nasrun.rundir import RunDir
 from nasrun.run.checkpoint import RunCheckpoint, restore
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
-from nasrun.strategies import SearchContext, Strategy
+from nasrun.strategies import Proposal, SearchContext, Strategy
 from nasrun.run.tensorboard import TensorBoardLog
 from nasrun.run.warm_start import recorded_warm_start, warm_start
 
@@ -93,6 +93,8 @@ class Runner:
             warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
         if warmup:
             self.run_info["warmup"] = warmup
+        if self.strategy.multi_fidelity:
+            self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             restore(self)
@@ -128,8 +130,8 @@ class Runner:
                     room = 0
                 if room > 0:
                     proposals = self.strategy.ask(room)
-                    for arch in proposals:
-                        self._submit(TrialJob(next_id, arch, trial_seed(self.seed, next_id)), progress)
+                    for proposal in proposals:
+                        self._submit(self._job(next_id, proposal), progress)
                         next_id, pending = next_id + 1, pending + 1
                     self._tell("on_ask", self.strategy, len(self.trials))
                     if not proposals and pending == 0:
@@ -145,6 +147,16 @@ class Runner:
             self._tell("on_ask", self.strategy, len(self.trials))
         finally:
             self.executor.shutdown()
+
+    def _job(self, trial_id: int, proposal) -> TrialJob:
+        """The job of one proposal: an architecture, or a Proposal with a fidelity. A continued training
+        keeps the seed of the trial it continues, so its batches are those of an uninterrupted run."""
+        if not isinstance(proposal, Proposal):
+            return TrialJob(trial_id, proposal, trial_seed(self.seed, trial_id))
+        seed = trial_seed(self.seed, trial_id)
+        if proposal.continues is not None:
+            seed = next(t.seed for t in self.trials if t.id == proposal.continues)
+        return TrialJob(trial_id, proposal.arch, seed, proposal.fidelity, proposal.continues)
 
     def _submit(self, job: TrialJob, progress: SearchProgress) -> None:
         progress.trial_started(job.id, self.space.describe(job.arch))

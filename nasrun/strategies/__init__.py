@@ -1,5 +1,5 @@
 """Search strategies: one file per strategy, all on the interface in `base.py`."""
 
-from nasrun.strategies.base import OneShotStrategy, SearchContext, Strategy
+from nasrun.strategies.base import OneShotStrategy, Proposal, SearchContext, Strategy
 
-__all__ = ["OneShotStrategy", "SearchContext", "Strategy"]
+__all__ = ["OneShotStrategy", "Proposal", "SearchContext", "Strategy"]

@@ -20,6 +20,16 @@ from nasrun.spaces import SearchSpace
 
 
 @dataclass(frozen=True)
+class Proposal:
+    """What `ask` may return instead of a plain architecture: train it to `fidelity` epochs, continuing
+    the training state of trial `continues` (multi-fidelity strategies, nasrun/strategies/fidelity.py)."""
+
+    arch: Any
+    fidelity: int | None = None
+    continues: int | None = None
+
+
+@dataclass(frozen=True)
 class Warmup:
     """`strategy.warmup`: score `candidates` random architectures with a zero-cost `proxy` (a name or a list,
     voted by rank) and propose the best `keep` (null: `candidates // 4`, at least 1) first; `batch_size` and
@@ -46,6 +56,7 @@ class Warmup:
 
 class Strategy:
     one_shot = False
+    multi_fidelity = False  # True: ask returns Proposals with a fidelity (fit_fidelity is called before bind)
     warm_startable = True   # False where the first proposals are not fresh samples (REINFORCE, one-shot)
     warmup = Warmup()        # the `strategy.warmup` settings (configure)
     preferred: tuple = ()    # warm-start architectures, best first (`warm_start`, before `bind`)
@@ -78,7 +89,7 @@ class Strategy:
         self.rng = random.Random(self.seed)
 
     def ask(self, n: int) -> list[Any]:
-        """Up to `n` architectures to evaluate next (fewer while waiting for results)."""
+        """Up to `n` architectures (or Proposals) to evaluate next (fewer while waiting for results)."""
         raise NotImplementedError
 
     def tell(self, trials: list[Trial]) -> None:

@@ -18,7 +18,7 @@ from nasrun.strategies.base import Strategy
 from nasrun.strategies.novelty import Novelty
 
 
-def _optuna():
+def load_optuna():
     try:
         import optuna
     except ImportError:
@@ -37,7 +37,7 @@ class TPE(Strategy):
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.optuna = _optuna()
+        self.optuna = load_optuna()
         self.novelty = Novelty(space, self.rng, self.preferred)
         self.names = [f"d{i}" for i in range(len(space.decisions()))]
         self.distributions = {name: self.optuna.distributions.CategoricalDistribution(list(range(len(d.choices))))
