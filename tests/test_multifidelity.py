@@ -147,11 +147,11 @@ def read(run_dir: Path):
 @pytest.mark.parametrize("strategy", ["successive_halving", "hyperband", "asha", "bohb"])
 def test_each_strategy_searches_from_the_cli(tmp_path, strategy):
     run_dir = tmp_path / "run"
-    result = run_cli([f"strategy={strategy}", "estimator.epochs=3", "budget.trials=5", *TINY_MF,
+    result = run_cli([f"strategy={strategy}", "estimator.epochs=3", "budget.trials=4", *TINY_MF,
                       f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     trials = read(run_dir)
-    assert len(trials) == 5 and {t.fidelity for t in trials} <= {1, 3} and 3 in {t.fidelity for t in trials}
+    assert len(trials) == 4 and {t.fidelity for t in trials} <= {1, 3} and 3 in {t.fidelity for t in trials}
     summary = json.loads((run_dir / "summary.json").read_text())
     best = next(t for t in trials if t.id == summary["best_trial"])
     assert best.fidelity == 3 and not (run_dir / "checkpoints" / "fidelity").exists()

@@ -1,0 +1,154 @@
+"""Multi-fidelity search against random search with full training, measured in one invocation.
+
+On digits and on the real CIFAR-10 sample (written in torchvision's `cifar-10-batches-py` layout and read
+by `dataset=cifar10`), for each seed: random search training every architecture for `--epochs`, then
+Hyperband and ASHA (min 1 epoch, eta 3, max `--epochs`) at about a third of random search's epochs, at
+about the same epochs, and at random search's wall time. Every search is nasrun's Runner in memory
+(components from the packaged configs via build_components); reported per method: epochs trained
+(a continued trial counts only its extra epochs), best validation accuracy, the final architecture's test
+accuracy, wall seconds, as mean ± std over seeds.
+
+    python scripts/multifidelity_bench.py                          # ~15 min on 2 cores
+    python scripts/multifidelity_bench.py --datasets digits --seeds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cifar10_sample  # noqa: E402
+
+
+def epochs_spent(trials, full_epochs: int) -> int:
+    """Epochs trained: a fresh trial its fidelity (or the full epochs), a continued one what it added."""
+    by_id = {t.id: t for t in trials}
+    return sum((t.fidelity or full_epochs) - (by_id[t.continues].fidelity if t.continues is not None else 0)
+               for t in trials if t.ok)
+
+
+def search(overrides: list[str], data, trials: int, seconds: float | None) -> dict:
+    from nasrun.build import build_components
+    from nasrun.commands.common import compose_run_config
+    from nasrun.run.runner import Budget, Runner
+
+    cfg = compose_run_config(overrides)
+    parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor"])
+    parts.hardware.apply()
+    start = time.perf_counter()
+    runner = Runner(parts.search_space, parts.strategy, parts.estimator, parts.executor, data, parts.hardware, None,
+                    cfg.seed, Budget(trials, seconds), show_progress=False)
+    summary = runner.run()
+    return {"epochs": epochs_spent(runner.trials, cfg.estimator.epochs), "trials": len(runner.trials),
+            "best_val": summary["best_val_accuracy"], "test": summary["test"]["test_accuracy"],
+            "seconds": time.perf_counter() - start}
+
+
+def mf_trials_for(epochs_target: int, strategy: str, max_epochs: int, common: list[str]) -> int:
+    """The trial budget at which `strategy`'s schedule spends about `epochs_target` epochs (Hyperband's is
+    fixed; ASHA's depends on the scores, so it is estimated on a scoring-free replay with seed 0)."""
+    from nasrun.records import Trial
+    from nasrun.build import build_components
+    from nasrun.commands.common import compose_run_config
+
+    cfg = compose_run_config([*common, f"strategy={strategy}"])
+    strategy_obj = build_components(cfg, ["search_space", "strategy"])
+    space, strat = strategy_obj.search_space, strategy_obj.strategy
+    strat.fit_fidelity(max_epochs, "FullTraining")
+    strat.bind(space, 0, 10_000)
+    trials, spent = [], 0
+    while spent < epochs_target:
+        proposal = strat.ask(1)[0]
+        parent = next((t.fidelity for t in trials if t.id == proposal.continues), 0)
+        spent += proposal.fidelity - parent
+        trial = Trial(len(trials), space.to_json(proposal.arch), metrics={"val_accuracy": (len(trials) * 7919 % 97) / 97},
+                      fidelity=proposal.fidelity, continues=proposal.continues)
+        trials.append(trial)
+        strat.tell([trial])
+    return len(trials)
+
+
+def run_dataset(name: str, data_overrides: list[str], args) -> list[dict]:
+    from nasrun.build import build_components
+    from nasrun.commands.common import compose_run_config
+
+    common = [*data_overrides, f"estimator.epochs={args.epochs}", "hardware=cpu", "progress=false", "report=false"]
+    data = build_components(compose_run_config(common), ["dataset"]).dataset.load()
+    rs_epochs = args.rs_configs * args.epochs
+    rows = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        base = [*common, f"seed={seed}"]
+        rs = search([*base, "strategy=random"], data, args.rs_configs, None)
+        rows.append({"dataset": name, "seed": seed, "method": "random search, full training", **rs})
+        for strategy in ("hyperband", "asha"):
+            for label, target in (("~1/3 the epochs", rs_epochs // 3), ("~equal epochs", rs_epochs)):
+                trials = mf_trials_for(target, strategy, args.epochs, common)
+                result = search([*base, f"strategy={strategy}"], data, trials, None)
+                rows.append({"dataset": name, "seed": seed, "method": f"{strategy}, {label}", **result})
+            result = search([*base, f"strategy={strategy}"], data, 10_000, rs["seconds"])
+            rows.append({"dataset": name, "seed": seed, "method": f"{strategy}, equal wall time", **result})
+        print(f"{name} seed {seed} done", file=sys.stderr, flush=True)
+    return rows
+
+
+def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    values = [v * scale for v in values]
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
+
+
+def print_table(rows: list[dict], args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Multi-fidelity vs random search (max {args.epochs} epochs, eta 3), mean ± std over "
+                        f"{args.seeds} seeds")
+    for column in ("dataset", "method", "epochs", "epochs / RS", "best val %", "test %", "seconds"):
+        table.add_column(column, justify="right")
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        rs_epochs = statistics.mean(r["epochs"] for r in mine if r["method"].startswith("random"))
+        for method in dict.fromkeys(r["method"] for r in mine):
+            group = [r for r in mine if r["method"] == method]
+            epochs = statistics.mean(r["epochs"] for r in group)
+            table.add_row(dataset, method, f"{epochs:.0f}", f"{epochs / rs_epochs:.2f}",
+                          mean_std([r["best_val"] for r in group], 100), mean_std([r["test"] for r in group], 100),
+                          f"{statistics.mean(r['seconds'] for r in group):.0f}")
+    Console(width=150).print(table)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=["digits", "cifar10"], choices=["digits", "cifar10"])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=9, help="full training = the maximum fidelity")
+    parser.add_argument("--rs-configs", type=int, default=9, help="architectures random search trains fully")
+    parser.add_argument("--cifar-train", type=int, default=2000, help="CIFAR-10 sample images used for training")
+    args = parser.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    rows = []
+    with tempfile.TemporaryDirectory() as root:
+        for dataset in args.datasets:
+            if dataset == "digits":
+                overrides = ["dataset=digits"]
+            else:
+                if not cifar10_sample.sample_path().is_file():
+                    print(f"skipping cifar10: no sample at {cifar10_sample.sample_path()}", file=sys.stderr)
+                    continue
+                cifar10_sample.write_cifar10_batches(Path(root))
+                overrides = ["dataset=cifar10", f"dataset.root={root}", "dataset.verify=false",
+                             f"dataset.train_subset={args.cifar_train}", "dataset.eval_subset=500"]
+            rows += run_dataset(dataset, overrides, args)
+    print_table(rows, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
