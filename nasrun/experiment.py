@@ -94,19 +94,29 @@ def run_info(cfg: DictConfig, hardware) -> dict:
     }
 
 
+def package_version(name: str) -> str | None:
+    """An installed distribution's version, read from its metadata (importing torchvision for its
+    `__version__` costs 2.5 s); None when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def environment(hardware) -> dict:
     """Device, library versions, platform and the nasrun checkout's commit (also used by nasrun-train)."""
     import hydra
     import numpy
     import omegaconf
     import torch
-    import torchvision
 
     return {
         "device": hardware.device,
         "device_name": hardware.name(),
         "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "hydra": hydra.__version__,
+                     "torchvision": package_version("torchvision"), "hydra": hydra.__version__,
                      "omegaconf": omegaconf.__version__, "numpy": numpy.__version__,
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
         "platform": platform.platform(),

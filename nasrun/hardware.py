@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ class Hardware:
         """Set process-wide torch options. Called at the start of every (multirun) job."""
         if self.threads is not None:
             torch.set_num_threads(int(self.threads))
-        torch.use_deterministic_algorithms(bool(self.deterministic), warn_only=True)
+        set_deterministic(bool(self.deterministic))
         if self.is_cuda:
             torch.backends.cudnn.benchmark = not self.deterministic
             if self.deterministic:
@@ -92,3 +93,15 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def set_deterministic(mode: bool) -> None:
+    """`torch.use_deterministic_algorithms(mode, warn_only=True)`, without its import of torch._inductor
+    (about 2.5 s of every run) while nothing has loaded the compiler: the ATen flag is what eager code
+    reads. Once torch._inductor is loaded (or where torch lacks the flag's setter) the public call sets
+    the compiler's flag too."""
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None or "torch._inductor" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=True)
+    else:
+        setter(mode, warn_only=True)

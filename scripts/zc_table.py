@@ -3,16 +3,19 @@
 1. Ranking: `nasrun-correlate` scores a seeded sample of distinct NB201 architectures with every proxy
    (estimator=zero_cost on the CIFAR-10 sample, written in torchvision's `cifar-10-batches-py` layout and
    read by `dataset=cifar10`) and with the table's 200-epoch test accuracy (estimator=nb201,
-   score_column=test_200ep); Spearman ρ and Kendall τ per proxy next to the published all-architecture ρ
-   (Abdelfattah et al., 2021, zero-cost-nas notebook), and the rank vote of synflow, jacob_cov and snip.
+   score_column=test_200ep); Spearman ρ and Kendall τ per proxy, ρ with the 200-epoch validation accuracy
+   (the table's cifar10_valid_200ep, looked up for the same architectures) next to the published
+   all-architecture ρ (Abdelfattah et al., 2021, zero-cost-nas notebook), the rank vote of synflow,
+   jacob_cov and snip, and a bootstrap 95 % interval of each ρ over the sampled architectures.
 2. NASWOT-style search (Mellor et al., 2021): the best naswot score of N random architectures, its
    200-epoch test accuracy; N-architecture draws from the scored sample (every score is a function of
    the architecture, the init seed being fixed), mean ± std over draws; published 92.81 ± 0.99 (N=100).
 3. Regularized evolution on the table at `--queries` queries, with and without a synflow warm start
    (strategy.warmup), over the same seeds, through nasrun's Runner in memory (scripts/nb201_table.py).
 
-    python scripts/zc_table.py                                   # 1,000 architectures, ~25 min on 2 cores
-    python scripts/zc_table.py --archs 200 --rea-seeds 10 --jobs 2
+    python scripts/zc_table.py                          # 1,000 architectures: ~100 min scoring + ~13 min REA, 2 cores
+    python scripts/zc_table.py --archs 200 --rea-seeds 10
+    python scripts/zc_table.py --reuse outputs/zc_table # print again from a finished run's files
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ PROXIES = ["synflow", "jacob_cov", "naswot", "snip", "grad_norm", "grasp", "fish
 PUBLISHED_RHO = {  # Spearman ρ with 200-epoch CIFAR-10 test accuracy, all 15,625 NB201 architectures
     "synflow": 0.737, "jacob_cov": 0.731, "snip": 0.596, "grad_norm": 0.594, "grasp": 0.514, "fisher": 0.36}
 PUBLISHED_SOURCE = "Abdelfattah et al., 2021 (zero-cost-nas notebook)"
+PUBLISHED_TARGET = "cifar10_valid_200ep"  # the paper reports ρ with the "final validation accuracy"
+BOOTSTRAP = 1000
 NASWOT_PUBLISHED = (92.81, 0.99, "Mellor et al., 2021, NB201 CIFAR-10, N=100")
 REA_PUBLISHED = (93.92, 0.30, "NB201 paper, Table 5, ~100 queries")
 VOTE = ("synflow", "jacob_cov", "snip")
@@ -52,6 +57,36 @@ def rank_correlations(args, data_root: Path, out: Path) -> dict:
               f"estimator.batches={args.batches}", "estimator.reference=2"]  # the vote of all nine is not used here
     side_b = ["estimator=nb201", "estimator.score_column=test_200ep"]
     return correlate(shared, side_a, side_b, args.archs, args.seed, ([f"zc_{p}" for p in PROXIES], "val_accuracy"), out)
+
+
+def table_column(result: dict, column: str) -> list[float | None]:
+    """`column` of the NB201 table for each sampled architecture, as a fraction (None where B failed)."""
+    from nasrun.estimators.nb201 import load_table
+
+    table = load_table()
+    return [table.columns[column][table.row(r["arch"])] / 100 if r["b"] is not None else None
+            for r in result["architectures"]]
+
+
+def proxy_rows(result: dict) -> list[dict]:
+    """Per proxy: scored, ρ/τ with the test column, ρ with PUBLISHED_TARGET, bootstrap 95 % of the former."""
+    from nasrun.reports.correlation import spearman
+
+    target = table_column(result, PUBLISHED_TARGET)
+    rng = random.Random(0)
+    rows = []
+    for proxy in PROXIES:
+        metric = result["by_metric"][f"zc_{proxy}"]
+        pairs = [(r["a_metrics"][f"zc_{proxy}"], r["b"], v) for r, v in zip(result["architectures"], target)
+                 if r["b"] is not None and r["a_metrics"][f"zc_{proxy}"] is not None]
+        scores, tests, valids = (list(column) for column in zip(*pairs))
+        draws = sorted(spearman([scores[i] for i in pick], [tests[i] for i in pick])
+                       for pick in ([rng.randrange(len(pairs)) for _ in pairs] for _ in range(BOOTSTRAP)))
+        rows.append({"proxy": proxy, "scored": len(pairs), "rho_test": metric["spearman_rho"],
+                     "tau_test": metric["kendall_tau"], "rho_test_95": (draws[int(0.025 * BOOTSTRAP)],
+                                                                       draws[int(0.975 * BOOTSTRAP) - 1]),
+                     "rho_valid": spearman(scores, valids), "published": PUBLISHED_RHO.get(proxy)})
+    return rows
 
 
 def vote_rho(result: dict) -> tuple[float, int]:
@@ -89,19 +124,21 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}"
 
 
-def print_tables(result: dict, vote: tuple[float, int], naswot: list[float], rea: dict, args, seconds: dict) -> None:
-    console = Console(width=150)
-    table = Table(title=f"NB201 CIFAR-10: proxy vs 200-epoch test accuracy, {result['sampled']} sampled architectures "
+def print_tables(result: dict, rows: list[dict], vote: tuple[float, int], naswot: list[float], rea: dict, args,
+                 seconds: dict) -> None:
+    console = Console(width=170)
+    table = Table(title=f"NB201 CIFAR-10: proxies vs 200-epoch accuracy, {result['sampled']} sampled architectures "
                         f"(seed {args.seed}), batch {args.batch_size}×{args.batches} of real CIFAR-10 images")
-    for column in ("proxy", "scored", "Spearman ρ", "Kendall τ", f"published ρ ({PUBLISHED_SOURCE})", "difference"):
+    for column in ("proxy", "scored", "ρ test", "95 % (bootstrap)", "τ test", "ρ valid",
+                   f"published ρ ({PUBLISHED_SOURCE})", "valid − published"):
         table.add_column(column, justify="right")
-    for proxy in PROXIES:
-        row = result["by_metric"][f"zc_{proxy}"]
-        published = PUBLISHED_RHO.get(proxy)
-        table.add_row(proxy, str(row["scored_by_both"]), f"{row['spearman_rho']:.3f}", f"{row['kendall_tau']:.3f}",
-                      f"{published:.3f}" if published is not None else "-",
-                      f"{row['spearman_rho'] - published:+.3f}" if published is not None else "-")
-    table.add_row(f"vote({', '.join(VOTE)})", str(vote[1]), f"{vote[0]:.3f}", "-", "-", "-")
+    for row in rows:
+        published = row["published"]
+        table.add_row(row["proxy"], str(row["scored"]), f"{row['rho_test']:.3f}",
+                      f"{row['rho_test_95'][0]:.3f}–{row['rho_test_95'][1]:.3f}", f"{row['tau_test']:.3f}",
+                      f"{row['rho_valid']:.3f}", f"{published:.3f}" if published is not None else "-",
+                      f"{row['rho_valid'] - published:+.3f}" if published is not None else "-")
+    table.add_row(f"vote({', '.join(VOTE)})", str(vote[1]), f"{vote[0]:.3f}", "-", "-", "-", "-", "-")
     console.print(table)
 
     searches = Table(title="Searches: 200-epoch CIFAR-10 test accuracy (%) of the architecture found")
@@ -129,7 +166,12 @@ def main(argv=None) -> int:
     parser.add_argument("--warm-candidates", type=int, default=100, help="architectures the warm start scores")
     parser.add_argument("--jobs", type=int, default=2, help="processes for the REA searches")
     parser.add_argument("--out", type=Path, default=Path("outputs") / "zc_table")
+    parser.add_argument("--reuse", type=Path, metavar="DIR",
+                        help="print the tables from an earlier run's correlation.json and zc_table.json in DIR "
+                             "(the scoring and the REA searches are not run again; its arguments replace these)")
     args = parser.parse_args(argv)
+    if args.reuse is not None:
+        return reprint(args.reuse)
     if not cifar10_sample.sample_path().is_file():
         print(f"zc_table: the CIFAR-10 sample is not at {cifar10_sample.sample_path()} (set NASRUN_CIFAR10_SAMPLE)",
               file=sys.stderr)
@@ -142,16 +184,36 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         result = rank_correlations(args, Path(root), args.out)
         seconds["scoring"] = time.perf_counter() - start
-    vote = vote_rho(result)
     naswot = naswot_search(result, args.naswot_n, args.naswot_draws, args.seed)
     start = time.perf_counter()
     rea = rea_runs(args)
     seconds["REA searches"] = time.perf_counter() - start
-    print_tables(result, vote, naswot, rea, args, seconds)
-    summary = {"by_metric": result["by_metric"], "vote": {"proxies": VOTE, "spearman_rho": vote[0], "archs": vote[1]},
-               "naswot": naswot, "rea": rea, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds}
+    summary = {"naswot": naswot, "rea": rea, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds}
+    report(result, summary, args)
     (args.out / "zc_table.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out / 'correlation.json'}, {args.out / 'correlation.png'} and {args.out / 'zc_table.json'}")
+    return 0
+
+
+def report(result: dict, summary: dict, args) -> None:
+    """Print both tables and add the ranking rows and the vote to `summary`."""
+    rows, vote = proxy_rows(result), vote_rho(result)
+    summary.update(proxies=rows, vote={"proxies": VOTE, "spearman_rho": vote[0], "archs": vote[1]})
+    print_tables(result, rows, vote, summary["naswot"], summary["rea"], args, summary["seconds"])
+
+
+def reprint(directory: Path) -> int:
+    """--reuse: the tables of a finished run, from its files."""
+    try:
+        result = json.loads((directory / "correlation.json").read_text())
+        summary = json.loads((directory / "zc_table.json").read_text())
+    except (OSError, ValueError) as error:
+        print(f"zc_table: --reuse {directory}: {error}", file=sys.stderr)
+        return 2
+    saved = summary["args"]
+    args = argparse.Namespace(seed=saved["seed"], batch_size=saved["batch_size"], batches=saved["batches"],
+                              naswot_n=saved["naswot_n"], queries=saved["queries"])
+    report(result, summary, args)
     return 0
 
 

@@ -38,6 +38,28 @@ def command_mains() -> dict:
     return mains
 
 
+# What the commands import on first use (the first optimizer imports torch._dynamo, 2 s; data loaders,
+# TensorBoard, TPE, plots): loaded here once instead of in every child. Ray is not: it starts threads.
+PRELOADED = ("torch._dynamo", "torch.utils.tensorboard", "torchvision.datasets", "torchvision.transforms", "optuna",
+             "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg")
+
+
+def preload() -> None:
+    for name in PRELOADED:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional package this venv lacks: the child imports what it needs
+            pass
+
+
+def thread_count() -> int:
+    """Threads of this process (a fork copies only the calling one: there must be no other)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
 def run_child(main, request: dict) -> None:
     """In the forked child: become the console-script process, run `main`, exit with its status."""
     os.setpgid(0, 0)
@@ -113,7 +135,9 @@ def fork_works() -> bool:
 
 def serve() -> None:
     mains = command_mains()
-    PROTOCOL_OUT.write(json.dumps({"ready": sorted(mains), "fork_works": fork_works()}) + "\n")
+    preload()
+    works = fork_works() and thread_count() == 1
+    PROTOCOL_OUT.write(json.dumps({"ready": sorted(mains), "fork_works": works}) + "\n")
     PROTOCOL_OUT.flush()
     for line in PROTOCOL_IN:
         if not line.strip():
