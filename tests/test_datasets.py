@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from fake_data import write_cifar10, write_cifar100, write_mnist
-from nasrun.datasets.digits import Digits
+from nasrun.datasets.digits import Digits, read_digits
 from nasrun.datasets.vision import VisionDataset
 from nasrun.errors import DatasetMissing
 
@@ -17,6 +17,23 @@ def test_digits_splits_are_disjoint_seeded_and_complete():
     assert not torch.equal(bundle.val.images, other.val.images)
     rows = lambda split: {tuple(x.flatten().tolist()) for x in split.images}  # noqa: E731
     assert not rows(bundle.train) & rows(bundle.test)
+
+
+def test_digits_are_scikit_learns_read_without_importing_it_or_the_compiler():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    pixels, labels = read_digits()
+    reference = load_digits()
+    assert pixels.shape == (1797, 64) and (pixels == reference.data).all() and (labels == reference.target).all()
+    # what every run does first: load digits, set deterministic mode (warn-only); 2 s of imports each avoided
+    check = ("import sys, torch; from nasrun.datasets.digits import read_digits; from nasrun.hardware import "
+             "set_deterministic; read_digits(); set_deterministic(True); print(torch.are_deterministic_algorithms_enabled(),"
+             " torch.is_deterministic_algorithms_warn_only_enabled(), 'sklearn' in sys.modules, 'torch._inductor' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "True", "False", "False"], result.stderr
 
 
 def test_loader_batches_are_seeded_and_cover_the_split():
