@@ -8,7 +8,8 @@ about the same epochs, and at random search's wall time. Every search is nasrun'
 (a continued trial counts only its extra epochs), best validation accuracy, the final architecture's test
 accuracy, wall seconds, as mean ± std over seeds.
 
-    python scripts/multifidelity_bench.py                          # ~15 min on 2 cores
+    python scripts/multifidelity_bench.py                          # digits + CIFAR-10 sample
+    python scripts/multifidelity_bench.py --datasets digits --seeds 3  # 7 min on 2 cores
     python scripts/multifidelity_bench.py --datasets digits --seeds 5
 """
 
