@@ -10,7 +10,6 @@ accuracy, wall seconds, as mean ± std over seeds.
 
     python scripts/multifidelity_bench.py                          # digits + CIFAR-10 sample
     python scripts/multifidelity_bench.py --datasets digits --seeds 3  # 7 min on 2 cores
-    python scripts/multifidelity_bench.py --datasets digits --seeds 5
 """
 
 from __future__ import annotations
