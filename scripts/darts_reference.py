@@ -7,7 +7,7 @@ each edge's output is the softmax(α)-weighted sum of all eight, tensors stay NC
 is kept for the backward pass (no checkpointing). The ops themselves are nasrun's search-time ops (the
 same definitions as the original's OPS table), so the difference measured is the network's execution,
 not the maths: nasrun skips `none`, runs channels-last and recomputes cell activations in the backward
-pass (`checkpoint_cells`).
+pass (`strategy.checkpoint`).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from nasrun.supernets.darts import darts_search_op
 class PlainMixedOp(nn.Module):
     def __init__(self, channels: int, stride: int):
         super().__init__()
-        self.ops = nn.ModuleList(darts_search_op(name, channels, stride) for name in DARTS_OPS)
+        self.ops = nn.ModuleDict({name: darts_search_op(name, channels, stride) for name in DARTS_OPS})
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        return sum(w * op(x) for w, op in zip(weights, self.ops))
+        return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
 
 
 class PlainCell(nn.Module):

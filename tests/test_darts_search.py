@@ -18,7 +18,8 @@ from nasrun.nets.nb201 import parse_arch
 from nasrun.supernets.darts import DartsWeightedSupernet as DartsSupernet
 from nasrun.supernets.darts import darts_search_op
 from nasrun.supernets.nb201 import NB201WeightedSupernet as NB201Supernet
-from nasrun.supernets.weighted import GumbelWeighting, MixedOp, PartialChannelWeighting, Weighting
+from nasrun.supernets.mixed import MixedOp
+from nasrun.supernets.weighted import GumbelWeighting, PartialChannelWeighting, Weighting
 from nasrun.spaces.darts import SEARCH_OPS, DartsSpace
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
@@ -91,10 +92,10 @@ def test_darts_derivation_takes_top2_edges_without_none():
 
 
 # --- the order-2 hypergradient -----------------------------------------------------------------------------
-@pytest.mark.parametrize("checkpoint_cells", [False, True])
-def test_second_order_hypergradient_matches_finite_differences(checkpoint_cells):
+@pytest.mark.parametrize("checkpoint", ["none", "cells", "edges"])
+def test_second_order_hypergradient_matches_finite_differences(checkpoint):
     torch.manual_seed(0)
-    model = NB201Supernet((1, 4, 4), 3, Weighting(), C=2, N=1, checkpoint_cells=checkpoint_cells).double()
+    model = NB201Supernet((1, 4, 4), 3, Weighting(), C=2, N=1, checkpoint=checkpoint).double()
     x, y = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
     x_val, y_val = torch.randn(6, 1, 4, 4, dtype=torch.float64), torch.randint(0, 3, (6,))
     eta, weight_decay = 0.1, 3e-4
@@ -105,7 +106,7 @@ def test_second_order_hypergradient_matches_finite_differences(checkpoint_cells)
 
     named = model.named_weight_parameters()
     alpha = model.alphas["cell"]
-    model.checkpoint_cells = False
+    model.checkpoint = "none"
 
     def unrolled_val_loss() -> float:
         loss = F.cross_entropy(model(x), y)

@@ -87,8 +87,8 @@ def test_darts_supernet_computes_only_the_chosen_edges_and_needs_every_node_conc
     normal = supernet.cells[0]
     chosen = {(position // 2, source, op) for position, (op, source) in enumerate(arch["normal"])}
     for node, inputs in enumerate(normal.edges):
-        for source, ops in enumerate(inputs):
-            for op, module in ops.items():
+        for source, mixed in enumerate(inputs):
+            for op, module in mixed.ops.items():
                 grads = [p.grad is not None for p in module.parameters()]
                 assert all(grads) if (node, source, op) in chosen else not any(grads)
     largest, smallest = supernet.largest(), supernet.smallest()

@@ -26,7 +26,8 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
-from nasrun.supernets.weighted import SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet
+from nasrun.supernets.weighted import (CHECKPOINT_MODES, SupernetSize, WeightedSupernet, Weighting,
+                                       build_weighted_supernet)
 from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
 
 log = logging.getLogger("nasrun")
@@ -40,7 +41,8 @@ class DifferentiableSearch(OneShotStrategy):
     arch_weight_decay; order 1|2; warmup_epochs (w only, α frozen); train_portion of the training split
     used for w (the rest for α); steps_per_epoch caps the steps (null: the whole half);
     stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects;
-    checkpoint_cells recomputes cell activations in the backward pass (less memory, ~1 more forward).
+    checkpoint (none | cells | edges) recomputes activations in the backward pass: less memory for more
+    compute (see `WeightedSupernet.checkpoint`).
     """
 
     name = "differentiable"
@@ -50,10 +52,12 @@ class DifferentiableSearch(OneShotStrategy):
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas=(0.5, 0.999),
                  arch_weight_decay: float = 1e-3, order: int = 1, warmup_epochs: int = 0,
                  train_portion: float = 0.5, steps_per_epoch: int | None = None,
-                 stop_at_skip_connects: int | None = None, checkpoint_cells: bool = True):
+                 stop_at_skip_connects: int | None = None, checkpoint: str = "edges"):
         for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
+        if checkpoint not in CHECKPOINT_MODES:
+            raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {checkpoint!r}")
         if order not in (1, 2):
             raise ConfigError(f"strategy.order must be 1 or 2, got {order!r}")
         if not 0.0 < float(train_portion) < 1.0:
@@ -67,7 +71,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
-        self.checkpoint_cells = bool(checkpoint_cells)
+        self.checkpoint = checkpoint
         self.autocast = contextlib.nullcontext  # search() takes the hardware's (amp: bfloat16 on CUDA)
 
     # --- what subclasses choose --------------------------------------------------------------------------
@@ -80,7 +84,7 @@ class DifferentiableSearch(OneShotStrategy):
 
     # --- setup -------------------------------------------------------------------------------------------
     def build_supernet(self, space, input_shape, num_classes: int) -> WeightedSupernet:
-        size = SupernetSize(self.C, self.layers, self.N, self.checkpoint_cells)
+        size = SupernetSize(self.C, self.layers, self.N, self.checkpoint)
         return build_weighted_supernet(space, input_shape, num_classes, self.make_weighting(), size, self.name)
 
     def split_training_data(self, data) -> tuple:

@@ -3,8 +3,8 @@
 the differentiable strategies).
 
 Each intermediate node j of a cell picks two (op, input) pairs among its inputs 0..j-1, so every cell
-holds one candidate module per op of the space for every possible edge (node j, input i), built by
-`darts_op` (stride 2 on a reduction cell's edges from its inputs, as in the evaluation network). The
+holds a `MixedOp` (one candidate module per op of the space) for every possible edge (node j, input i),
+built by `darts_op` (stride 2 on a reduction cell's edges from its inputs, as in the evaluation network). The
 active path is a genotype: only its chosen (op, input) pairs are computed; a node that picks the same
 (op, input) twice uses that one module twice (the extracted network gets two copies of its weights).
 Stem, preprocessing, reduction layout and classifier are the evaluation network's (`cell_plan`,
@@ -30,7 +30,8 @@ from nasrun.nets.darts import CELL_TYPES, cell_plan, make_stem, reduction_layers
 from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
 from nasrun.spaces.darts import DartsSpace
 from nasrun.supernets.base import Supernet, register_supernet
-from nasrun.supernets.weighted import (MixedOp, SupernetSize, WeightedSupernet, Weighting, node_sum,
+from nasrun.supernets.mixed import MixedOp
+from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, node_sum,
                                        register_weighted_supernet)
 
 CELL_OP_PARAM = re.compile(r"^cells\.(\d+)\.ops\.(\d+)\.(.+)$")
@@ -45,8 +46,7 @@ class MixedCell(nn.Module):
         self.preprocess0 = FactorizedReduce(c_pp, c) if reduction_prev else ReLUConvBN(c_pp, c, 1, 1, 0)
         self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0)
         self.edges = nn.ModuleList(
-            nn.ModuleList(nn.ModuleDict({op: darts_op(op, c, 2 if reduction and source < 2 else 1) for op in ops})
-                          for source in range(2 + node))
+            nn.ModuleList(MixedOp(ops, darts_op, c, 2 if reduction and source < 2 else 1) for source in range(2 + node))
             for node in range(nodes))
         self.pairs: list = []
         self.concat: list = []
@@ -54,7 +54,7 @@ class MixedCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for node, first in enumerate(range(0, len(self.pairs), 2)):
-            states.append(sum(self.edges[node][source][op](states[source])
+            states.append(sum(self.edges[node][source].path(states[source], op)
                               for op, source in self.pairs[first:first + 2]))
         return torch.cat([states[i] for i in self.concat], dim=1)
 
@@ -104,7 +104,7 @@ class DartsSupernet(Supernet):
             if match:
                 block, position, rest = int(match[1]), int(match[2]), match[3]
                 op, input_node = genotype[CELL_TYPES[self.reductions[block]]][position]
-                state[name] = source[f"cells.{block}.edges.{position // 2}.{input_node}.{op}.{rest}"]
+                state[name] = source[f"cells.{block}.edges.{position // 2}.{input_node}.ops.{op}.{rest}"]
             elif not name.startswith("auxiliary_head."):
                 state[name] = source[name]
         net.load_state_dict(state)
@@ -171,8 +171,8 @@ class DartsWeightedSupernet(WeightedSupernet):
     cell_types = ("normal", "reduce")
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16,
-                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = (), checkpoint_cells: bool = False):
-        super().__init__(weighting, checkpoint_cells)
+                 layers: int = 8, nodes: int = 4, search_ops: Sequence[str] = (), checkpoint: str = "none"):
+        super().__init__(weighting, checkpoint)
         self.search_ops = tuple(search_ops)
         self.ops = ("none",) + self.search_ops
         self.nodes = nodes
@@ -198,7 +198,7 @@ class DartsWeightedSupernet(WeightedSupernet):
     def for_search(cls, space: DartsSpace, input_shape, num_classes: int, weighting: Weighting,
                    size: SupernetSize) -> "DartsWeightedSupernet":
         return cls(input_shape, num_classes, weighting, size.C, size.layers, space.nodes, space.ops,
-                   size.checkpoint_cells)
+                   size.checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

@@ -14,25 +14,30 @@ from torch import nn
 from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, format_arch, nb201_backbone, nb201_op, parse_arch
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.supernets.base import Supernet, register_supernet
-from nasrun.supernets.weighted import (MixedOp, SupernetSize, WeightedSupernet, Weighting, node_sum,
+from nasrun.supernets.mixed import MixedOp
+from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, node_sum,
                                        register_weighted_supernet)
 
 CELL_PARAM = re.compile(r"^cells\.(\d+)\.edges\.(\d+)\.(.+)$")
 
 
+def nb201_edge_op(name: str, channels: int, stride: int) -> nn.Module:
+    """A cell edge's op (cells keep their resolution: `stride` is always 1)."""
+    return nb201_op(name, channels)
+
+
 class MixedCell(nn.Module):
-    """A cell whose edges hold every op; `ops` (one name per edge) selects the active ones."""
+    """A cell whose edges are `MixedOp`s holding every op; `ops` (one name per edge) selects the active ones."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.edges = nn.ModuleList(nn.ModuleDict({op: nb201_op(op, channels) for op in NB201_OPS})
-                                   for _ in NB201_EDGES)
+        self.edges = nn.ModuleList(MixedOp(NB201_OPS, nb201_edge_op, channels, 1) for _ in NB201_EDGES)
         self.ops: list[str] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes, position = [x], 0
         for target in range(1, 4):
-            nodes.append(sum(self.edges[position + s][self.ops[position + s]](nodes[s]) for s in range(target)))
+            nodes.append(sum(self.edges[position + s].path(nodes[s], self.ops[position + s]) for s in range(target)))
             position += target
         return nodes[3]
 
@@ -70,7 +75,7 @@ class NB201Supernet(Supernet):
             match = CELL_PARAM.match(name)
             if match:
                 block, edge, rest = match.groups()
-                state[name] = source[f"cells.{block}.edges.{edge}.{ops[int(edge)]}.{rest}"]
+                state[name] = source[f"cells.{block}.edges.{edge}.ops.{ops[int(edge)]}.{rest}"]
             else:
                 state[name] = source[name]
         net.load_state_dict(state)
@@ -92,8 +97,7 @@ class NB201SearchCell(nn.Module):
 
     def __init__(self, channels: int, partial: int):
         super().__init__()
-        self.edges = nn.ModuleList(MixedOp(NB201_OPS, lambda name, c, _: nb201_op(name, c), channels, 1, partial)
-                                   for _ in range(6))
+        self.edges = nn.ModuleList(MixedOp(NB201_OPS, nb201_edge_op, channels, 1, partial) for _ in NB201_EDGES)
 
     def forward(self, x, weights, index, edge_weights):
         nodes, edge = [x], 0
@@ -112,8 +116,8 @@ class NB201WeightedSupernet(WeightedSupernet):
     node_edges = [slice(0, 1), slice(1, 3), slice(3, 6)]
 
     def __init__(self, input_shape: Sequence[int], num_classes: int, weighting: Weighting, C: int = 16, N: int = 5,
-                 checkpoint_cells: bool = False):
-        super().__init__(weighting, checkpoint_cells)
+                 checkpoint: str = "none"):
+        super().__init__(weighting, checkpoint)
         self.stem, self.cells, channels = nb201_backbone(input_shape[0], C, N,
                                                          lambda c: NB201SearchCell(c, weighting.partial))
         self.head = nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1),
@@ -123,7 +127,7 @@ class NB201WeightedSupernet(WeightedSupernet):
     @classmethod
     def for_search(cls, space: NB201Space, input_shape, num_classes: int, weighting: Weighting,
                    size: SupernetSize) -> "NB201WeightedSupernet":
-        return cls(input_shape, num_classes, weighting, size.C, size.N, size.checkpoint_cells)
+        return cls(input_shape, num_classes, weighting, size.C, size.N, size.checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

@@ -1,6 +1,6 @@
 """α-weighted supernets, the mode the differentiable strategies (DARTS, PC-DARTS, GDAS) search with.
 
-Every edge of a cell is a `MixedOp` over the candidate ops. How an edge weighs its ops is pluggable
+Every edge of a cell is a `mixed.MixedOp` over the candidate ops, in its α-weighted mode. How an edge weighs its ops is pluggable
 (`Weighting`): a softmax over α (DARTS), the same on a 1/k slice of the channels plus a softmax over the
 edges entering each node (PC-DARTS), or a hard Gumbel-softmax sample that runs one op (GDAS).
 A space's α-weighted supernet lives in that space's file of this package, next to its single-path
@@ -11,7 +11,7 @@ dispatches on `space.name`, so a strategy never branches on the space.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,9 @@ from torch.utils.checkpoint import checkpoint
 
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.supernets.base import import_supernets
+from nasrun.supernets.mixed import MixedOp
+
+CHECKPOINT_MODES = ("none", "cells", "edges")
 
 
 # --- edge weightings ---------------------------------------------------------------------------------
@@ -64,36 +67,6 @@ class GumbelWeighting(Weighting):
         return hard - probs.detach() + probs, index.tolist()
 
 
-# --- mixed op --------------------------------------------------------------------------------------
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    n, c, h, w = x.shape
-    return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
-class MixedOp(nn.Module):
-    """One edge: all candidate ops, combined by the weights the cell passes in."""
-
-    def __init__(self, ops: Sequence[str], make_op: Callable[[str, int, int], nn.Module], channels: int,
-                 stride: int, partial: int = 1):
-        super().__init__()
-        self.stride, self.partial = stride, partial
-        self.ops = nn.ModuleList(make_op(name, channels // partial, stride) for name in ops)
-        self.nonzero = [i for i, name in enumerate(ops) if name != "none"]  # `none` adds exactly 0: skipped
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None):
-        if self.partial == 1:
-            return self._mix(x, weights, index)
-        c = x.shape[1] // self.partial
-        mixed = self._mix(x[:, :c], weights, index)
-        rest = x[:, c:] if self.stride == 1 else F.max_pool2d(x[:, c:], 2, 2, ceil_mode=True)
-        return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial)
-
-    def _mix(self, x, weights, index):
-        if index is not None:  # hard sample: run one op, keep every weight in the graph for α's gradient
-            return self.ops[index](x) * weights[index] + (weights.sum() - weights[index])
-        return sum(weights[i] * self.ops[i](x) for i in self.nonzero)
-
-
 # --- the supernet base --------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class SupernetSize:
@@ -102,7 +75,7 @@ class SupernetSize:
     C: int = 16                    # channels of the first cells
     layers: int = 8                # cells (DARTS space)
     N: int = 5                     # cells per stage (NB201 space)
-    checkpoint_cells: bool = False
+    checkpoint: str = "none"       # none | cells | edges (see WeightedSupernet.checkpoint)
 
 
 WEIGHTED_SUPERNETS: dict[str, type] = {}
@@ -132,28 +105,46 @@ def build_weighted_supernet(space, input_shape, num_classes: int, weighting: Wei
 class WeightedSupernet(nn.Module):
     """Cells of mixed ops plus architecture parameters α (and β) per cell type.
 
-    Subclasses set `ops`, `cell_types`, `node_edges` (per node, the slice of edge indices entering it)
-    and implement `derive()` and `collapse()`.
+    Subclasses set `ops`, `cell_types`, `node_edges` (per node, the slice of edge indices entering it),
+    call `_make_arch_parameters` last in `__init__`, and implement `derive()` and `collapse()`.
+
+    `checkpoint` trades compute for memory in training mode: "cells" keeps only each cell's inputs and
+    recomputes the cell's activations in the backward pass (about one more forward pass); "edges" does
+    that and, while a cell is recomputed, keeps none of its ops' activations either, recomputing each
+    edge's ops once more when its gradient is needed. (Recomputation updates the affine-free BN running
+    statistics again; training-mode outputs and every gradient are unchanged.)
     """
 
     ops: tuple
     cell_types: tuple
 
-    def __init__(self, weighting: Weighting, checkpoint_cells: bool = False):
+    def __init__(self, weighting: Weighting, checkpoint: str = "none"):
         super().__init__()
         self.weighting = weighting
-        self.checkpoint_cells = checkpoint_cells
+        self._checkpoint = checkpoint
+
+    @property
+    def checkpoint(self) -> str:
+        return self._checkpoint
+
+    @checkpoint.setter
+    def checkpoint(self, mode: str) -> None:
+        if mode not in CHECKPOINT_MODES:
+            raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
+        self._checkpoint = mode
+        for module in self.modules():
+            if isinstance(module, MixedOp):
+                module.checkpoint = mode == "edges"
 
     def run_cell(self, cell: nn.Module, *inputs):
-        """With `checkpoint_cells`, keep only each cell's inputs and recompute its activations in the
-        backward pass: a fraction of the memory for about one more forward pass. (The recomputation
-        updates the affine-free BN running statistics a second time; training-mode outputs and every
-        gradient are unchanged.)"""
-        if self.checkpoint_cells and self.training and torch.is_grad_enabled():
+        """The cell's output, its activations recomputed in the backward pass unless `checkpoint` is "none"."""
+        if self._checkpoint != "none" and self.training and torch.is_grad_enabled():
             return checkpoint(cell, *inputs, use_reentrant=False)
         return cell(*inputs)
 
     def _make_arch_parameters(self, edges: int) -> None:
+        """α (and β) for `edges` edges per cell type; also applies `checkpoint` to the mixed ops now built."""
+        self.checkpoint = self._checkpoint
         self.alphas = nn.ParameterDict({name: nn.Parameter(1e-3 * torch.randn(edges, len(self.ops)))
                                         for name in self.cell_types})
         self.betas = nn.ParameterDict({name: nn.Parameter(1e-3 * torch.randn(edges)) for name in self.cell_types}) \
@@ -205,11 +196,12 @@ class WeightedSupernet(nn.Module):
         raise NotImplementedError
 
 def node_sum(edges, states, edge, weights, index, edge_weights):
-    """One intermediate node: the (edge-weighted) sum of the mixed ops from every earlier state, which
-    are edges `edge`, `edge+1`, ...; returns the sum and the index of the next edge."""
+    """One intermediate node: the sum of the mixed ops (each scaled by its edge weight, where there are
+    any) from every earlier state, which are edges `edge`, `edge+1`, ...; returns the sum and the index
+    of the next edge."""
     total = 0
     for h in states:
-        out = edges[edge](h, weights[edge], None if index is None else index[edge])
-        total = total + (out if edge_weights is None else edge_weights[edge] * out)
+        total = total + edges[edge](h, weights[edge], None if index is None else index[edge],
+                                    None if edge_weights is None else edge_weights[edge])
         edge += 1
     return total, edge
