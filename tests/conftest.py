@@ -27,10 +27,10 @@ CIFAR10_SAMPLE = sample_path()
 
 torch.set_num_threads(1)
 
-# A tiny budget for end-to-end runs: 2 trials of 1 epoch on a shallow space, no end-of-run plots (the
-# default-run test and tests/test_reports.py draw them).
-TINY = ["budget.trials=2", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
-        "progress=false", "report=false"]
+# A tiny budget for end-to-end runs (conf/scale/tiny*: 2 trials of 1 epoch, the smallest networks of
+# whatever options follow), no progress bars, no end-of-run plots (the default-run test and
+# tests/test_reports.py draw them).
+TINY = ["scale=tiny", "progress=false", "report=false"]
 
 
 def group_options(group: str) -> list[str]:

@@ -62,7 +62,7 @@ def same_trials(serial, parallel):
 
 
 def tiny_training(executor_overrides):
-    return ["hardware=cpu", "hardware.threads=1", "budget.trials=4", "final_test=false", *TINY[1:],
+    return ["hardware=cpu", "hardware.threads=1", "budget.trials=4", "final_test=false", *TINY,
             *executor_overrides]
 
 
