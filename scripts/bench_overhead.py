@@ -16,11 +16,12 @@ import time
 import torch
 from torch import nn
 
-from nasrun.datasets.digits import Digits
-from nasrun.estimators.full_training import FullTraining
-from nasrun.hardware import Hardware, seed_everything
-from nasrun.spaces.macro import MacroSpace
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
+from nasrun.hardware import seed_everything
 
+SPACE = ["search_space.min_layers=8", "search_space.max_layers=12", "search_space.widths=[16,32,64]",
+         "search_space.stem_width=16"]  # a macro space that holds ARCH
 ARCH = {"stem": 16, "layers": [
     {"op": "conv3x3", "width": 32, "stride": 1, "skips": []},
     {"op": "sepconv3x3", "width": 32, "stride": 1, "skips": []},
@@ -71,9 +72,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    data, space, hardware = Digits().load(), MacroSpace(), Hardware("cpu")
+    cfg = compose_run_config(["dataset=digits", "estimator=full_training", "hardware=cpu", *SPACE,
+                              f"estimator.epochs={args.epochs}", f"estimator.batch_size={args.batch_size}",
+                              "estimator.lr=0.05"])
+    parts = build_components(cfg, ["hardware", "search_space", "estimator", "dataset"])
+    data, space, hardware, estimator = parts.dataset.load(), parts.search_space, parts.hardware, parts.estimator
     hardware.apply()
-    estimator = FullTraining(epochs=args.epochs, batch_size=args.batch_size, lr=0.05)
     estimator.bind(space, data, hardware)
     samples = args.epochs * len(data.train)
     estimator.evaluate(ARCH, seed=0)  # warm-up of both paths (allocator, kernels), untimed

@@ -14,12 +14,10 @@ import time
 from pathlib import Path
 
 from nasrun.estimators import Estimator, Evaluation
-from nasrun.executors.local import LocalExecutor
-from nasrun.hardware import Hardware
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.tensorboard import TensorBoardLog
-from nasrun.spaces.nb201 import NB201Space
-from nasrun.strategies.random_search import RandomSearch
 
 
 class InstantEstimator(Estimator):
@@ -33,8 +31,10 @@ class InstantEstimator(Estimator):
 
 
 def run_seconds(trials: int, checkpointing: bool) -> float:
+    parts = build_components(compose_run_config(["search_space=nb201", "strategy=random", "hardware=cpu"]),
+                             ["hardware", "search_space", "strategy", "executor"])
     with tempfile.TemporaryDirectory() as run_dir:
-        runner = Runner(NB201Space(), RandomSearch(), InstantEstimator(), LocalExecutor(), None, Hardware("cpu"),
+        runner = Runner(parts.search_space, parts.strategy, InstantEstimator(), parts.executor, None, parts.hardware,
                         Path(run_dir), seed=0, budget=Budget(trials), show_progress=False, final_test=False)
         runner.observers = [o for o in runner.observers if not isinstance(o, TensorBoardLog)]
         if not checkpointing:

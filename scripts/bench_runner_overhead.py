@@ -16,18 +16,24 @@ import logging
 import tempfile
 import time
 
-from nasrun.estimators.nb201 import NB201Tabular, load_table
-from nasrun.executors.local import LocalExecutor
-from nasrun.hardware import Hardware
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
+from nasrun.estimators.nb201 import load_table
 from nasrun.records import Trial
 from nasrun.run.runner import Budget, Runner
-from nasrun.spaces.nb201 import NB201Space
-from nasrun.strategies.random_search import RandomSearch
+
+CONFIG = ["search_space=nb201", "strategy=random", "estimator=nb201", "hardware=cpu", "executor=local"]
+
+
+def components():
+    """Fresh components of `nasrun search_space=nb201 estimator=nb201 hardware=cpu` (random search)."""
+    return build_components(compose_run_config(CONFIG))
 
 
 def bare_loop(trials: int, seed: int) -> float:
     """Seconds for `trials` ask → evaluate → tell steps with nothing else around them."""
-    space, strategy, estimator = NB201Space(), RandomSearch(), NB201Tabular("cifar10")
+    parts = components()
+    space, strategy, estimator = parts.search_space, parts.strategy, parts.estimator
     estimator.bind(space, None, None)
     start = time.perf_counter()
     strategy.bind(space, seed, trials)
@@ -40,10 +46,10 @@ def bare_loop(trials: int, seed: int) -> float:
 
 def runner_loop(trials: int, seed: int, durable_log: bool) -> float:
     """Seconds for a whole Runner.run() of `trials` trials (summary and final test included)."""
-    space, strategy, estimator = NB201Space(), RandomSearch(), NB201Tabular("cifar10")
+    parts = components()
     with tempfile.TemporaryDirectory() as run_dir:
-        runner = Runner(space, strategy, estimator, LocalExecutor(), None, Hardware("cpu"), run_dir, seed,
-                        Budget(trials), show_progress=False, durable_log=durable_log)
+        runner = Runner(parts.search_space, parts.strategy, parts.estimator, parts.executor, None, parts.hardware,
+                        run_dir, seed, Budget(trials), show_progress=False, durable_log=durable_log)
         start = time.perf_counter()
         runner.run()
         return time.perf_counter() - start

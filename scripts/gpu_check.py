@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.hardware import Hardware
-from nasrun.spaces.darts import DartsSpace
 from nasrun.spaces.darts_genotypes import published_genotype
 from nasrun.strategies.differentiable import to_device
 
@@ -83,13 +82,13 @@ def search_row(variant: str, hardware: Hardware, steps: int, smoke: bool) -> dic
         overrides = [*overrides, f"strategy.C={SMOKE['C']}", f"strategy.layers={SMOKE['layers']}",
                      f"strategy.batch_size={SMOKE['batch']}"]
     cfg = compose_run_config([f"strategy={option}", *overrides])
-    strategy = build_components(cfg, ["strategy"]).strategy
-    strategy.bind(DartsSpace(), 0, 1)
+    parts = build_components(cfg, ["search_space", "strategy"])
+    space, strategy = parts.search_space, parts.strategy
+    strategy.bind(space, 0, 1)
     strategy.autocast = hardware.autocast
     torch.manual_seed(0)
     size = SMOKE["image"] if smoke else 32
-    model = strategy.build_supernet(DartsSpace(), (3, size, size), 10).to(hardware.device,
-                                                                            memory_format=torch.channels_last)
+    model = strategy.build_supernet(space, (3, size, size), 10).to(hardware.device, memory_format=torch.channels_last)
     w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
                                   weight_decay=strategy.weight_decay)
     arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
@@ -114,7 +113,9 @@ def evaluation_row(hardware: Hardware, steps: int, smoke: bool) -> dict:
     C, layers = (SMOKE["eval_C"], SMOKE["eval_layers"]) if smoke else (EVALUATION["C"], EVALUATION["layers"])
     batch = SMOKE["batch"] if smoke else EVALUATION["batch"]
     size = SMOKE["image"] if smoke else 32
-    space = DartsSpace(C=C, layers=layers, auxiliary=True, drop_path_prob=0.2)
+    cfg = compose_run_config(["search_space=darts", f"search_space.C={C}", f"search_space.layers={layers}",
+                              "search_space.auxiliary=true", "search_space.drop_path_prob=0.2"])
+    space = build_components(cfg, ["search_space"]).search_space
     torch.manual_seed(0)
     model = space.build(published_genotype("DARTS_V2"), (3, size, size), 10).to(hardware.device,
                                                                               memory_format=torch.channels_last)
@@ -156,7 +157,8 @@ def main() -> None:
     print(f"{name}, torch {torch.__version__}; median of {args.steps} steps after one warm-up")
     print(f"{'what':34} {'amp':>5} {'s/step':>8} {'peak GB':>8} {'projected h':>12} {'published':>16}")
     for amp in (False,) if args.cpu_smoke else (False, True):  # autocast is CUDA-only (Hardware.autocast)
-        hardware = Hardware(device, amp=amp)
+        hardware = build_components(compose_run_config([f"hardware={device}", f"hardware.amp={str(amp).lower()}"]),
+                                    ["hardware"]).hardware
         rows = [search_row(v, hardware, args.steps, args.cpu_smoke) for v in args.variants]
         rows.append(evaluation_row(hardware, args.steps, args.cpu_smoke))
         for row in rows:

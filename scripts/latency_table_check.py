@@ -19,7 +19,12 @@ from scipy.stats import spearmanr
 
 from nasrun.assessment.latency_table import LatencyTable
 from nasrun.assessment.metrics import example_input, measure_latency_ms
-from nasrun.spaces.macro import MacroSpace
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
+
+SPACE = ["search_space=macro", "search_space.min_layers=2", "search_space.max_layers=6",
+         "search_space.ops=[conv3x3,conv5x5,sepconv3x3,maxpool3x3,identity]", "search_space.widths=[16,32,64]",
+         "search_space.stem_width=16"]
 
 
 def main() -> None:
@@ -32,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     shape = tuple(int(v) for v in args.input.split(","))
-    space = MacroSpace(min_layers=2, max_layers=6, ops=["conv3x3", "conv5x5", "sepconv3x3", "maxpool3x3", "identity"],
-                       widths=[16, 32, 64])
+    space = build_components(compose_run_config(SPACE), ["search_space"]).search_space
     start = time.perf_counter()
     table = LatencyTable.measure(space, shape, 10, min_seconds=args.min_seconds)
     build_seconds = time.perf_counter() - start

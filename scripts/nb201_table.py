@@ -4,9 +4,10 @@ For each strategy and dataset: N seeds of a search of `--queries` queries (the p
 is about 100 queries), each seeing only the 12-epoch validation accuracy; the best-found architecture's
 200-epoch test accuracy is reported as mean ± std over seeds, next to the paper's numbers.
 
-Strategies are built from their packaged YAML (conf/strategy/<name>.yaml, the CLI's defaults) and the
-estimator is `NB201Tabular`; each search is nasrun's Runner without a run directory (it writes no
-files), so that thousands of searches take minutes.
+Space, strategy and estimator are built from the packaged configs (`nasrun strategy=<name>
+search_space=nb201 estimator=nb201 estimator.dataset=<dataset>`, through build_components); each
+search is nasrun's Runner without a run directory (it writes no files), so that thousands of searches
+take minutes.
 
     python scripts/nb201_table.py                       # 500 seeds (TPE 100, REINFORCE 200), all strategies
     python scripts/nb201_table.py --seeds 50 --strategies random reinforce --set reinforce.lr=0.02
@@ -20,9 +21,7 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from importlib import resources
 
-from omegaconf import OmegaConf
 
 STRATEGIES = ["random", "regularized_evolution", "reinforce", "tpe", "local_search", "local_search_first", "evolution"]
 SLOW_DEFAULT_SEEDS = {"tpe": 100, "reinforce": 200}   # optuna / a torch update per query: ~10-50x slower
@@ -37,28 +36,25 @@ PAPER_RESNET = {"cifar10": 93.97, "cifar100": 70.86, "imagenet16": 43.63}
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 
 
-def strategy_config(name: str, overrides: list[str]):
-    """The packaged YAML of strategy `name` with `name.key=value` overrides applied."""
-    text = resources.files("nasrun.conf").joinpath("strategy", f"{name}.yaml").read_text()
-    cfg = OmegaConf.create(text)
-    for override in overrides:
-        target, _, value = override.partition("=")
-        group, _, key = target.partition(".")
-        if group == name:
-            OmegaConf.update(cfg, key, OmegaConf.create(f"v: {value}").v if value else None)  # YAML: 100 is a number
-    return cfg
+def nb201_config(name: str, dataset: str, overrides: list[str]):
+    """The config `nasrun strategy=<name> search_space=nb201 estimator=nb201` composes, with the
+    `name.key=value` overrides meant for this strategy applied as `strategy.key=value`."""
+    from nasrun.commands.common import compose_run_config
+
+    mine = [f"strategy.{o.partition('.')[2]}" for o in overrides if o.partition(".")[0] == name]
+    return compose_run_config([f"strategy={name}", "search_space=nb201", "estimator=nb201",
+                               f"estimator.dataset={dataset}", "hardware=cpu", *mine])
 
 
-def search(strategy, estimator, space, seed: int, queries: int) -> tuple[float, list[float]]:
+def search(strategy, estimator, space, hardware, seed: int, queries: int) -> tuple[float, list[float]]:
     """One search by nasrun's Runner in memory (no run directory): (200-epoch test accuracy of the
     best-found architecture, best-so-far validation curve)."""
     from nasrun.estimators import Evaluation
     from nasrun.executors.local import LocalExecutor
-    from nasrun.hardware import Hardware
     from nasrun.records import best_trial
     from nasrun.run.runner import Budget, Runner
 
-    runner = Runner(space, strategy, estimator, LocalExecutor(), None, Hardware("cpu"), None, seed, Budget(queries),
+    runner = Runner(space, strategy, estimator, LocalExecutor(), None, hardware, None, seed, Budget(queries),
                     show_progress=False, final_test=False)
     runner.run()
     curve, best = [], None
@@ -75,14 +71,13 @@ def run_cell(job: tuple) -> list[float]:
     name, dataset, seeds, queries, overrides = job
     import torch
 
-    from nasrun.build import instantiate
-    from nasrun.estimators.nb201 import NB201Tabular
-    from nasrun.spaces.nb201 import NB201Space
+    from nasrun.build import build_components
 
     torch.set_num_threads(1)
-    space, estimator = NB201Space(), NB201Tabular(dataset)
-    config = strategy_config(name, overrides)
-    return [search(instantiate(config, "strategy"), estimator, space, seed, queries)[0] for seed in seeds]
+    cfg = nb201_config(name, dataset, overrides)
+    parts = build_components(cfg, ["hardware", "search_space", "estimator"])
+    return [search(build_components(cfg, ["strategy"]).strategy, parts.estimator, parts.search_space, parts.hardware,
+                   seed, queries)[0] for seed in seeds]
 
 
 def table_rows(results: dict, seeds_used: dict) -> list[list[str]]:
