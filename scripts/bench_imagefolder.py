@@ -34,6 +34,8 @@ from torchvision import datasets as tv
 from torchvision import transforms as T
 
 from nasrun.datasets.base import Augment, DataBundle
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
 from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.hardware import cpu_name
 
@@ -72,6 +74,13 @@ def epoch_seconds(bundle: DataBundle, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def image_folder(root: Path, cache: str, workers: int) -> ImageFolderDataset:
+    """The source `nasrun dataset=imagefolder dataset.root=ROOT dataset.cache=CACHE` reads (32x32)."""
+    cfg = compose_run_config(["dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=32",
+                              f"dataset.cache={cache}", f"dataset.num_workers={workers}"])
+    return build_components(cfg, ["dataset"]).dataset
+
+
 def timed_load(source: ImageFolderDataset) -> tuple[DataBundle, float]:
     start = time.perf_counter()
     bundle = source.load()
@@ -102,9 +111,7 @@ def main() -> None:
         total = args.images + 2 * EVAL_IMAGES
         print(f"{args.images} training images (+{EVAL_IMAGES} val, +{EVAL_IMAGES} test), 32x32 JPEG quality "
               f"{QUALITY}, shuffled batches of {BATCH}")
-        options = dict(image_size=32, num_workers=args.workers)
-
-        cached, load_s = timed_load(ImageFolderDataset(str(root), cache="memory", **options))
+        cached, load_s = timed_load(image_folder(root, "memory", args.workers))
         seconds = {"cached, first epoch (with decode)": load_s + epoch_seconds(cached, seed=0)}
         old = old_bundle(root, cached.augment)
         for label, bundle, epochs in (("old path (PIL every epoch)", old, args.old_epochs),
@@ -112,8 +119,8 @@ def main() -> None:
             seconds[label] = statistics.median(epoch_seconds(bundle, seed) for seed in range(1, epochs + 1))
             seconds[f"{label}, no augmentation"] = statistics.median(
                 epoch_seconds(no_augment(bundle), seed) for seed in range(1, epochs + 1))
-        timed_load(ImageFolderDataset(str(root), cache="disk", **options))
-        _, disk_s = timed_load(ImageFolderDataset(str(root), cache="disk", **options))
+        timed_load(image_folder(root, "disk", args.workers))
+        _, disk_s = timed_load(image_folder(root, "disk", args.workers))
 
     rate = {label: args.images / s for label, s in seconds.items()}
     for label, s in seconds.items():

@@ -22,9 +22,8 @@ from torch import nn
 
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import TrialJob
-from nasrun.executors.local import LocalExecutor
-from nasrun.executors.processes import ProcessesExecutor
-from nasrun.hardware import Hardware
+from nasrun.build import build_components
+from nasrun.commands.common import compose_run_config
 
 
 class FixedWorkEstimator(Estimator):
@@ -68,6 +67,11 @@ def time_executor(executor, estimator, trials: int) -> tuple[float, float, list]
     return started - start, elapsed, sorted(done, key=lambda t: t.id)
 
 
+def components(overrides: list[str], group: str):
+    """The `group` component `nasrun <overrides>` would build."""
+    return getattr(build_components(compose_run_config(overrides), [group]), group)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
@@ -78,13 +82,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     estimator = FixedWorkEstimator(args.steps)
-    estimator.bind(None, None, Hardware("cpu", threads=1))
+    estimator.bind(None, None, components(["hardware=cpu", "hardware.threads=1"], "hardware"))
     estimator.evaluate([0], 0)  # torch's one-off lazy set-up, paid here for local (workers pay theirs in trials)
-    executors = {"local": LocalExecutor, "processes": lambda: ProcessesExecutor(workers=args.workers)}
+    executors = {"local": lambda: components(["executor=local"], "executor"),
+                 "processes": lambda: components(["executor=processes", f"executor.workers={args.workers}"], "executor")}
     if not args.skip_ray:
-        from nasrun.executors.ray import RayExecutor
-
-        executors["ray"] = lambda: RayExecutor(local_cpus=args.workers, num_cpus=1, object_store_mb=128)
+        executors["ray"] = lambda: components(["executor=ray", f"executor.local_cpus={args.workers}", "executor.num_cpus=1",
+                                               "executor.object_store_mb=128"], "executor")
     print(f"{args.trials} trials x {args.steps} steps, {os.cpu_count()} cores, load average "
           f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, {args.repeats} repeat(s)")
     times = {name: [] for name in executors}
