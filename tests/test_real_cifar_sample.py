@@ -43,8 +43,8 @@ def test_the_cifar10_loader_reads_the_real_images_unchanged(tmp_path):
 
 def test_a_search_on_real_cifar10_images_in_their_own_format(tmp_path):
     write_cifar10_batches(tmp_path / "data")
-    result = run_cli([*TINY, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.verify=false"],
-                     tmp_path)
+    result = run_cli([*TINY, "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.verify=false",
+                      "dataset.train_subset=null", "dataset.eval_subset=null"], tmp_path)  # every image of the sample
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
