@@ -8,8 +8,9 @@ about the same epochs, and at random search's wall time. Every search is nasrun'
 (a continued trial counts only its extra epochs), best validation accuracy, the final architecture's test
 accuracy, wall seconds, as mean ± std over seeds.
 
-    python scripts/multifidelity_bench.py                          # digits + CIFAR-10 sample
-    python scripts/multifidelity_bench.py --datasets digits --seeds 3  # 7 min on 2 cores
+    python scripts/multifidelity_bench.py                          # digits + CIFAR-10 sample, ~35 min on 2 cores
+    python scripts/multifidelity_bench.py --datasets digits            # 7 min
+    python scripts/multifidelity_bench.py --datasets cifar10           # 25 min (500 training images)
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=9, help="full training = the maximum fidelity")
     parser.add_argument("--rs-configs", type=int, default=9, help="architectures random search trains fully")
-    parser.add_argument("--cifar-train", type=int, default=2000, help="CIFAR-10 sample images used for training")
+    parser.add_argument("--cifar-train", type=int, default=500, help="CIFAR-10 sample images used for training")
     args = parser.parse_args(argv)
     import torch
 

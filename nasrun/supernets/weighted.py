@@ -198,10 +198,12 @@ class WeightedSupernet(nn.Module):
 def node_sum(edges, states, edge, weights, index, edge_weights):
     """One intermediate node: the sum of the mixed ops (each scaled by its edge weight, where there are
     any) from every earlier state, which are edges `edge`, `edge+1`, ...; returns the sum and the index
-    of the next edge."""
-    total = 0
-    for h in states:
-        total = total + edges[edge](h, weights[edge], None if index is None else index[edge],
-                                    None if edge_weights is None else edge_weights[edge])
+    of the next edge. The sum of the first two is a new tensor that later edges add into in place (addition
+    keeps nothing for the backward pass), so a node costs one full-width tensor, not one per edge."""
+    total = None
+    for position, h in enumerate(states):
+        out = edges[edge](h, weights[edge], None if index is None else index[edge],
+                          None if edge_weights is None else edge_weights[edge])
+        total = out if total is None else total + out if position == 1 else total.add_(out)
         edge += 1
     return total, edge
