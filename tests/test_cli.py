@@ -142,6 +142,10 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "nasrun.spaces.macro.MacroSpace" in result.stdout
+    tiny = subprocess.run([sys.executable, "-m", "nasrun", "scale=tiny", "strategy=darts", "--cfg", "job"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)  # conf/scale/<group>/ is installed too
+    assert tiny.returncode == 0, tiny.stderr
+    assert "trials: 2" in tiny.stdout and "steps_per_epoch: 2" in tiny.stdout
     probe = subprocess.run([sys.executable, "-c", "import nasrun.conf; print(nasrun.conf.__path__[0])"], cwd=tmp_path,
                            env=env, capture_output=True, text=True)
     assert Path(probe.stdout.strip()).is_relative_to(target)
