@@ -26,8 +26,8 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
-from nasrun.supernets.weighted import (CHECKPOINT_MODES, SupernetSize, WeightedSupernet, Weighting,
-                                       build_weighted_supernet)
+from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
+                                       check_checkpoint_mode)
 from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
 
 log = logging.getLogger("nasrun")
@@ -56,8 +56,6 @@ class DifferentiableSearch(OneShotStrategy):
         for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
-        if checkpoint not in CHECKPOINT_MODES:
-            raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {checkpoint!r}")
         if order not in (1, 2):
             raise ConfigError(f"strategy.order must be 1 or 2, got {order!r}")
         if not 0.0 < float(train_portion) < 1.0:
@@ -71,7 +69,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
-        self.checkpoint = checkpoint
+        self.checkpoint = check_checkpoint_mode(checkpoint)
         self.autocast = contextlib.nullcontext  # search() takes the hardware's (amp: bfloat16 on CUDA)
 
     # --- what subclasses choose --------------------------------------------------------------------------

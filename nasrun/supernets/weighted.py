@@ -24,6 +24,12 @@ from nasrun.supernets.mixed import MixedOp
 CHECKPOINT_MODES = ("none", "cells", "edges")
 
 
+def check_checkpoint_mode(mode: str) -> str:
+    if mode not in CHECKPOINT_MODES:
+        raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
+    return mode
+
+
 # --- edge weightings ---------------------------------------------------------------------------------
 class Weighting:
     """DARTS: every op of an edge runs, weighted by softmax(α)."""
@@ -128,9 +134,7 @@ class WeightedSupernet(nn.Module):
 
     @checkpoint.setter
     def checkpoint(self, mode: str) -> None:
-        if mode not in CHECKPOINT_MODES:
-            raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
-        self._checkpoint = mode
+        self._checkpoint = check_checkpoint_mode(mode)
         for module in self.modules():
             if isinstance(module, MixedOp):
                 module.checkpoint = mode == "edges"
