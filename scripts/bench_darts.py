@@ -5,9 +5,16 @@ The setting of the DARTS paper's CIFAR-10 search: supernet C=16, 8 cells, 32x32 
 batch 32 (`--batch`). Every nasrun variant is built from its packaged config (`strategy=darts|pcdarts|
 gdas` plus the overrides in VARIANTS, through build_components), so it measures what `nasrun` runs.
 One step = one α update (on the α half's batch) + one weight update (on the training half's batch),
-exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess. Memory: the step's peak
-(the child's `ru_maxrss` after the timed steps minus its value once the model and inputs exist, i.e.
-above the process's baseline of Python, torch and the weights) and the whole process's peak RSS.
+exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess: one warm-up step, the
+timed steps, then one more step whose memory is measured.
+
+Memory. `step GB` is the peak of that last step above the memory live before it, i.e. above the
+process's baseline of Python, torch, the weights and the optimiser state: glibc is told to return every
+freed block of 64 KiB or more to the system and to trim its heap (mallopt, malloc_trim) so that resident
+memory follows live memory, and the kernel's resident high-water mark is reset right before the step
+(/proc/self/clear_refs); Linux with glibc only. This is the figure a GPU's caching allocator would
+report as the step's peak. `peak GB` is the whole process's peak RSS under glibc's default malloc,
+which keeps freed memory in its arenas and so can stand well above what a step needs.
 
 Variants: `reference1` is the DARTS search network written the plain way (scripts/darts_reference.py:
 every op on every edge, NCHW, no recomputation) stepped by the same first-order step code; `darts1` /
@@ -17,9 +24,11 @@ strided-1x1-conv work-around of nasrun/nets/conv.py (what the work-around costs)
 safe where oneDNN does not pick its AVX2 kernel (CPUs with AVX-512): on an AVX2-only CPU it corrupts the
 heap, so it runs under glibc's heap checks and a crash is reported as such.
 `--paper-batches` measures the PC-DARTS paper's claim (batch 256 of PC-DARTS fits where DARTS fits 64):
-the reference and `darts1` at batch 64, PC-DARTS at 256 (as configured, and without recomputation).
+the reference and DARTS at batch 64, PC-DARTS at 256, each of nasrun's without recomputation (the
+papers' own execution) and with its configured recomputation.
 Printed ratios divide by figures measured in this invocation only: time and step memory against
-`reference1`, step memory against `darts1`.
+`reference1`, step memory against nasrun's first-order DARTS at the same recomputation (`darts1`,
+`darts1_cells` or `darts1_none`).
 
 External figures, for context only (never divided by): the original DARTS code at this setting, first
 order, on a 2-core x86 machine took 25.6 s/step and 6.3 GB (measured for nasrun's issue 13).
@@ -31,6 +40,8 @@ order, on a 2-core x86 machine took 25.6 s/step and 6.3 GB (measured for nasrun'
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import json
 import os
 import resource
@@ -43,6 +54,7 @@ VARIANTS = {  # variant: (strategy config, overrides); every nasrun variant runs
     "reference1": ("darts", ["strategy.order=1"]),
     "darts1": ("darts", ["strategy.order=1"]),
     "darts1_cells": ("darts", ["strategy.order=1", "strategy.checkpoint=cells"]),
+    "darts1_none": ("darts", ["strategy.order=1", "strategy.checkpoint=none"]),
     "darts2": ("darts", ["strategy.order=2"]),
     "pcdarts": ("pcdarts", []),
     "pcdarts_cells": ("pcdarts", ["strategy.checkpoint=cells"]),
@@ -53,8 +65,10 @@ VARIANTS = {  # variant: (strategy config, overrides); every nasrun variant runs
 DEFAULT_VARIANTS = ("reference1", "darts1", "darts1_cells", "darts2", "pcdarts", "pcdarts_cells",
                     "pcdarts_plain_conv", "gdas")
 # The PC-DARTS paper's claim, in its own terms: batch 256 of PC-DARTS fits where DARTS fits batch 64.
-PAPER_BATCHES = (("reference1", 64), ("darts1", 64), ("pcdarts", 256), ("pcdarts_none", 256))
+PAPER_BATCHES = (("reference1", 64), ("darts1_none", 64), ("pcdarts_none", 256), ("darts1", 64),
+                 ("pcdarts", 256))
 HEAP_CHECKS = {"MALLOC_CHECK_": "3"}
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
 
 
 def make_components(variant: str, batch: int):
@@ -104,21 +118,47 @@ def child(variant: str, steps: int, threads: int, batch: int) -> None:
     batches = [(feed(torch.randn(batch, 3, 32, 32, generator=generator)),
                 torch.randint(0, 10, (batch,), generator=generator)) for _ in range(2)]
     (x, y), (x_arch, y_arch) = batches
-    baseline_gb = max_rss_gb()
-    times = []
-    for step in range(steps + 1):  # the first step warms up allocators and is not timed
-        start = time.perf_counter()
+
+    def step():
         strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)
         strategy.weight_step(model, w_optimizer, x, y)
-        if step:
+
+    times = []
+    for i in range(steps + 1):  # the first step warms up allocators and is not timed
+        start = time.perf_counter()
+        step()
+        if i:
             times.append(time.perf_counter() - start)
-    peak_gb = max_rss_gb()
+    peak_gb = max_rss_gb()  # the whole process, under glibc's default (retaining) malloc
     print(json.dumps({"variant": variant, "batch": batch, "seconds": statistics.median(times), "peak_gb": peak_gb,
-                      "step_gb": peak_gb - baseline_gb}))
+                      "step_gb": live_step_peak_gb(step)}))
 
 
 def max_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
+
+
+def live_step_peak_gb(step) -> float:
+    """The peak of one more step's memory above what is live before it: glibc is set to give every freed
+    block of 64 KiB or more back to the system (mmap threshold 64 KiB, trim threshold 0, then malloc_trim),
+    so that resident memory follows live memory, and the kernel's resident high-water mark is reset just
+    before the step (Linux: /proc/self/clear_refs). Default glibc keeps freed memory in its arenas, so
+    the untuned process's peak RSS (`peak_gb`) overstates, by up to 2x here, what a step needs."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    libc.mallopt(M_TRIM_THRESHOLD, 0)
+    gc.collect()
+    libc.malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset VmHWM to the current resident size
+    baseline = proc_status_kib("VmRSS")
+    step()
+    return (proc_status_kib("VmHWM") - baseline) / 1024**2
+
+
+def proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
 
 
 def run_child(variant: str, steps: int, threads: int, batch: int) -> dict | str:
@@ -132,24 +172,31 @@ def run_child(variant: str, steps: int, threads: int, batch: int) -> dict | str:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def darts_counterpart(variant: str) -> str | None:
+    """nasrun's first-order DARTS at the same recomputation as `variant` (None for DARTS-1 and the reference)."""
+    if variant.startswith(("darts1", "reference")):
+        return None
+    return "darts1" + next((suffix for suffix in ("_cells", "_none") if variant.endswith(suffix)), "")
+
+
 def print_rows(rows: list[tuple[str, int]], steps: int, threads: int) -> dict:
     """Run each (variant, batch) in a fresh process, print its figures and its ratios to the reference and
-    to `darts1`, each the first such row measured above it in this invocation."""
+    to its DARTS counterpart, each the first such row measured above it in this invocation."""
     print(f"{'variant':19} {'batch':>5} {'s/step':>7} {'step GB':>8} {'peak GB':>8} {'time vs ref':>12}"
-          f" {'step mem vs ref':>16} {'step mem vs darts1':>19}")
+          f" {'step mem vs ref':>16} {'step mem vs DARTS-1 (same recomputation)':>41}")
     results = {}
     for variant, batch in rows:
         r = results[variant, batch] = run_child(variant, steps, threads, batch)
         if isinstance(r, str):
             print(f"{variant:19} {batch:5} {r}", flush=True)
             continue
-        ref, darts1 = (next((v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
-                       for k in ("reference1", "darts1"))
+        ref, darts = (next((v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
+                      for k in ("reference1", darts_counterpart(variant)))
         time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref and variant != "reference1" else "-"
         mem_ratio = f"{r['step_gb'] / ref['step_gb']:.2f}x" if ref and variant != "reference1" else "-"
-        vs_darts = f"{r['step_gb'] / darts1['step_gb']:.2f}x" if darts1 and variant != "darts1" else "-"
+        vs_darts = f"{r['step_gb'] / darts['step_gb']:.2f}x ({darts_counterpart(variant)})" if darts else "-"
         print(f"{variant:19} {batch:5} {r['seconds']:7.2f} {r['step_gb']:8.2f} {r['peak_gb']:8.2f} {time_ratio:>12}"
-              f" {mem_ratio:>16} {vs_darts:>19}", flush=True)
+              f" {mem_ratio:>16} {vs_darts:>41}", flush=True)
     return results
 
 

@@ -132,6 +132,23 @@ def test_second_order_hypergradient_matches_finite_differences(checkpoint):
     assert not torch.allclose(first_order, numeric, rtol=1e-3)  # the unrolled term really matters here
 
 
+@pytest.mark.parametrize("weighting", [Weighting(), PartialChannelWeighting(k=2)], ids=["darts", "pcdarts"])
+@pytest.mark.parametrize("checkpoint", ["none", "edges"])
+def test_first_order_arch_step_gives_alpha_the_plain_gradient_and_leaves_the_weights_trainable(weighting, checkpoint):
+    """The α step holds the weights constant (less memory); α's gradient is the one of the plain network."""
+    torch.manual_seed(0)
+    model = DartsSupernet((3, 8, 8), 10, weighting, C=4, layers=3, search_ops=SEARCH_OPS).double()
+    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    expected = torch.autograd.grad(F.cross_entropy(model(x), y), model.arch_parameters())
+    model.checkpoint = checkpoint
+    weights, alphas = model.weight_parameters(), model.arch_parameters()
+    DartsSearch(order=1, **TINY_SEARCH).arch_step(model, torch.optim.SGD(weights, 0.1),
+                                                  torch.optim.SGD(alphas, 0.0), x, y, x, y, 0.1)
+    for parameter, grad in zip(alphas, expected):
+        assert torch.allclose(parameter.grad, grad)
+    assert all(w.requires_grad and w.grad is None for w in weights)
+
+
 # --- strategies ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, space", [
     (lambda: DartsSearch(order=1, **TINY_SEARCH), DartsSpace(C=4, layers=3)),

@@ -182,10 +182,10 @@ class DifferentiableSearch(OneShotStrategy):
             for parameter, grad in zip(model.arch_parameters(), grads):
                 parameter.grad = grad
         else:
-            with self.autocast():
+            with weights_frozen(model), self.autocast():
                 loss = F.cross_entropy(model(x_arch).float(), y_arch)
-            grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y_arch)), model.arch_parameters(),
-                                        allow_unused=True)
+                grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y_arch)),
+                                            model.arch_parameters(), allow_unused=True)
             for parameter, grad in zip(model.arch_parameters(), grads):
                 parameter.grad = grad  # None for a cell type the supernet does not use (e.g. 2 cells)
         group.average_gradients(model.arch_parameters())
@@ -328,13 +328,30 @@ def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: 
             with torch.no_grad():
                 for w, w0, v in zip(weights, original, d_w):
                     w.copy_(w0 + sign * epsilon * v)
-            alpha_grads.append(_grads(F.cross_entropy(model(x), y), alphas))
+            with weights_frozen(model):
+                alpha_grads.append(_grads(F.cross_entropy(model(x), y), alphas))
     finally:
         with torch.no_grad():
             for w, w0 in zip(weights, original):
                 w.copy_(w0)
     plus, minus = alpha_grads
     return [da - eta * (gp - gm) / (2 * epsilon) for da, gp, gm in zip(d_alpha, plus, minus)], val_loss.detach()
+
+
+@contextlib.contextmanager
+def weights_frozen(model: WeightedSupernet):
+    """The network weights as constants (requires_grad off) for a forward and backward pass that only
+    needs α's gradient. Autograd then records nothing for the weights' gradients, and, with recomputation
+    on, no edge whose input does not depend on α (the first cells' edges from the stem) is recomputed in
+    the backward pass only to keep activations that no gradient ever reads until the pass ends."""
+    weights = [w for w in model.weight_parameters() if w.requires_grad]
+    for w in weights:
+        w.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for w in weights:
+            w.requires_grad_(True)
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

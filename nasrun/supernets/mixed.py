@@ -4,8 +4,8 @@ Single path (weight sharing, `base.Supernet`): `path(x, op)` runs the one named 
 differentiable strategies, `weighted.WeightedSupernet`): `forward(x, weights, index, edge_weight)` sums
 the ops weighted by `weights`, or runs only op `index` (a hard sample), optionally on 1/`partial` of the
 channels (PC-DARTS: the other channels bypass the ops and the result is channel-shuffled) and scaled by
-the edge's weight β. With `checkpoint` set, the α-weighted mode keeps none of the ops' activations
-for the backward pass and recomputes them there (`WeightedSupernet.checkpoint = "edges"`).
+the edge's weight β. With `checkpoint` set, the α-weighted mode keeps nothing of the edge but its inputs
+for the backward pass and recomputes the edge there (`WeightedSupernet.checkpoint = "edges"`).
 """
 
 from __future__ import annotations
@@ -40,23 +40,25 @@ class MixedOp(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, index: int | None = None,
                 edge_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """α-weighted mode. β (`edge_weight`) scales the op weights and the bypassed channels rather than the
-        edge's output, so no full-width product is kept for the backward pass (the bypass is a view of x)."""
+        """α-weighted mode; with `checkpoint` (training, grad on) the whole edge, PC-DARTS's bypass included,
+        keeps only its inputs for the backward pass and is recomputed there."""
+        if self.checkpoint and self.training and torch.is_grad_enabled():
+            return checkpoint(self._weighted, x, weights, index, edge_weight, use_reentrant=False)
+        return self._weighted(x, weights, index, edge_weight)
+
+    def _weighted(self, x, weights, index, edge_weight):
+        """β (`edge_weight`) scales the op weights and the bypassed channels rather than the edge's output,
+        so no full-width product is kept for the backward pass (the bypass is a view of x)."""
         if edge_weight is not None:
             weights = weights * edge_weight
         if self.partial == 1:
-            return self._mix(x, weights, index)
+            return self._mix_ops(x, weights, index)
         c = x.shape[1] // self.partial
-        mixed = self._mix(x[:, :c], weights, index)
+        mixed = self._mix_ops(x[:, :c], weights, index)
         rest = x[:, c:] if self.stride == 1 else F.max_pool2d(x[:, c:], 2, 2, ceil_mode=True)
         if edge_weight is not None:
             rest = rest * edge_weight
         return channel_shuffle(torch.cat([mixed, rest], dim=1), self.partial)
-
-    def _mix(self, x, weights, index):
-        if self.checkpoint and self.training and torch.is_grad_enabled():
-            return checkpoint(self._mix_ops, x, weights, index, use_reentrant=False)
-        return self._mix_ops(x, weights, index)
 
     def _mix_ops(self, x, weights, index):
         if index is not None:  # hard sample: run one op, keep every weight in the graph for α's gradient
