@@ -28,6 +28,10 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
                          nn.BatchNorm2d(c_out, affine=affine))
 
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's output for an `x` already passed through ReLU (conv and BN only)."""
+        return self[2](self[1](x))
+
 
 class DilConv(nn.Sequential):
     """ReLU, dilated depthwise conv, pointwise conv, BN."""
@@ -84,7 +88,10 @@ class FactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
+        return self.after_relu(self.relu(x))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's output for an `x` already passed through ReLU."""
         shifted = F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:]  # same grid as x[:, :, 1:, 1:] on even sizes
         return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
 

@@ -182,7 +182,7 @@ class DifferentiableSearch(OneShotStrategy):
             for parameter, grad in zip(model.arch_parameters(), grads):
                 parameter.grad = grad
         else:
-            with weights_frozen(model), self.autocast():
+            with frozen(model.weight_parameters()), self.autocast():
                 loss = F.cross_entropy(model(x_arch).float(), y_arch)
                 grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y_arch)),
                                             model.arch_parameters(), allow_unused=True)
@@ -193,13 +193,16 @@ class DifferentiableSearch(OneShotStrategy):
         return loss.item()
 
     def weight_step(self, model, w_optimizer, x, y, global_batch: int | None = None) -> tuple[float, int]:
+        """One SGD step of the weights. α is held constant through the forward and the backward pass (a
+        recomputed edge must see the same requires_grad as its first forward)."""
         group = distributed.current()
         w_optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            logits = model(x).float()
-        loss = F.cross_entropy(logits, y)
         weights = model.weight_parameters()
-        grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y)), weights, allow_unused=True)
+        with frozen(model.arch_parameters()):
+            with self.autocast():
+                logits = model(x).float()
+            loss = F.cross_entropy(logits, y)
+            grads = torch.autograd.grad(group.rescale(loss, global_batch or len(y)), weights, allow_unused=True)
         for parameter, grad in zip(weights, grads):
             parameter.grad = grad
         group.average_gradients(weights)
@@ -313,7 +316,8 @@ def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: 
     restored bit for bit from a copy, so the model's weights are unchanged afterwards."""
     weights, alphas = model.weight_parameters(), model.arch_parameters()
     original = [w.detach().clone() for w in weights]
-    grads = _grads(F.cross_entropy(model(x), y), weights)
+    with frozen(alphas):
+        grads = _grads(F.cross_entropy(model(x), y), weights)
     with torch.no_grad():
         for w, g in zip(weights, grads):
             buffer = w_optimizer.state.get(w, {}).get("momentum_buffer")
@@ -328,7 +332,7 @@ def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: 
             with torch.no_grad():
                 for w, w0, v in zip(weights, original, d_w):
                     w.copy_(w0 + sign * epsilon * v)
-            with weights_frozen(model):
+            with frozen(weights):
                 alpha_grads.append(_grads(F.cross_entropy(model(x), y), alphas))
     finally:
         with torch.no_grad():
@@ -339,19 +343,20 @@ def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: 
 
 
 @contextlib.contextmanager
-def weights_frozen(model: WeightedSupernet):
-    """The network weights as constants (requires_grad off) for a forward and backward pass that only
-    needs α's gradient. Autograd then records nothing for the weights' gradients, and, with recomputation
-    on, no edge whose input does not depend on α (the first cells' edges from the stem) is recomputed in
-    the backward pass only to keep activations that no gradient ever reads until the pass ends."""
-    weights = [w for w in model.weight_parameters() if w.requires_grad]
-    for w in weights:
-        w.requires_grad_(False)
+def frozen(parameters: list[torch.Tensor]):
+    """`parameters` as constants (requires_grad off) for a forward and backward pass that needs no gradient
+    for them: the weights in an α step, α in a weight step. Autograd then keeps nothing that only their
+    gradients would read: no op output kept for α's gradient (`w_i * op_i(x)`) in a weight step; no
+    weight graph, and with recomputation on no edge whose input does not depend on α (the first cells'
+    edges from the stem) recomputed only to keep activations until the pass ends, in an α step."""
+    changed = [p for p in parameters if p.requires_grad]
+    for p in changed:
+        p.requires_grad_(False)
     try:
         yield
     finally:
-        for w in weights:
-            w.requires_grad_(True)
+        for p in changed:
+            p.requires_grad_(True)
 
 
 def _grads(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -156,7 +156,9 @@ class DartsSearchCell(nn.Module):
             for node in range(nodes) for source in range(node + 2))
 
     def forward(self, s0, s1, weights, index, edge_weights):
-        states, edge = [self.preprocess0(s0), self.preprocess1(s1)], 0
+        """`s0`, `s1`: the two previous cells' outputs, already passed through the ReLU that begins each
+        preprocessing (the network applies it once per output, see `DartsWeightedSupernet.forward`)."""
+        states, edge = [self.preprocess0.after_relu(s0), self.preprocess1.after_relu(s1)], 0
         for _ in range(self.nodes):
             total, edge = node_sum(self.edges, states, edge, weights, index, edge_weights)
             states.append(total)
@@ -201,10 +203,14 @@ class DartsWeightedSupernet(WeightedSupernet):
                    size.checkpoint)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s0 = s1 = self.stem(x)
+        """Each cell's output feeds the next two cells' preprocessing, both of which begin with ReLU: it is
+        applied once, in place (neither BN nor concatenation keeps its output for the backward pass), so
+        one rectified copy is kept instead of two; the last cell's output goes to the classifier as is."""
+        s0 = s1 = self.stem(x).relu_()
         weights = {name: self.cell_weights(name) for name in self.cell_types}
-        for cell in self.cells:
-            s0, s1 = s1, self.run_cell(cell, s0, s1, *weights[cell.kind])
+        for position, cell in enumerate(self.cells):
+            out = self.run_cell(cell, s0, s1, *weights[cell.kind])
+            s0, s1 = s1, out if position == len(self.cells) - 1 else out.relu_()
         return self.classifier(self.pool(s1).flatten(1))
 
     def derive(self) -> dict:
