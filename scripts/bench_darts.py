@@ -17,7 +17,8 @@ report as the step's peak. `peak GB` is the whole process's peak RSS under glibc
 which keeps freed memory in its arenas and so can stand well above what a step needs.
 
 Variants: `reference1` is the DARTS search network written the plain way (scripts/darts_reference.py:
-every op on every edge, NCHW, no recomputation) stepped by the same first-order step code; `darts1` /
+every op on every edge, NCHW, no recomputation) stepped the plain way (`plain_step`: the original DARTS
+code's first-order step, `loss.backward()` over all parameters for each update); `darts1` /
 `darts2` / `pcdarts` / `gdas` are nasrun's strategies at their configs' `checkpoint` (edges); the
 `_cells` / `_none` variants recompute only cells / nothing; `pcdarts_plain_conv` is PC-DARTS without the
 strided-1x1-conv work-around of nasrun/nets/conv.py (what the work-around costs). That variant is only
@@ -120,6 +121,8 @@ def child(variant: str, steps: int, threads: int, batch: int) -> None:
     (x, y), (x_arch, y_arch) = batches
 
     def step():
+        if variant == "reference1":
+            return plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.grad_clip)
         strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)
         strategy.weight_step(model, w_optimizer, x, y)
 
@@ -132,6 +135,21 @@ def child(variant: str, steps: int, threads: int, batch: int) -> None:
     peak_gb = max_rss_gb()  # the whole process, under glibc's default (retaining) malloc
     print(json.dumps({"variant": variant, "batch": batch, "seconds": statistics.median(times), "peak_gb": peak_gb,
                       "step_gb": live_step_peak_gb(step)}))
+
+
+def plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, grad_clip) -> None:
+    """The original DARTS code's first-order step: `loss.backward()` over every parameter for the α update,
+    then again for the weight update (each pass computes both gradients; the other optimiser ignores one)."""
+    import torch
+    import torch.nn.functional as F
+
+    arch_optimizer.zero_grad()
+    F.cross_entropy(model(x_arch), y_arch).backward()
+    arch_optimizer.step()
+    w_optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    torch.nn.utils.clip_grad_norm_(model.weight_parameters(), grad_clip)
+    w_optimizer.step()
 
 
 def max_rss_gb() -> float:
