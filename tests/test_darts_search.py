@@ -132,13 +132,18 @@ def test_second_order_hypergradient_matches_finite_differences(checkpoint):
     assert not torch.allclose(first_order, numeric, rtol=1e-3)  # the unrolled term really matters here
 
 
+def tiny_step_setting(weighting):
+    """A float64 DARTS-space supernet (C=4, 3 cells) and one batch of 4 images with labels, seeded."""
+    torch.manual_seed(0)
+    model = DartsSupernet((3, 8, 8), 10, weighting, C=4, layers=3, search_ops=SEARCH_OPS).double()
+    return model, torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+
+
 @pytest.mark.parametrize("weighting", [Weighting(), PartialChannelWeighting(k=2)], ids=["darts", "pcdarts"])
 @pytest.mark.parametrize("checkpoint", ["none", "edges"])
 def test_first_order_arch_step_gives_alpha_the_plain_gradient_and_leaves_the_weights_trainable(weighting, checkpoint):
     """The α step holds the weights constant (less memory); α's gradient is the one of the plain network."""
-    torch.manual_seed(0)
-    model = DartsSupernet((3, 8, 8), 10, weighting, C=4, layers=3, search_ops=SEARCH_OPS).double()
-    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    model, x, y = tiny_step_setting(weighting)
     expected = torch.autograd.grad(F.cross_entropy(model(x), y), model.arch_parameters())
     model.checkpoint = checkpoint
     weights, alphas = model.weight_parameters(), model.arch_parameters()
@@ -152,9 +157,7 @@ def test_first_order_arch_step_gives_alpha_the_plain_gradient_and_leaves_the_wei
 @pytest.mark.parametrize("weighting", [Weighting(), PartialChannelWeighting(k=2)], ids=["darts", "pcdarts"])
 @pytest.mark.parametrize("checkpoint", ["none", "edges"])
 def test_weight_step_gives_the_weights_the_plain_gradient_and_leaves_alpha_trainable(weighting, checkpoint):
-    torch.manual_seed(0)
-    model = DartsSupernet((3, 8, 8), 10, weighting, C=4, layers=3, search_ops=SEARCH_OPS).double()
-    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    model, x, y = tiny_step_setting(weighting)
     weights, alphas = model.weight_parameters(), model.arch_parameters()
     expected = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
     model.checkpoint = checkpoint
@@ -182,9 +185,7 @@ def saved_bytes(run) -> int:
 def test_weight_step_keeps_no_op_output_for_alpha(weighting):
     """With α constant, `w_i * op_i(x)` keeps no op output for α's gradient: the step keeps about 16 % less
     than a plain pass in this network (with α trainable it kept 0.01 % less)."""
-    torch.manual_seed(0)
-    model = DartsSupernet((3, 8, 8), 10, weighting, C=4, layers=3, search_ops=SEARCH_OPS).double()
-    x, y = torch.randn(4, 3, 8, 8, dtype=torch.float64), torch.randint(0, 10, (4,))
+    model, x, y = tiny_step_setting(weighting)
     plain = saved_bytes(lambda: F.cross_entropy(model(x), y).backward())
     step = DartsSearch(order=1, grad_clip=None, **TINY_SEARCH)
     kept = saved_bytes(lambda: step.weight_step(model, torch.optim.SGD(model.weight_parameters(), 0.0), x, y))
