@@ -6,8 +6,10 @@ original code): every op of every edge runs, `none` included (a zero tensor, mul
 each edge's output is the softmax(α)-weighted sum of all eight, tensors stay NCHW, and every activation
 is kept for the backward pass (no checkpointing). The ops themselves are nasrun's search-time ops (the
 same definitions as the original's OPS table), so the difference measured is the network's execution,
-not the maths: nasrun skips `none`, runs channels-last and recomputes cell activations in the backward
-pass (`strategy.checkpoint`).
+not the maths: nasrun skips `none`, runs channels-last, rectifies each cell output once for the two
+cells that read it, holds the weights (α step) or α (weight step) constant, and recomputes activations
+in the backward pass (`strategy.checkpoint`). `bench_darts.plain_step` steps this network as the
+original code does.
 """
 
 from __future__ import annotations

@@ -311,7 +311,7 @@ def test_strategy_options_select_a_cell_space_by_default(compose_cfg):
     assert compose_cfg(["search_space=nb201", "strategy=gdas"]).search_space.name == "nb201"
 
 
-@pytest.mark.parametrize("checkpoint", ["none", "edges"])
+@pytest.mark.parametrize("checkpoint", ["none", "cells", "edges"])
 def test_the_benchmark_reference_network_computes_what_the_supernet_computes(checkpoint):
     """scripts/bench_darts.py compares nasrun's supernet with a plainly written one: same maths, same weights,
     the same output and the same gradients for every weight and α."""
