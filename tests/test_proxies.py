@@ -115,9 +115,26 @@ def test_proxies_rank_a_convolutional_cell_above_skips_and_pools():
             score(proxy, network(space, NB201_CHEAP, shape), inputs), proxy
 
 
-def test_jacob_cov_of_a_network_that_ignores_its_input_is_nan():
+NB201_DISCONNECTED = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|"  # convs, no path out
+
+
+@pytest.mark.parametrize("arch", [NB201_EMPTY, NB201_DISCONNECTED])
+def test_every_data_proxy_of_a_network_that_ignores_its_input_is_nan(arch):
     space, shape = SPACES["nb201"]
-    assert math.isnan(score("jacob_cov", network(space, NB201_EMPTY, shape), batch(shape)))
+    found = scores(list(DATA_PROXIES), network(space, arch, shape), batch(shape))
+    assert all(math.isnan(value) for value in found.values()), found   # NASWOT used to score it highly
+    assert math.isfinite(score("naswot", network(space, NB201_CONV, shape), batch(shape)))
+
+
+def test_naswot_kernel_counts_exactly_on_conv_sized_codes():
+    from nasrun.estimators.proxies import add_codes
+
+    for shape in [(64, 16, 32, 32), (7, 3), (16, 64, 8, 8)]:
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+        kernel = torch.zeros(shape[0], shape[0], dtype=torch.float64)
+        add_codes(kernel, x)
+        codes = (x > 0).reshape(shape[0], -1).double()
+        assert torch.equal(kernel, codes @ codes.t() + (1 - codes) @ (1 - codes).t()), shape
 
 
 def test_data_proxies_average_over_batches_and_refuse_none():

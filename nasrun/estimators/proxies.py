@@ -16,8 +16,8 @@ Lightweight NAS") and NASWOT (Mellor et al., 2021); "layers" are the Conv2d and 
 Conventions: data proxies run the network in train mode (batch statistics, as the reference does) with
 drop-path off, average their score over the given batches, and leave the parameters, their `.grad` and
 the train/eval mode as they found them (BN running statistics may move). They draw no random numbers:
-the same network and batches give the same score. A proxy undefined for a network (jacob_cov of a network
-whose output ignores its input) returns NaN; the estimator reports it.
+the same network and batches give the same score. Every data proxy of a network whose output ignores its
+input (the same logits for every sample of a batch) is undefined and returns NaN; the estimator reports it.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def batch_scores(network: nn.Module, x: torch.Tensor, y: torch.Tensor, wanted: s
     finally:
         for hook in hooks:
             hook.remove()
+    if output_ignores_input(logits):
+        return {name: float("nan") for name in wanted}
     scores = {"naswot": float(torch.linalg.slogdet(kernel)[1])} if "naswot" in wanted else {}
     if "jacob_cov" in wanted:
         (jacobian,) = torch.autograd.grad(logits.sum(), x, retain_graph=True)
@@ -126,10 +128,21 @@ def batch_scores(network: nn.Module, x: torch.Tensor, y: torch.Tensor, wanted: s
     return scores
 
 
+def output_ignores_input(logits: torch.Tensor) -> bool:
+    """Every sample of the batch gets the same output: the network ignores its input (e.g. an NB201 cell
+    whose input reaches the output only through `none` ops), so no data proxy means anything for it."""
+    return len(logits) > 1 and bool((logits.detach() == logits.detach()[:1]).all())
+
+
 def add_codes(kernel: torch.Tensor, relu_input: torch.Tensor) -> None:
-    """NASWOT: add the Hamming-similarity kernel of one ReLU's on/off codes."""
-    c = (relu_input.detach() > 0).reshape(len(kernel), -1).double()
-    kernel.add_(c @ c.t() + (1 - c) @ (1 - c).t())
+    """NASWOT: add the Hamming-similarity kernel c cᵀ + (1−c)(1−c)ᵀ of one ReLU's on/off codes, computed
+    as n − |c_i| − |c_j| + 2 c_i·c_j with one matmul; in float32 where every count stays below 2²⁴, so
+    the integers are exact and the result equals the float64 one."""
+    codes = (relu_input.detach() > 0).reshape(len(kernel), -1)
+    n = codes.shape[1]
+    c = codes.to(torch.float32 if n < 2**24 else torch.float64)
+    ones = c.sum(1, dtype=torch.float64)
+    kernel.add_(2 * (c @ c.t()).double() - ones[:, None] - ones[None, :] + n)
 
 
 def channel_fisher(activation: torch.Tensor, grad: torch.Tensor) -> float:
