@@ -12,6 +12,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from nasrun.commands.common import plain_experiment
 from nasrun.commands.resume import main as resume_main
 from nasrun.console import print_error
 from nasrun.errors import NasrunError, NoResult
@@ -70,6 +71,7 @@ def unknown_group_choice(argv: list[str]) -> str | None:
 
 
 def main() -> None:
+    sys.argv[1:] = plain_experiment(sys.argv[1:])
     resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
     if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/commands/resume.py)
         others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
