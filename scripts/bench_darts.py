@@ -36,6 +36,8 @@ order, on a 2-core x86 machine took 25.6 s/step and 6.3 GB (measured for nasrun'
 
     python scripts/bench_darts.py [--steps 3] [--threads 2] [--batch 32] [--variants reference1 darts1 pcdarts]
     python scripts/bench_darts.py --paper-batches --steps 1
+
+The table goes to results/darts_step.md (results/pcdarts_memory.md with --paper-batches).
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_file import write_results  # noqa: E402
 
 VARIANTS = {  # variant: (strategy config, overrides); every nasrun variant runs its config's `checkpoint` unless named
     "reference1": ("darts", ["strategy.order=1"]),
@@ -88,7 +93,6 @@ def build_model(variant: str, space, strategy):
 
     torch.manual_seed(0)
     if variant == "reference1":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from darts_reference import PlainDartsNetwork
 
         return PlainDartsNetwork(C=strategy.C, num_classes=10, layers=strategy.layers)
@@ -197,25 +201,29 @@ def darts_counterpart(variant: str) -> str | None:
     return "darts1" + next((suffix for suffix in ("_cells", "_none") if variant.endswith(suffix)), "")
 
 
-def print_rows(rows: list[tuple[str, int]], steps: int, threads: int) -> dict:
-    """Run each (variant, batch) in a fresh process, print its figures and its ratios to the reference and
-    to its DARTS counterpart, each the first such row measured above it in this invocation."""
-    print(f"{'variant':19} {'batch':>5} {'s/step':>7} {'step GB':>8} {'peak GB':>8} {'time vs ref':>12}"
-          f" {'step mem vs ref':>16} {'step mem vs DARTS-1 (same recomputation)':>41}")
-    results = {}
+COLUMNS = ["variant", "batch", "s/step", "step GB", "peak GB", "time vs reference", "step memory vs reference",
+           "step memory vs DARTS-1 (same recomputation)"]
+
+
+def measure_rows(rows: list[tuple[str, int]], steps: int, threads: int) -> list[list]:
+    """Run each (variant, batch) in a fresh process and print its figures and its ratios to the reference and
+    to its DARTS counterpart, each the first such row measured above it in this invocation; return the rows."""
+    print(" | ".join(COLUMNS), flush=True)
+    results, table = {}, []
     for variant, batch in rows:
         r = results[variant, batch] = run_child(variant, steps, threads, batch)
         if isinstance(r, str):
-            print(f"{variant:19} {batch:5} {r}", flush=True)
-            continue
-        ref, darts = (next((v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
-                      for k in ("reference1", darts_counterpart(variant)))
-        time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref and variant != "reference1" else "-"
-        mem_ratio = f"{r['step_gb'] / ref['step_gb']:.2f}x" if ref and variant != "reference1" else "-"
-        vs_darts = f"{r['step_gb'] / darts['step_gb']:.2f}x ({darts_counterpart(variant)})" if darts else "-"
-        print(f"{variant:19} {batch:5} {r['seconds']:7.2f} {r['step_gb']:8.2f} {r['peak_gb']:8.2f} {time_ratio:>12}"
-              f" {mem_ratio:>16} {vs_darts:>41}", flush=True)
-    return results
+            table.append([variant, batch, r, "", "", "", "", ""])
+        else:
+            ref, darts = (next((v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
+                          for k in ("reference1", darts_counterpart(variant)))
+            time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref and variant != "reference1" else "-"
+            mem_ratio = f"{r['step_gb'] / ref['step_gb']:.2f}x" if ref and variant != "reference1" else "-"
+            vs_darts = f"{r['step_gb'] / darts['step_gb']:.2f}x ({darts_counterpart(variant)})" if darts else "-"
+            table.append([variant, batch, f"{r['seconds']:.2f}", f"{r['step_gb']:.2f}", f"{r['peak_gb']:.2f}",
+                          time_ratio, mem_ratio, vs_darts])
+        print(" | ".join(str(cell) for cell in table[-1]), flush=True)
+    return table
 
 
 def main() -> None:
@@ -236,9 +244,17 @@ def main() -> None:
 
     rows = list(PAPER_BATCHES) if args.paper_batches else \
         [(v, args.batch) for v in VARIANTS if v in args.variants]  # the baselines first
-    print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} threads; C=16, 8 cells, 32x32; "
-          f"median of {args.steps} steps", flush=True)
-    print_rows(rows, args.steps, args.threads)
+    setting = f"{args.threads} threads; C=16, 8 cells, 32x32; median of {args.steps} steps"
+    print(f"{cpu_name()}, torch {torch.__version__}, {setting}", flush=True)
+    table = measure_rows(rows, args.steps, args.threads)
+    notes = ("`step GB`: the step's peak memory above the process's baseline; `peak GB`: the whole process's peak "
+             "RSS under glibc's default malloc (see the script's docstring). Ratios divide by rows of this run only.")
+    if args.paper_batches:
+        write_results("pcdarts_memory", "PC-DARTS at batch 256 against DARTS at 64 (the PC-DARTS paper's claim)",
+                      [(setting, COLUMNS, table)], notes)
+    else:
+        write_results("darts_step", "One search step of DARTS, PC-DARTS and GDAS against a plain DARTS reference",
+                      [(setting, COLUMNS, table)], notes)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from results_file import write_results
+
 
 STRATEGIES = ["random", "regularized_evolution", "reinforce", "tpe", "local_search", "local_search_first", "evolution"]
 SLOW_DEFAULT_SEEDS = {"tpe": 100, "reinforce": 200}   # optuna / a torch update per query: ~10-50x slower
@@ -101,15 +103,17 @@ def table_rows(results: dict, seeds_used: dict) -> list[list[str]]:
     return rows + [resnet_row, optimum_row]
 
 
+TITLE = "NAS-Bench-201, 200-epoch test accuracy of the best-found architecture (%)"
+COLUMNS = ["method", *(f"{dataset} {who}" for dataset in DATASETS for who in ("ours", "paper"))]
+
+
 def print_table(rows: list[list[str]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="NAS-Bench-201, 200-epoch test accuracy of the best-found architecture (%)")
-    table.add_column("method")
-    for dataset in DATASETS:
-        table.add_column(f"{dataset} ours", justify="right")
-        table.add_column(f"{dataset} paper", justify="right")
+    table = Table(title=TITLE)
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "method" else "right")
     for row in rows:
         table.add_row(*row)
     Console(width=160).print(table)
@@ -143,9 +147,13 @@ def main(argv=None) -> int:
             results[name][dataset] = values
             print(f"{name:>22} {dataset:>10}: {statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f} "
                   f"(n={len(values)}, {time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    print_table(table_rows(results, seeds_used))
-    print(f"{args.queries} queries per search; seeds from {args.first_seed}; {time.perf_counter() - start:.1f} s in all; "
-          f"overrides: {args.set or 'none'}")
+    rows = table_rows(results, seeds_used)
+    print_table(rows)
+    settings = (f"{args.queries} queries per search; seeds from {args.first_seed}; {time.perf_counter() - start:.1f} s "
+                f"in all; overrides: {args.set or 'none'}")
+    print(settings)
+    write_results("nb201_table5", "NAS-Bench-201: Table 5 with nasrun's strategies", [(TITLE, COLUMNS, rows)],
+                  notes=f"{settings}. Paper: Dong & Yang, ICLR 2020, Table 5 (mean ± std over 500 runs).")
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"queries": args.queries, "first_seed": args.first_seed, "overrides": args.set,
