@@ -5,7 +5,7 @@ Given a run directory it trains that run's `best_architecture.json` on the run's
 `.hydra/config.yaml`); given an architecture JSON it uses the default dataset unless told otherwise.
 Writes `<out>/retrain.json` (every repeat, mean ± std), `train_config.yaml`, `weights/seed_<s>.pt` and,
 with `export=true`, the final model (the repeat with the best validation accuracy, else the first) in
-`<out>/export/` (see nasrun/export.py).
+`<out>/export/` (see nasrun/evaluation/export.py).
 """
 
 from __future__ import annotations
