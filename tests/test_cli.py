@@ -137,6 +137,7 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
                             "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     assert (target / "nasrun" / "conf" / "strategy" / "random.yaml").is_file()
+    assert (target / "nasrun" / "conf" / "experiment" / "darts_cifar10.yaml").is_file()  # the recipes too
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-m", "nasrun", "--cfg", "job"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
