@@ -75,9 +75,9 @@ def main(argv=None) -> int:
         f"{args.seed}", ["space", "supernet training", f"one-shot vs stand-alone (τ / ρ, n={args.archs})",
                          f"one-shot vs table cifar10_valid_12ep (τ / ρ, n={args.table_archs})", "wall time"], rows)],
         notes="The wall time includes side B (the stand-alone trainings). Digits is easy: most stand-alone networks "
-              "score 97–99.7 % on its 359 validation images, so the stand-alone ranking is itself noisy at n=30; "
-              "the NB201 supernet is trained on digits, so its agreement with the CIFAR-10 table mixes "
-              "weight-sharing error with dataset transfer.")
+              f"score 97–99.7 % on its 359 validation images, so the stand-alone ranking is itself noisy at "
+              f"n={args.archs}; the NB201 supernet is trained on digits, so its agreement with the CIFAR-10 table "
+              "mixes weight-sharing error with dataset transfer.")
     return 0
 
 

@@ -199,6 +199,7 @@ def test_every_page_is_found():
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
 def test_every_block_is_marked_and_each_skip_says_why(page):
     for block in blocks(page):
+        assert block.language not in ("sh", "shell", "console", "zsh", "py"), f"{block.where}: write ```bash or ```python"
         if block.language in ("bash", "python"):
             assert block.mode is not None, f"{block.where}: a {block.language} block needs a <!-- test: ... --> marker"
             assert block.mode != "skip" or block.reason, f"{block.where}: a skipped block must say why"
