@@ -5,7 +5,7 @@ Given a run directory it trains that run's `best_architecture.json` on the run's
 `.hydra/config.yaml`); given an architecture JSON it uses the default dataset unless told otherwise.
 Writes `<out>/retrain.json` (every repeat, mean ± std), `train_config.yaml`, `weights/seed_<s>.pt` and,
 with `export=true`, the final model (the repeat with the best validation accuracy, else the first) in
-`<out>/export/` (see nasrun/export.py).
+`<out>/export/` (see nasrun/evaluation/export.py).
 """
 
 from __future__ import annotations
@@ -180,7 +180,8 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
             models.append(model)
     final = max(range(len(repeats)), key=lambda i: (repeats[i].get("val_accuracy", 0.0), -i))
     final_spec = {"space": spec["space"], "arch": spec["arch"],
-                  "network": {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "options": options}}
+                  "network": {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "options": options},
+                  **data.describe_input()}
     result = {
         "architecture": final_spec, "source": str(source), "dataset": data.name, "train_on": cfg.train_on,
         "recipe": OmegaConf.to_container(cfg, resolve=True), "repeats": repeats,
