@@ -149,3 +149,22 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import nasrun.conf; print(nasrun.conf.__path__[0])"], cwd=tmp_path,
                            env=env, capture_output=True, text=True)
     assert Path(probe.stdout.strip()).is_relative_to(target)
+
+
+def test_the_result_table_shows_fidelity_and_objectives_whole_at_80_columns(tmp_path):
+    objectives = "objectives=[{metric:val_accuracy},{metric:latency_ms,direction:min,weight:0.5}]"
+    result = run_cli([*TINY, "strategy=hyperband", "budget.trials=4", objectives], tmp_path, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = run_dirs(tmp_path)
+    lines = result.stderr.splitlines()
+    header = next(line for line in lines if "rank" in line)
+    for column in ("trial", "epochs", "fitness", "val_accuracy", "latency_ms", "params", "seconds"):
+        assert f" {column} " in header
+    assert "fitness = val_accuracy - 0.5·latency_ms/10" in result.stderr
+    assert "…" not in result.stderr
+    for trial in read_jsonl(run / "trials.jsonl"):  # 4 trials: every one is in the top-5 table
+        row = next(line for line in lines if line.startswith("│") and line.split("│")[2].strip() == str(trial["id"]))
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        metrics = trial["metrics"]
+        assert cells[2:7] == [str(trial["fidelity"]), f"{metrics['fitness']:.4f}", f"{metrics['val_accuracy']:.4f}",
+                              f"{metrics['latency_ms']:.4f}", f"{metrics['params']:,}"]
