@@ -6,10 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.markup import escape
-
 from nasrun.commands.common import run_command
-from nasrun.console import console
+from nasrun.console import print_warning, say
 from nasrun.evaluation.export import FORMATS, available_formats, export_run, why_unavailable
 
 
@@ -29,14 +27,13 @@ def main(argv: list[str] | None = None) -> None:
     def export() -> None:
         if args.formats is None:
             for kind in sorted(set(FORMATS) - set(available_formats())):
-                console.print(f"nasrun-export: skipped {kind}: {escape(why_unavailable(kind))}", highlight=False, soft_wrap=True)
+                say(f"nasrun-export: skipped {kind}: {why_unavailable(kind)}")
         written, spec = export_run(args.source, args.weights, out, args.formats)
         for kind, name in written.items():
-            console.print(f"{kind:12s} {escape(str(out / name))}", highlight=False, soft_wrap=True)
+            say(f"{kind:12s} {out / name}")
         if "normalize" not in (spec.get("input") or {}):
-            console.print(f"nasrun-export: warning: {escape(str(args.source))} does not record its input normalisation "
-                          "(a run from before nasrun saved it): the model takes inputs normalised as in training, "
-                          "not [0, 1] images", highlight=False, soft_wrap=True)
+            print_warning("nasrun-export", f"{args.source} does not record its input normalisation (a run from "
+                          "before nasrun saved it): the model takes inputs normalised as in training, not [0, 1] images")
 
     run_command("nasrun-export", export)
 
