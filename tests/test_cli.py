@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -61,6 +62,25 @@ def test_standard_hydra_flags(tmp_path, flag, expected):
     result = run_cli(flag.split(), cwd=tmp_path)
     assert result.returncode == 0 and expected in result.stdout
     assert not (tmp_path / "outputs").exists() or not run_dirs(tmp_path)
+
+
+def test_help_says_what_each_group_is_for_and_lists_the_commands(tmp_path):
+    import tomllib
+
+    result = run_cli(["--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor", "scale"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{group} "))
+        assert len(lines[start].split()) >= 4  # the group's name, then what it is for
+        block = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1:])]
+        words = " ".join(block).replace(",", " ").split()
+        for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
+            assert option in words, (group, option)
+    assert "scale/" not in result.stdout and "tiny_" not in result.stdout  # the internal scale/<group>/ configs
+    for command in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]:
+        if command != "nasrun":
+            assert any(line.startswith(f"{command} ") for line in lines), command
 
 
 def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
@@ -146,6 +166,9 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)  # conf/scale/<group>/ is installed too
     assert tiny.returncode == 0, tiny.stderr
     assert "trials: 2" in tiny.stdout and "steps_per_epoch: 2" in tiny.stdout
+    help_text = subprocess.run([sys.executable, "-m", "nasrun", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=120)  # the help template is installed too
+    assert help_text.returncode == 0 and "nasrun-export RUN_DIR" in help_text.stdout, help_text.stderr
     probe = subprocess.run([sys.executable, "-c", "import nasrun.conf; print(nasrun.conf.__path__[0])"], cwd=tmp_path,
                            env=env, capture_output=True, text=True)
     assert Path(probe.stdout.strip()).is_relative_to(target)
