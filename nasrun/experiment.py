@@ -17,7 +17,7 @@ from nasrun.config import validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
 from nasrun.reports.plots import write_run_report
-from nasrun.console import console
+from nasrun.console import print_table
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
 from nasrun.run.runner import Budget, Runner
@@ -68,7 +68,7 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
-    console.print(summary_table(runner.trials, space.describe, summary["test"], run_dir))
+    print_table(summary_table(runner.trials, space.describe, summary["test"], run_dir, assessment.objectives))
     problem = runner.no_result()
     if problem:
         raise NoResult(f"{problem} (the run directory {run_dir} is written)")

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from nasrun.commands.common import run_command
-from nasrun.console import console
+from nasrun.console import print_table, say
 from nasrun.evaluation.benchmark import EPSILONS, SIGMAS, RunBenchmark, results_tables
 from nasrun.evaluation.benchmark import __doc__ as benchmark_doc
 from nasrun.rundir import RunDir, atomic_write_json
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epsilons", type=floats, default=list(EPSILONS), help="FGSM step sizes, e.g. 0,0.01,0.1")
     parser.add_argument("--latency-batch", type=int, default=32)
     parser.add_argument("--out", type=Path, default=None, help="default: RUN_DIR/benchmark.json")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
 
     def benchmark() -> None:
         bench = RunBenchmark(args.run_dir.resolve(), args.overrides)
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
         atomic_write_json(out, {"run_dir": str(args.run_dir.resolve()), "device": bench.hardware.device,
                                 "results": results})
         for table in results_tables(results):
-            console.print(table)
-        console.print(f"written {out}")
+            print_table(table)
+        say(f"written {out}")
 
     run_command("nasrun-benchmark", benchmark)
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from nasrun.commands.common import run_command
-from nasrun.console import console, print_error
+from nasrun.console import print_error, say
 from nasrun.reports.plots import write_run_report
 from nasrun.rundir import RunDir
 
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
                 status = 2
                 continue
             for path in write_run_report(run_dir):
-                console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+                say(f"wrote {path}")
         return status
 
     run_command("nasrun-report", report)

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from nasrun.commands.common import run_command
 from nasrun.config import load_saved_config
-from nasrun.console import console
+from nasrun.console import console, escape, say
 from nasrun.experiment import run_experiment
 from nasrun.rundir import RunDir, atomic_write
 
@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def reproduce_and_check() -> int:
         new_dir = reproduce(args.run_dir.resolve(), args.out, args.overrides, show_progress=not args.no_progress)
-        console.print(f"reproduced into {new_dir}")
+        say(f"reproduced into {new_dir}")
         if not args.check:
             return 0
         problems = compare_trials(args.run_dir, new_dir)
         if problems:
-            console.print("[bold red]trials differ:[/]\n" + "\n".join(problems), highlight=False)
+            console.print("[bold red]trials differ:[/]\n" + escape("\n".join(problems)), highlight=False)
             return 1
         console.print("[green]identical trials[/]")
         return 0

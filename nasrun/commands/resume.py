@@ -8,7 +8,7 @@ from pathlib import Path
 
 from nasrun.commands.common import run_command
 from nasrun.config import load_saved_config
-from nasrun.console import console
+from nasrun.console import say
 from nasrun.experiment import run_experiment
 from nasrun.rundir import RunDir
 
@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     def resume_all() -> None:
         for job in RunDir(args.run_dir).sweep_jobs():
             if resume_run(job.path, show_progress=False if args.no_progress else None) is None:
-                console.print(f"{job.path} has already finished (summary.json exists); nothing to resume",
-                              highlight=False, soft_wrap=True)
+                say(f"{job.path} has already finished (summary.json exists); nothing to resume")
 
     run_command("nasrun-resume", resume_all)
 

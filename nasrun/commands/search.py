@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+import textwrap
 from importlib import resources
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nasrun.commands.resume import main as resume_main
 from nasrun.console import print_error
@@ -18,6 +19,22 @@ from nasrun.errors import NasrunError, NoResult
 from nasrun.experiment import run_experiment
 
 SWEEP_PROBLEMS: list[str] = []  # jobs of a multirun sweep that ended without a result
+
+
+def group_options(group: str) -> list[str]:
+    """The options of a config group: the YAML files of conf/<group>/."""
+    return sorted(p.name[:-5] for p in resources.files("nasrun.conf").joinpath(group).iterdir() if p.name.endswith(".yaml"))
+
+
+def options_help(group: str) -> str:
+    """`nasrun --help`'s list of a group's options (${nasrun_options:GROUP} in conf/hydra/help/nasrun.yaml),
+    wrapped under the group's description."""
+    indent = " " * 14
+    return textwrap.fill(", ".join(group_options(group)), width=100, initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=False).lstrip()
+
+
+OmegaConf.register_new_resolver("nasrun_options", options_help, replace=True)
 
 
 def debug_mode(cfg: DictConfig | None = None) -> bool:
@@ -62,7 +79,7 @@ def unknown_group_choice(argv: list[str]) -> str | None:
         if "." in group or "/" in group or not conf.joinpath(group).is_dir() or override.is_delete():
             continue
         values = override.sweep_string_iterator() if override.is_sweep_override() else [override.value()]
-        options = sorted(p.name[:-5] for p in conf.joinpath(group).iterdir() if p.name.endswith(".yaml"))
+        options = group_options(group)
         for value in values:
             if str(value) not in options:
                 return f"unknown {group} '{value}' (available: {', '.join(options)})"

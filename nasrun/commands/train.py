@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from nasrun.commands.common import run_command
-from nasrun.console import console
+from nasrun.console import print_table
 from nasrun.evaluation.retrain import results_table, retrain
 
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def train() -> None:
         out, result = retrain(args.source, args.overrides)
-        console.print(results_table(result, out))
+        print_table(results_table(result, out))
 
     run_command("nasrun-train", train)
 

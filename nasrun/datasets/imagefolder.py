@@ -17,7 +17,7 @@ import torchvision
 from torchvision import datasets as tv
 from torchvision import transforms as T
 
-from nasrun.datasets.base import Augment, DataBundle, DatasetSource, limit, resolve_root, split_indices
+from nasrun.datasets.base import Augment, DataBundle, DatasetSource, InputTransform, limit, resolve_root, split_indices
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset, decode, load_or_decode
 from nasrun.errors import ConfigError, DatasetMissing
 
@@ -113,6 +113,14 @@ class ImageFolderDataset(DatasetSource):
         normalise = T.Normalize([self.mean] * self.channels, [self.std] * self.channels)
         return T.Compose([*self._pixels(), T.ToTensor(), normalise])
 
+    def input_transform(self) -> InputTransform:
+        """What turns an image file into the network's input (`_pixels`, then ToTensor and Normalize), in words."""
+        mode = "grayscale (PIL convert('L'))" if self.channels == 1 else "RGB (PIL convert('RGB'))"
+        steps = (f"convert to {mode}", f"resize the shorter side to {self.image_size} (bilinear, antialiased)",
+                 f"center-crop {self.image_size}x{self.image_size}")
+        return InputTransform((float(self.mean),) * self.channels, (float(self.std),) * self.channels,
+                              preprocessing=steps)
+
     def settings(self) -> dict:
         return {"format": CACHE_FORMAT, "image_size": self.image_size, "channels": self.channels,
                 "pillow": PIL.__version__, "torchvision": torchvision.__version__}
@@ -186,4 +194,6 @@ class ImageFolderDataset(DatasetSource):
             augment=Augment(crop_padding=self.image_size // 8 if self.augment else 0, flip=self.augment,
                             cutout=self.cutout),
             workers=0 if cached else self.num_workers,
+            transform=self.input_transform(),
+            classes=list(classes),
         )

@@ -21,6 +21,7 @@ from torch import nn
 
 from nasrun.assessment.metrics import ArchitectureMetrics, MetricsConfig
 from nasrun.build import build_components
+from nasrun.console import add_row, new_table, number_column
 from nasrun.config import load_saved_config
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.rundir import RunDir, load_checkpoint, read_json
@@ -135,22 +136,25 @@ class RunBenchmark:
 
 
 def results_tables(results: list[dict]) -> list[Table]:
-    """Accuracy and cost per architecture; then accuracy under noise and FGSM."""
-    costs = Table(title="nasrun-benchmark: accuracy and cost", title_justify="left")
-    for column in ("trial", "weights", "train", "val", "test", "params", "MFLOPs", "ms@1", "ms@batch", "MiB"):
-        costs.add_column(column, justify="right")
+    """Accuracy per split, cost, then accuracy under noise and FGSM: one table each, so each fits 80 columns."""
+    accuracy_table = new_table("nasrun-benchmark: accuracy")
+    for column in ("trial", "weights", "train", "val", "test"):
+        number_column(accuracy_table, column)
+    cost = new_table("cost (latency in milliseconds at batch 1 and at --latency-batch, peak forward memory)")
+    for column in ("trial", "params", "MFLOPs", "ms@1", "ms@batch", "MiB"):
+        number_column(cost, column)
     for r in results:
-        costs.add_row(str(r["trial"]), r["weights"], f"{r['train_accuracy']:.4f}", f"{r['val_accuracy']:.4f}",
-                      f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['flops'] / 1e6:.3f}",
-                      f"{r['latency_ms']:.3f}", f"{r['latency_ms_batch']:.3f}", f"{r['memory_mb']:.2f}")
+        add_row(accuracy_table, r["trial"], r["weights"], *(f"{r[f'{split}_accuracy']:.4f}" for split in ("train", "val", "test")))
+        add_row(cost, r["trial"], f"{r['params']:,}", f"{r['flops'] / 1e6:.3f}", f"{r['latency_ms']:.3f}",
+                f"{r['latency_ms_batch']:.3f}", f"{r['memory_mb']:.2f}")
     first = results[0]["robustness"]
-    robust = Table(title=f"robustness ({first['split']} accuracy)", title_justify="left")
-    robust.add_column("trial", justify="right")
+    robust = new_table(f"robustness ({first['split']} accuracy)")
+    number_column(robust, "trial")
     for sigma in first["gaussian_noise"]:
-        robust.add_column(f"σ={sigma}", justify="right")
+        number_column(robust, f"σ={sigma}")
     for epsilon in first["fgsm"]:
-        robust.add_column(f"FGSM ε={epsilon}", justify="right")
+        number_column(robust, f"FGSM ε={epsilon}")
     for r in results:
         values = [*r["robustness"]["gaussian_noise"].values(), *r["robustness"]["fgsm"].values()]
-        robust.add_row(str(r["trial"]), *(f"{v:.4f}" for v in values))
-    return [costs, robust]
+        add_row(robust, r["trial"], *(f"{v:.4f}" for v in values))
+    return [accuracy_table, cost, robust]

@@ -5,7 +5,7 @@ Given a run directory it trains that run's `best_architecture.json` on the run's
 `.hydra/config.yaml`); given an architecture JSON it uses the default dataset unless told otherwise.
 Writes `<out>/retrain.json` (every repeat, mean ± std), `train_config.yaml`, `weights/seed_<s>.pt` and,
 with `export=true`, the final model (the repeat with the best validation accuracy, else the first) in
-`<out>/export/` (see nasrun/export.py).
+`<out>/export/` (see nasrun/evaluation/export.py).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from nasrun.experiment import environment
 from nasrun.evaluation.export import export_model, read_spec
 from nasrun.hardware import seed_everything
 from nasrun.nets import build_network, network_accepts
-from nasrun.console import console
+from nasrun.console import add_row, console, new_table, number_column
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 log = logging.getLogger("nasrun")
@@ -180,7 +180,8 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
             models.append(model)
     final = max(range(len(repeats)), key=lambda i: (repeats[i].get("val_accuracy", 0.0), -i))
     final_spec = {"space": spec["space"], "arch": spec["arch"],
-                  "network": {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "options": options}}
+                  "network": {"input_shape": list(data.input_shape), "num_classes": data.num_classes, "options": options},
+                  **data.describe_input()}
     result = {
         "architecture": final_spec, "source": str(source), "dataset": data.name, "train_on": cfg.train_on,
         "recipe": OmegaConf.to_container(cfg, resolve=True), "repeats": repeats,
@@ -196,13 +197,13 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
 
 
 def results_table(result: dict, out: Path) -> Table:
-    table = Table(title=f"nasrun-train: {result['dataset']}, {len(result['repeats'])} seeds  ·  {out}", title_justify="left")
+    table = new_table(f"nasrun-train: {result['dataset']}, {len(result['repeats'])} seeds  ·  {out}")
     for column in ("seed", "val_accuracy", "test_accuracy", "params", "seconds"):
-        table.add_column(column, justify="right")
+        number_column(table, column)
     for r in result["repeats"]:
         val = f"{r['val_accuracy']:.4f}" if "val_accuracy" in r else "-"
-        table.add_row(str(r["seed"]), val, f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['seconds']:.1f}")
+        add_row(table, r["seed"], val, f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['seconds']:.1f}")
     test, val = result["test_accuracy"], result["val_accuracy"]
-    table.add_row("mean ± std", f"{val['mean']:.4f} ± {val['std']:.4f}" if val else "-",
-                  f"{test['mean']:.4f} ± {test['std']:.4f}", "", "", style="bold")
+    add_row(table, "mean ± std", f"{val['mean']:.4f} ± {val['std']:.4f}" if val else "-",
+            f"{test['mean']:.4f} ± {test['std']:.4f}", "", "", style="bold")
     return table

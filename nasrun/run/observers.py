@@ -39,10 +39,12 @@ class RunObserver:
 
 
 class RunDirRecorder(RunObserver):
-    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json."""
+    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json.
+    `data` (DataBundle.describe_input: dataset, input transform, class names) goes into best_architecture.json."""
 
-    def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True):
-        self.files, self.space, self.network_shape = RunDir(run_dir), space, network_shape
+    def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True,
+                 data: dict | None = None):
+        self.files, self.space, self.network_shape, self.data = RunDir(run_dir), space, network_shape, data or {}
         self.log = TrialLog(self.files.trials, durable=durable_log)
 
     def on_record(self, trial, evaluation, best, new_best) -> None:
@@ -65,5 +67,6 @@ class RunDirRecorder(RunObserver):
             "trial": trial.id,
             "metrics": {**trial.metrics, **test_metrics},
             "network": {**self.network_shape, "options": self.space.network_options()},
+            **self.data,
             "rebuild": f"from nasrun.nets import load_network; net = load_network('{RunDir.best}')",
         })

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
-from nasrun.console import console
+from nasrun.console import add_row, console, new_table, number_column, text_column
 from nasrun.records import Trial
 
 
@@ -38,7 +39,7 @@ class SearchProgress:
 
     def trial_started(self, trial_id: int, description: str) -> None:
         self.progress.update(self.epochs, description=f"trial {trial_id}", completed=0, visible=True,
-                             info=description[:48])
+                             info=escape(description[:48]))
 
     def epoch(self, epoch: int, total: int, metrics: dict) -> None:
         info = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
@@ -60,25 +61,37 @@ def format_score(value: float) -> str:
     return f"{value:.4f}" if abs(value) < 1e4 else f"{value:.4g}"
 
 
-def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir: Any, top: int = 5) -> Table:
-    """The best trials by validation accuracy, the failures counted, and the final test score."""
+def format_metric(value) -> str:
+    """A metric for a table cell: integers with thousands separators, floats as format_score, '-' if absent."""
+    if value is None:
+        return "-"
+    return f"{value:,}" if isinstance(value, int) else format_score(float(value))
+
+
+def summary_table(trials: Sequence[Trial], describe, test_metrics: dict, run_dir: Any, objectives=None,
+                  top: int = 5) -> Table:
+    """The best trials by the run's score (the caption says what `fitness` is), the failures counted, and
+    the final test score. A multi-fidelity run adds the epochs each trial trained to; a multi-objective run
+    (`objectives`: the run's Objectives) each objective's value."""
     ranked = sorted((t for t in trials if t.ok and t.metrics.get("feasible", 1)), key=lambda t: -t.score())[:top]
     failed = sum(not t.ok for t in trials)
     violating = sum(t.ok and not t.metrics.get("feasible", 1) for t in trials)
     violations = f", {violating} violate the constraints" if violating else ""
-    title = f"nasrun: {len(trials)} trials ({failed} failed{violations})  ·  run dir: {run_dir}"
-    table = Table(title=title, title_justify="left")
     score = score_name(ranked)
-    for column in ("rank", "trial", score, "params", "seconds", "architecture"):
-        if column == "architecture":
-            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=24)
-        else:
-            table.add_column(column, justify="right", no_wrap=True, min_width=len(column))
-    for rank, trial in enumerate(ranked, start=1):
-        params = trial.metrics.get("params")
-        table.add_row(str(rank), str(trial.id), format_score(trial.score()), f"{int(params):,}" if params else "-",
-                      f"{trial.seconds:.1f}", describe(trial.arch))
+    notes = [objectives.describe_fitness()] if score == "fitness" and objectives is not None else []
     if test_metrics:
-        table.caption = "best architecture, final test: " + "  ".join(
-            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in test_metrics.items())
+        notes.append("best architecture, final test: " + "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in test_metrics.items()))
+    table = new_table(f"nasrun: {len(trials)} trials ({failed} failed{violations})  ·  run dir: {run_dir}",
+                      "\n".join(notes) or None)
+    fidelity = ["epochs"] if any(t.fidelity is not None for t in trials) else []
+    shown = objectives.names() if objectives is not None and objectives.multi else []
+    metrics = [name for name in shown if name not in (score, "params")]
+    for column in ("rank", "trial", *fidelity, score, *metrics, "params", "seconds"):
+        number_column(table, column)
+    text_column(table, "architecture")
+    for rank, trial in enumerate(ranked, start=1):
+        add_row(table, rank, trial.id, *([format_metric(trial.fidelity)] if fidelity else []),
+                format_score(trial.score()), *(format_metric(trial.metrics.get(name)) for name in metrics),
+                format_metric(trial.metrics.get("params")), f"{trial.seconds:.1f}", describe(trial.arch))
     return table

@@ -64,7 +64,8 @@ class Runner:
         self.observers: list[RunObserver] = []
         self.recorder = self.checkpoint = None
         if self.run_dir is not None:
-            self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log)
+            described = data.describe_input() if data is not None else {}
+            self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
             self.checkpoint = RunCheckpoint(self.run_dir, space)
             self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir)]
         elif resume:
