@@ -189,3 +189,35 @@ def test_an_architecture_without_a_recorded_normalisation_exports_the_bare_netwo
     assert meta["input"]["normalize"] is None and meta["classes"] == [str(digit) for digit in range(10)]
     model = torch.jit.load(str(tmp_path / "export" / "model.torchscript.pt"))
     assert not any(name in ("mean", "std") for name, _ in model.named_buffers())
+
+
+def raw_test_split(name: str, root: Path) -> tuple[torch.Tensor, list[str]]:
+    """The official test images as a user has them (uint8 pixels / 255, NCHW) and the class names, read
+    from the files themselves."""
+    import pickle
+
+    import torchvision
+
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        pixels = pickle.loads((folder / "test_batch").read_bytes())["data"].reshape(-1, 3, 32, 32)
+        classes = pickle.loads((folder / "batches.meta").read_bytes())["label_names"]
+    else:
+        mnist = torchvision.datasets.MNIST(str(root), train=False)
+        pixels, classes = mnist.data.numpy()[:, None], mnist.classes
+    return torch.as_tensor(pixels, dtype=torch.float32) / 255, list(classes)
+
+
+@pytest.mark.parametrize("name", ["cifar10", "mnist"])
+def test_a_torchvision_set_records_the_normalisation_its_splits_hold(tmp_path, name):
+    from fake_data import write_cifar10, write_mnist
+    from nasrun.datasets.vision import VisionDataset
+
+    root = write_mnist(write_cifar10(tmp_path))
+    data = VisionDataset(name, str(root), verify=False).load()
+    described = data.describe_input()
+    images, classes = raw_test_split(name, root)
+    assert described["classes"] == classes and described["input"]["shape"] == list(images.shape[1:])
+    normalize = described["input"]["normalize"]
+    mean, std = (torch.tensor(normalize[key]).view(1, -1, 1, 1) for key in ("mean", "std"))
+    torch.testing.assert_close((images - mean) / std, data.test.images, rtol=0, atol=0)

@@ -14,7 +14,8 @@ as `correlation.json`, `correlation.png` (scatter) and a table.
 
 Positional overrides apply to both sides; `--a` / `--b` add each side's own (quoted, space-separated).
 Each side's metric defaults to its estimator's own score (val_accuracy; zc_score for zero_cost); a metric
-the estimator does not record is refused, naming those it does, before anything is loaded or scored. Several `--metric-a` compare each of side A's metrics with B from one scoring pass (e.g. every proxy of a
+the estimator does not record is refused, naming those it does, before anything is loaded or scored.
+Several `--metric-a` compare each of side A's metrics with B from one scoring pass (e.g. every proxy of a
 zero-cost estimator); the first is the headline, every one is under `by_metric` in the JSON.
 """
 
