@@ -110,6 +110,10 @@ class SearchSpace:
                     result.append(neighbour)
         return result
 
+    def decision_values(self, arch: Any) -> dict[str, Any]:
+        """{decision name: chosen option} of an architecture in JSON form (what trackers record as parameters)."""
+        return {d.name: d.choices[i] for d, i in zip(self.decisions(), self.encode(self.from_json(arch)))}
+
     def network_options(self) -> dict:
         """Keyword arguments besides (arch, input_shape, num_classes) that rebuild the network."""
         return {}
