@@ -141,6 +141,12 @@ class SearchSpace:
         A static method, so a saved architecture is drawn knowing only its space's name."""
         return None
 
+    @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """Names ("node ← input") of a cell's `edges` edges in a supernet's α order, for the α plots;
+        None: the space has no such cell. Labels may hold matplotlib mathtext ($c_{k-2}$)."""
+        return None
+
     def describe(self, arch: Any) -> str:
         """A short human-readable line for progress displays and tables."""
         return json.dumps(self.to_json(arch), separators=(",", ":"))[:80]
