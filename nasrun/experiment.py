@@ -16,7 +16,7 @@ from nasrun.build import Components, build_components
 from nasrun.config import validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
-from nasrun.reports.plots import write_run_report
+from nasrun.reports.run_report import write_run_report
 from nasrun.console import print_table
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
@@ -63,7 +63,7 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     if not group.is_main:
         return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
-    info = run_info(cfg, hardware)
+    info = {**run_info(cfg, hardware), "tabular": not estimator.needs_data}  # a lookup: no training time
     trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
     for tracker in watch.values():
         log.info("watch this run live: %s", tracker.get("dashboard") or tracker.get("ui"))
