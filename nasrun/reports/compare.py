@@ -103,8 +103,8 @@ def shared_settings(jobs: list[Job]) -> str:
 
 def compare(sweep_dir: Path, plot: bool = True) -> dict:
     """Aggregate the sweep; write comparison.json, comparison.html (and anytime.png); return the comparison."""
-    jobs = find_jobs(sweep_dir)
-    groups = group_jobs(jobs)
+    every_job = find_jobs(sweep_dir)
+    groups = group_jobs(every_job)
     rows = []
     for label, jobs in groups.items():
         runs = [{"dir": str(job.path.relative_to(sweep_dir)), "seed": job.seed, "value": job.value,
@@ -114,13 +114,13 @@ def compare(sweep_dir: Path, plot: bool = True) -> dict:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     comparison = {"sweep_dir": str(sweep_dir), "groups": rows}
-    context = f"{sweep_dir.name} · {shared_settings(jobs)}"
+    context = f"{sweep_dir.name} · {shared_settings(every_job)}"
     images = []
     if plot:
-        curves = {label: [job.curve for job in members] for label, members in groups.items()}
+        curves = {label: [job.curve for job in jobs] for label, jobs in groups.items()}
         images.append(plot_anytime(curves, RunDir(sweep_dir).anytime_plot, context=context))
         comparison["plot"] = str(images[0])
-    comparison["page"] = str(write_comparison_page(sweep_dir, comparison, jobs, context, images))
+    comparison["page"] = str(write_comparison_page(sweep_dir, comparison, every_job, context, images))
     atomic_write_json(RunDir(sweep_dir).comparison, comparison)
     return comparison
 

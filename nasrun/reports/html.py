@@ -29,8 +29,10 @@ FIGURES = {  # file-name prefix -> (heading, caption)
 
 @dataclass
 class Cell:
+    """A table cell: its text, and the value it sorts by (None: its text; "": missing, sorted last)."""
+
     text: str
-    sort: Any = ""
+    sort: Any = None
 
 
 def environment():
