@@ -82,6 +82,8 @@ def test_report_command_draws_alpha_trajectories(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("alphas_normal.png", "alphas_reduce.png", "best_so_far_trials.png", "best_architecture.png"):
         assert_real_png(run_dir / "plots" / name)
+    page = (run_dir / "report.html").read_text()
+    assert "α over epochs: normal cell" in page and "α over epochs: reduce cell" in page
     assert run_cli([str(tmp_path / "nothing")], tmp_path, command="nasrun-report").returncode == 2
 
 

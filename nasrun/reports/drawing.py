@@ -122,23 +122,31 @@ def label_spot(curve: tuple, others: list[tuple], taken: list[tuple[float, float
     """Where on `curve` its label is clearest: the candidate point farthest from the other edges (away from
     their ends, which nodes cover) and from the points `taken` (nodes, labels already placed); labels are
     wider than tall."""
-    obstacles = [curve_point(other, t / 20) for other in others for t in range(3, 18)] + taken
+    edges = [curve_point(other, t / 20) for other in others for t in range(3, 18)]
 
-    def clearance(point):
+    def distance(point, obstacles):
         return min((math.hypot((point[0] - x) / 1.8, point[1] - y) for x, y in obstacles), default=math.inf)
 
-    candidates = [curve_point(curve, t) for t in (0.5, 0.4, 0.6, 0.3, 0.7, 0.25, 0.75)]
+    def clearance(point):  # a label or node box is wider than a line: keep further from those
+        return min(distance(point, edges), distance(point, taken) - 0.3)
+
+    candidates = [curve_point(curve, t) for t in (0.5, 0.45, 0.55, 0.4, 0.6, 0.35, 0.65, 0.3, 0.7, 0.75, 0.8)]
+    candidates += [(x, y + shift) for x, y in candidates for shift in (0.08, -0.08)]  # the box still on its edge
     return max(candidates, key=lambda point: (round(clearance(point), 1), -candidates.index(point)))
 
 
 def edge_bend(graph: Graph, position: dict, source: str, target: str, index: int) -> float:
     """Nearly straight edges where nodes have their own positions, bent upwards over a node that would sit on
-    the straight line; on a row, straight between neighbours and alternating arcs otherwise."""
+    the straight line; on a row, straight between neighbours and alternating arcs otherwise. A second edge
+    between the same two nodes (a DARTS node may take both inputs from one state) bends further down."""
     span = abs(position[target][0] - position[source][0]) / 1.5
+    twins = sum(edge[:2] == (source, target) for edge in graph.edges[:index])  # a second op between two nodes
     if graph.positions:
-        return -0.25 if any(blocks(position[source], position[target], position[key])
+        bend = -0.25 if any(blocks(position[source], position[target], position[key])
                             for key in position if key not in (source, target)) else 0.08
-    return 0.0 if span <= 1 else (-1) ** index * min(0.5, 0.15 + 0.08 * span)
+    else:
+        bend = 0.0 if span <= 1 else (-1) ** index * min(0.5, 0.15 + 0.08 * span)
+    return bend + 0.35 * twins  # downwards: arcs over blocking nodes go up
 
 
 def blocks(start: tuple, end: tuple, node: tuple, margin: float = 0.5) -> bool:
