@@ -65,8 +65,6 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
     info = {**run_info(cfg, hardware), "tabular": not estimator.needs_data}  # a lookup: no training time
     trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
-    for tracker in watch.values():
-        log.info("watch this run live: %s", tracker.get("dashboard") or tracker.get("ui"))
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info={**info, **watch},

@@ -12,21 +12,26 @@ log = logging.getLogger("nasrun")
 
 
 class BackgroundWriter:
-    """Runs `open` and then each submitted write, in order, on one daemon thread. A failing `open` turns the
-    writer off; a failing write is a warning, and after `max_failures` failures in a row the writer gives up
-    (the rest is dropped) rather than holding every later trial on a broken database."""
+    """Runs `open` and then each submitted write, in order, on one daemon thread (started by the first write).
+    A failing `open` turns the writer off; a failing write is a warning, and after `max_failures` failures in
+    a row the writer gives up (the rest is dropped) rather than holding every later trial on a broken database."""
 
     def __init__(self, name: str, open_fn: Callable[[], None], max_failures: int = 3):
         self.name, self.open_fn, self.max_failures = name, open_fn, max_failures
         self.jobs: queue.Queue = queue.Queue()
         self.done = self.failures = self.dropped = 0
         self.broken = False
-        self.thread = threading.Thread(target=self._work, name=f"nasrun-{name}", daemon=True)
-        self.thread.start()
+        self.thread: threading.Thread | None = None
 
     def submit(self, what: str, fn: Callable, *args) -> None:
-        if not self.broken:
-            self.jobs.put((what, fn, args))
+        """Queue a write; the first one starts the thread (so a run refused before its first trial, e.g. a
+        resume of a corrupt run dir, opens and writes nothing)."""
+        if self.broken:
+            return
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name=f"nasrun-{self.name}", daemon=True)
+            self.thread.start()
+        self.jobs.put((what, fn, args))
 
     def _work(self) -> None:
         try:
@@ -65,7 +70,7 @@ class BackgroundWriter:
         """Wait until every write submitted so far is done, as long as writes keep finishing: a database
         that stays locked for `patience` seconds is left behind with a warning."""
         last, since = self.done, time.monotonic()
-        while self.jobs.unfinished_tasks and self.thread.is_alive():
+        while self.thread is not None and self.jobs.unfinished_tasks and self.thread.is_alive():
             time.sleep(0.02)
             if self.done != last:
                 last, since = self.done, time.monotonic()
@@ -76,6 +81,8 @@ class BackgroundWriter:
 
     def close(self, patience: float = 60.0) -> None:
         """Finish the writes (see `drain`) and end the thread."""
+        if self.thread is None:
+            return
         self.jobs.put(None)
         self.drain(patience)
         if self.dropped:

@@ -118,6 +118,8 @@ class OptunaStudyLog(RunObserver):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # set_metric_names is marked experimental
                 self.study.set_metric_names([o.metric for o in self.objectives.objectives])
+        log.info("trials go to the Optuna study %r in %s; watch it live: %s", self.study_name, self.url,
+                 dashboard_command(Path(self.url.removeprefix("sqlite:///"))))
         self.written = {t.user_attrs.get("trial_id") for t in self.study.get_trials(deepcopy=False)}
         if self.resume:  # trials recorded before the crash that the study never got
             for trial in RunDir(self.run_dir).read_trials():
