@@ -16,11 +16,12 @@ from nasrun.build import Components, build_components
 from nasrun.config import validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
-from nasrun.reports.plots import write_run_report
+from nasrun.reports.run_report import write_run_report
 from nasrun.console import print_table
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
 from nasrun.run.runner import Budget, Runner
+from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.assessment.space_check import check_space
 
@@ -31,6 +32,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
     With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py)."""
     validate(cfg)
+    tracker_names(cfg)  # an unknown tracker or a missing package, before anything is built
     seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers
     parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor", "dataset"])
     hardware = parts.hardware
@@ -61,10 +63,12 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     if not group.is_main:
         return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
+    info = {**run_info(cfg, hardware), "tabular": not estimator.needs_data}  # a lookup: no training time
+    trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
-                    final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
-                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))
+                    final_test=cfg.get("final_test", True), run_info={**info, **watch},
+                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers)
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
@@ -92,6 +96,11 @@ def run_info(cfg: DictConfig, hardware) -> dict:
         "executor": cfg.executor.get("name", cfg.executor._target_),
         **environment(hardware),
     }
+
+
+def study_attrs(cfg: DictConfig, info: dict) -> dict:
+    """What a tracker labels the run with: its components and seed."""
+    return {**{key: info[key] for key in ("strategy", "search_space", "estimator", "dataset")}, "seed": cfg.seed}
 
 
 def package_version(name: str) -> str | None:

@@ -9,7 +9,8 @@ that resume, compare, report, benchmark and the other commands use.
     pareto.json, pareto.png     the Pareto front of a multi-objective run
     alphas.jsonl                one line per epoch of a differentiable search
     warmup.json                 a zero-cost warm start's candidates and the architectures it kept
-    plots/, tensorboard/        figures and TensorBoard scalars
+    report.html, plots/         the run report (self-contained page) and its figures
+    tensorboard/                TensorBoard scalars
     retrain.json                what `nasrun-train` measured
     checkpoints/best_model.pt   weights of the best network (retrained_model.pt: after retraining)
     checkpoints/runner.json     the runner's resume state (trial_times.jsonl: when each trial finished)
@@ -116,6 +117,7 @@ class RunDir:
     alphas = _File("alphas.jsonl")
     warmup = _File("warmup.json")
     plots = _File("plots")
+    report = _File("report.html")
     tensorboard = _File("tensorboard")
     retrain = _File("retrain.json")
     benchmark = _File("benchmark.json")
@@ -128,6 +130,7 @@ class RunDir:
     training_states = _File("checkpoints/fidelity")
     comparison = _File("comparison.json")        # of a sweep directory (nasrun-compare)
     anytime_plot = _File("anytime.png")          # likewise
+    comparison_page = _File("comparison.html")   # likewise
 
     def __init__(self, path: str | Path):
         self.path = Path(path)

@@ -29,8 +29,8 @@ torch.set_num_threads(1)
 
 # A tiny budget for end-to-end runs (conf/scale/tiny*: 2 trials of 1 epoch, the smallest networks of
 # whatever options follow), no progress bars, no end-of-run plots (the default-run test and
-# tests/test_reports.py draw them).
-TINY = ["scale=tiny", "progress=false", "report=false"]
+# tests/test_reports.py draw them), no Optuna study (tests/test_trackers.py checks those).
+TINY = ["scale=tiny", "progress=false", "report=false", "tracker=none"]
 
 
 def group_options(group: str) -> list[str]:

@@ -11,6 +11,7 @@ import pytest
 from nasrun.reports.compare import best_so_far, compare
 from nasrun.reports.plots import anytime_band
 
+from browser import keep_screenshot, open_page
 from conftest import run_cli, run_dirs
 
 
@@ -43,6 +44,28 @@ def test_compare_a_real_sweep(sweep):
         assert group["median"] == pytest.approx(statistics.median(values))
     assert sorted(g["rank"] for g in groups.values()) == [1, 2]
     assert (sweep / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_comparison_page(sweep, comparison)
+
+
+def assert_comparison_page(sweep: Path, comparison: dict) -> None:
+    """comparison.html in headless chromium: ranked groups, every job linked to its report, the plot, offline."""
+    page = sweep / "comparison.html"
+    html = page.read_text()
+    try:
+        assert "http://" not in html and "https://" not in html and "<link" not in html
+        rendered = open_page(page)
+        assert rendered.console == [] and rendered.attribute("data-script") == "ran"
+        assert rendered.attribute("data-images") == "1/1"
+        groups = rendered.table("groups")
+        assert [(row[0], row[1]) for row in groups] == [(str(g["rank"]), g["group"]) for g in comparison["groups"]]
+        jobs = rendered.table("jobs")
+        assert sorted(row[0] for row in jobs) == sorted(j["dir"] for g in comparison["groups"] for j in g["jobs"])
+        for row in jobs:
+            assert f'<a href="{row[0]}/report.html">' in html and (sweep / row[0] / "report.html").is_file()
+        by_name = open_page(page, "#sort=group:desc").table("groups")
+        assert [row[1] for row in by_name] == sorted((g["group"] for g in comparison["groups"]), reverse=True)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\n(screenshot of the page: {keep_screenshot(page, 'comparison')})") from None
 
 
 def make_job(root: Path, name: str, strategy: str, seed: int, scores: list, test: float | None) -> None:

@@ -15,7 +15,7 @@ from PIL import Image
 from nasrun.experiment import run_experiment
 from nasrun.nets.nb201 import format_arch
 from nasrun.reports.drawing import draw_architecture
-from nasrun.reports.plots import write_run_report
+from nasrun.reports.run_report import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
 from conftest import run_cli
@@ -82,6 +82,8 @@ def test_report_command_draws_alpha_trajectories(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("alphas_normal.png", "alphas_reduce.png", "best_so_far_trials.png", "best_architecture.png"):
         assert_real_png(run_dir / "plots" / name)
+    page = (run_dir / "report.html").read_text()
+    assert "α over epochs: normal cell" in page and "α over epochs: reduce cell" in page
     assert run_cli([str(tmp_path / "nothing")], tmp_path, command="nasrun-report").returncode == 2
 
 
@@ -100,7 +102,7 @@ def test_a_failing_plot_warns_and_the_rest_are_drawn(finished_run, tmp_path, cap
     (run_dir / "best_architecture.json").write_text(json.dumps({"space": "nb201", "arch": "|garbage|"}))
     with caplog.at_level(logging.WARNING, logger="nasrun"):
         written = write_run_report(run_dir)
-    assert {p.name for p in written} == {"best_so_far_trials.png", "best_so_far_time.png"}
+    assert {p.name for p in written} == {"best_so_far_trials.png", "best_so_far_time.png", "report.html"}
     assert "could not draw best architecture" in caplog.text
 
 

@@ -24,8 +24,8 @@ def main(argv=None) -> None:
         comparison = compare(args.sweep_dir, plot=not args.no_plot)
         console = Console(width=max(Console().width, 120))
         console.print(comparison_table(comparison))
-        console.print(f"wrote {RunDir(args.sweep_dir).comparison}" +
-                      (f" and {comparison['plot']}" if "plot" in comparison else ""))
+        written = [str(RunDir(args.sweep_dir).comparison), comparison["page"], comparison.get("plot")]
+        console.print("wrote " + ", ".join(p for p in written if p), highlight=False, soft_wrap=True)
 
     run_command("nasrun-compare", compare_sweep)
 

@@ -1,4 +1,4 @@
-"""`nasrun-report RUN_DIR ...`: (re)draw the plots of runs into <run dir>/plots/."""
+"""`nasrun-report RUN_DIR ...`: (re)write the report of runs: <run dir>/report.html and plots/."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from pathlib import Path
 
 from nasrun.commands.common import run_command
 from nasrun.console import print_error, say
-from nasrun.reports.plots import write_run_report
+from nasrun.reports.run_report import write_run_report
 from nasrun.rundir import RunDir
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="nasrun-report", description="(Re)draw the plots of nasrun runs "
-                                     "into <run dir>/plots/.")
+    parser = argparse.ArgumentParser(prog="nasrun-report", description="(Re)write the report of nasrun "
+                                     "runs: <run dir>/report.html (self-contained: open it in any browser, "
+                                     "offline) and the plots in <run dir>/plots/.")
     parser.add_argument("run_dirs", type=Path, nargs="+", help="run directories")
     args = parser.parse_args(argv)
 

@@ -4,8 +4,9 @@ Reads every job directory under SWEEP_DIR (those with a summary.json, e.g. from
 `nasrun -m strategy=random,regularized_evolution seed=0,1,2 ...`), groups the jobs by strategy (and by
 any other setting that varies across the sweep: space, estimator, dataset, budget), and reports per
 group the mean, std, best, worst and median of the final reported accuracy (test accuracy when the run
-has one, else the best validation score) with a ranking by mean. Writes `comparison.json` and
-`anytime.png` (best-so-far validation score vs queries, mean ± std band per group) into SWEEP_DIR.
+has one, else the best validation score) with a ranking by mean. Writes into SWEEP_DIR `comparison.json`,
+`anytime.png` (best-so-far validation score vs queries, mean ± std band per group) and `comparison.html`
+(a self-contained page: sortable groups and jobs, each job linked to its report.html, the anytime plot).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from omegaconf import OmegaConf
 
 from nasrun.errors import NasrunError
 from nasrun.records import TrialLog
+from nasrun.reports.html import write_comparison_page
 from nasrun.reports.plots import best_so_far as running_best
 from nasrun.reports.plots import plot_anytime
 from nasrun.rundir import RunDir, atomic_write_json
@@ -92,9 +94,17 @@ def group_stats(jobs: list[Job]) -> dict:
     return stats
 
 
+def shared_settings(jobs: list[Job]) -> str:
+    """`search_space=nb201 · estimator=nb201 · budget.trials=5`: the settings every job of the sweep has."""
+    shared = [f"{key}={jobs[0].settings[key]}" for key in SETTINGS
+              if jobs[0].settings[key] is not None and len({str(job.settings[key]) for job in jobs}) == 1]
+    return " · ".join(shared)
+
+
 def compare(sweep_dir: Path, plot: bool = True) -> dict:
-    """Aggregate the sweep; write comparison.json (and anytime.png); return the comparison."""
-    groups = group_jobs(find_jobs(sweep_dir))
+    """Aggregate the sweep; write comparison.json, comparison.html (and anytime.png); return the comparison."""
+    every_job = find_jobs(sweep_dir)
+    groups = group_jobs(every_job)
     rows = []
     for label, jobs in groups.items():
         runs = [{"dir": str(job.path.relative_to(sweep_dir)), "seed": job.seed, "value": job.value,
@@ -104,9 +114,13 @@ def compare(sweep_dir: Path, plot: bool = True) -> dict:
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     comparison = {"sweep_dir": str(sweep_dir), "groups": rows}
+    context = f"{sweep_dir.name} · {shared_settings(every_job)}"
+    images = []
     if plot:
         curves = {label: [job.curve for job in jobs] for label, jobs in groups.items()}
-        comparison["plot"] = str(plot_anytime(curves, RunDir(sweep_dir).anytime_plot))
+        images.append(plot_anytime(curves, RunDir(sweep_dir).anytime_plot, context=context))
+        comparison["plot"] = str(images[0])
+    comparison["page"] = str(write_comparison_page(sweep_dir, comparison, every_job, context, images))
     atomic_write_json(RunDir(sweep_dir).comparison, comparison)
     return comparison
 

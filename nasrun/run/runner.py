@@ -2,7 +2,8 @@
 
 The loop reports every event to its observers (nasrun.run.observers): with a run directory they write the
 trial log, best architecture (and its weights) and summary (RunDirRecorder), the resume state
-(RunCheckpoint) and TensorBoard scalars; `run_dir=None` runs in memory, writing nothing.
+(RunCheckpoint), TensorBoard scalars and the live trackers it is given (nasrun.run.trackers); `run_dir=None`
+runs in memory, writing nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None, resume: bool = False, durable_log: bool = True):
+                 assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -67,7 +68,7 @@ class Runner:
             described = data.describe_input() if data is not None else {}
             self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
             self.checkpoint = RunCheckpoint(self.run_dir, space)
-            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir)]
+            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir), *(trackers or [])]
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
 

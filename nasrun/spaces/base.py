@@ -110,6 +110,10 @@ class SearchSpace:
                     result.append(neighbour)
         return result
 
+    def decision_values(self, arch: Any) -> dict[str, Any]:
+        """{decision name: chosen option} of an architecture in JSON form (what trackers record as parameters)."""
+        return {d.name: d.choices[i] for d, i in zip(self.decisions(), self.encode(self.from_json(arch)))}
+
     def network_options(self) -> dict:
         """Keyword arguments besides (arch, input_shape, num_classes) that rebuild the network."""
         return {}
@@ -135,6 +139,12 @@ class SearchSpace:
     def graphs(arch: Any) -> list[Graph] | None:
         """`arch` as labelled DAGs for `nasrun.reports.drawing` (best_architecture.png); None: not drawn.
         A static method, so a saved architecture is drawn knowing only its space's name."""
+        return None
+
+    @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """Names ("node ← input") of a cell's `edges` edges in a supernet's α order, for the α plots;
+        None: the space has no such cell. Labels may hold matplotlib mathtext ($c_{k-2}$)."""
         return None
 
     def describe(self, arch: Any) -> str:

@@ -43,12 +43,23 @@ class NB201Space(SearchSpace):
         return arch
 
     @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """`node 2 ← node 1` and so on, in the order of the architecture string (and of a supernet's α)."""
+        if edges != len(NB201_EDGES):
+            return None
+        return [f"{node_name(target)} ← {node_name(source)}" for target, source in NB201_EDGES]
+
+    @staticmethod
     def graphs(arch: str) -> list[Graph]:
         """The cell's four nodes with its non-`none` edges labelled by their ops."""
         graph = Graph("NAS-Bench-201 cell")
-        graph.nodes = [(f"{i}", "input" if i == 0 else ("output" if i == 3 else f"node {i}")) for i in range(4)]
-        graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.0), "2": (4.0, -1.0), "3": (6.0, 0.0)}
+        graph.nodes = [(f"{i}", node_name(i)) for i in range(4)]
+        graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.4), "2": (4.0, -1.4), "3": (6.0, 0.0)}
         for (target, source), op in zip(NB201_EDGES, parse_arch(arch)):
             if op != "none":
                 graph.edges.append((f"{source}", f"{target}", op, False))
         return [graph]
+
+
+def node_name(node: int) -> str:
+    return "input" if node == 0 else ("output" if node == 3 else f"node {node}")
