@@ -20,6 +20,7 @@ from nasrun.reports.plots import write_run_report
 from nasrun.console import console
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
+from nasrun.run.budget_check import random_start_warning
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.assessment.space_check import check_space
@@ -60,6 +61,10 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     check_space(space, cfg.budget.trials)
     if not group.is_main:
         return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
+    budget_warning = random_start_warning(cfg.strategy.get("name", cfg.strategy._target_), strategy, space,
+                                          cfg.budget.trials)
+    if budget_warning:
+        log.warning(budget_warning)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,

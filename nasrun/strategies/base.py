@@ -8,6 +8,7 @@ Every strategy owns a `random.Random` seeded from the run seed, and its whole st
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,26 @@ class Warmup:
         return self.keep if self.keep is not None else max(1, self.candidates // 4)
 
 
+@dataclass(frozen=True)
+class RandomStart:
+    """How many of a strategy's first proposals are random samples whatever the results: a search of at
+    most `trials` trials is random search. `setting` says what decides it, `fix` how to shorten it."""
+
+    trials: float             # math.inf: every proposal is a random sample
+    setting: str | None = None
+    fix: str | None = None    # default: "lower <setting>" when the setting is one config key
+
+    @property
+    def always(self) -> bool:
+        return math.isinf(self.trials)
+
+    @property
+    def advice(self) -> str | None:
+        if self.fix or not self.setting or " " in self.setting:
+            return self.fix
+        return f"lower {self.setting}"
+
+
 class Strategy:
     one_shot = False
     multi_fidelity = False  # True: ask returns Proposals with a fidelity (fit_fidelity is called before bind)
@@ -87,6 +108,12 @@ class Strategy:
         """Attach to the run's space; `budget` is the number of trials the run will ask for."""
         self.space, self.seed, self.budget = space, int(seed), int(budget)
         self.rng = random.Random(self.seed)
+
+    def random_start(self, space: SearchSpace) -> RandomStart:
+        """How many trials it takes before this strategy proposes anything but random samples (before
+        `bind`; multi-fidelity strategies after `fit_fidelity`). A strategy that learns from its first
+        result keeps this default."""
+        return RandomStart(0)
 
     def ask(self, n: int) -> list[Any]:
         """Up to `n` architectures (or Proposals) to evaluate next (fewer while waiting for results)."""
