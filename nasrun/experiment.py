@@ -21,6 +21,7 @@ from nasrun.console import console
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
 from nasrun.run.budget_check import random_start_warning
+from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.assessment.space_check import check_space
@@ -69,7 +70,8 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
-                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))
+                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator),
+                    cost=cost_estimate(cfg, parts, scale_choice()))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
@@ -78,6 +80,13 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     if problem:
         raise NoResult(f"{problem} (the run directory {run_dir} is written)")
     return summary
+
+
+def scale_choice() -> str | None:
+    """The `scale` option of a run started from the command line (None elsewhere)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("scale") if HydraConfig.initialized() else None
 
 
 def durable_log(cfg: DictConfig, estimator) -> bool:

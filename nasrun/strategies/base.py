@@ -18,6 +18,7 @@ from nasrun.errors import ConfigError
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
+from nasrun.training import StepReport
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class SearchContext:
     RNG states, epoch) and `load_state()` when they start: a resumed run continues from there.
     Per-epoch records go to `<run_dir>/alphas.jsonl`, one JSON line per epoch:
     {"epoch": int, "ops": [op names], "alphas": {"<cell>": [[softmax weight per op] per edge]}, ...}.
+    `report(epoch, epochs, metrics)` hears every epoch, `steps(done, per_epoch, epochs)` every training step.
     """
 
     space: SearchSpace
@@ -146,6 +148,7 @@ class SearchContext:
     run_dir: Path | None
     seed: int
     report: Callable[[int, int, dict], None] | None = None
+    steps: StepReport = None
 
     @property
     def records_path(self) -> Path | None:
