@@ -259,6 +259,7 @@ class Runner:
 
     def _summary(self, test_metrics: dict, seconds: float) -> dict:
         best = best_trial(self.trials)
+        cost = self.cost.record() if self.cost is not None else None
         summary = {
             **self.run_info,
             "seed": self.seed,
@@ -272,7 +273,7 @@ class Runner:
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
-            **({"cost": self.cost.record()} if self.cost is not None and self.cost.record() else {}),
+            **({"cost": cost} if cost else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return summary
