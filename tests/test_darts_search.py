@@ -342,9 +342,10 @@ def test_cli_search_progress_counts_steps_and_the_cost_estimate_changes_nothing(
     assert "expected: " not in plain.stderr and "cost" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
 
     def search(run):
-        trials = [{k: v for k, v in t.items() if k not in ("seconds", "metrics")} for t in read_jsonl(run / "trials.jsonl")]
-        metrics = [{k: v for k, v in t["metrics"].items() if "seconds" not in k} for t in read_jsonl(run / "trials.jsonl")]
-        return read_jsonl(run / "alphas.jsonl"), trials, metrics
+        trials = read_jsonl(run / "trials.jsonl")
+        timeless = [{k: v for k, v in t.items() if k not in ("seconds", "metrics")} for t in trials]
+        metrics = [{k: v for k, v in t["metrics"].items() if "seconds" not in k} for t in trials]
+        return read_jsonl(run / "alphas.jsonl"), timeless, metrics
 
     assert search(tmp_path / "estimated") == search(tmp_path / "plain")
 

@@ -26,8 +26,8 @@ def main(argv=None) -> None:
         console.print(comparison_table(comparison))
         test = comparison["test"]
         if comparison["pairs"]:
-            console.print(f"{test['name']} per pair ({test['adjustment']}-adjusted over the pairs, alpha {test['alpha']}):",
-                          highlight=False)
+            console.print(f"{test['name']} per pair ({test['adjustment']}-adjusted over the pairs, "
+                          f"alpha {test['alpha']}):", highlight=False)
         for line in verdict_lines(comparison):
             console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print(f"wrote {RunDir(args.sweep_dir).comparison}" +

@@ -9,13 +9,10 @@ proposals are random samples whatever the results.
 from __future__ import annotations
 
 import itertools
-import logging
 from dataclasses import dataclass
 
 from nasrun.build import build_components
 from nasrun.strategies import RandomStart, Strategy
-
-log = logging.getLogger("nasrun")
 
 IGNORED_IN_SWEEPS = ("seed", "hydra")  # overrides that cannot make strategies differ (or are Hydra's own)
 
@@ -26,7 +23,8 @@ def random_start_warning(name: str, strategy: Strategy, space, trials: int) -> s
     if not is_random_search(strategy, start, trials) or start.setting is None:  # random search by design
         return None
     if start.always:
-        return f"strategy {name} proposes only random samples ({start.setting}): this run is random search; {start.advice}"
+        return f"strategy {name} proposes only random samples ({start.setting}): this run is random search; " \
+               f"{start.advice}"
     advice = f" or {start.advice}" if start.advice else ""
     return (f"strategy {name} proposes random samples for its first {int(start.trials)} trials "
             f"({start.setting}), so with budget.trials={trials} this run is random search; raise budget.trials "
@@ -88,7 +86,8 @@ def expand_sweep(overrides: list[str]) -> list[tuple[tuple, tuple]]:
         key = override.get_key_element()
         if override.key_or_group.split(".")[0].split("/")[0] in IGNORED_IN_SWEEPS:
             continue
-        values = override.sweep_string_iterator() if override.is_sweep_override() else [override.get_value_element_as_str()]
+        values = override.sweep_string_iterator() if override.is_sweep_override() \
+            else [override.get_value_element_as_str()]
         choices.append([(override.key_or_group, f"{key}={value}") for value in values])
     jobs = []
     for combination in itertools.product(*choices):

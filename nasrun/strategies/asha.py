@@ -14,7 +14,8 @@ from nasrun.strategies.fidelity import SINGLE_RUNG, MultiFidelity, most_rungs, r
 
 class ASHA(MultiFidelity):
     def all_rungs(self) -> list[int]:
-        return rung_epochs(self.min_epochs, self.max_epochs, self.eta, most_rungs(self.min_epochs, self.max_epochs, self.eta))
+        rungs = most_rungs(self.min_epochs, self.max_epochs, self.eta)
+        return rung_epochs(self.min_epochs, self.max_epochs, self.eta, rungs)
 
     def random_start(self, space) -> RandomStart:
         """A promotion needs eta results at the lowest rung (never with a single rung)."""
