@@ -20,6 +20,8 @@ from nasrun.reports.run_report import write_run_report
 from nasrun.console import print_table
 from nasrun.run.progress import summary_table
 from nasrun.run import spawn
+from nasrun.run.budget_check import random_start_warning
+from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
@@ -62,13 +64,18 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     check_space(space, cfg.budget.trials)
     if not group.is_main:
         return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
+    budget_warning = random_start_warning(cfg.strategy.get("name", cfg.strategy._target_), strategy, space,
+                                          cfg.budget.trials)
+    if budget_warning:
+        log.warning(budget_warning)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
     info = {**run_info(cfg, hardware), "tabular": not estimator.needs_data}  # a lookup: no training time
     trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info={**info, **watch},
-                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers)
+                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers,
+                    cost=cost_estimate(cfg, parts, scale_choice()))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
@@ -77,6 +84,13 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     if problem:
         raise NoResult(f"{problem} (the run directory {run_dir} is written)")
     return summary
+
+
+def scale_choice() -> str | None:
+    """The `scale` option of a run started from the command line (None elsewhere)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get().runtime.choices.get("scale") if HydraConfig.initialized() else None
 
 
 def durable_log(cfg: DictConfig, estimator) -> bool:

@@ -14,9 +14,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.commands.resume import main as resume_main
-from nasrun.console import print_error
+from nasrun.console import print_error, print_warning
 from nasrun.errors import NasrunError, NoResult
 from nasrun.experiment import run_experiment
+from nasrun.run.budget_check import sweep_warnings
 
 SWEEP_PROBLEMS: list[str] = []  # jobs of a multirun sweep that ended without a result
 
@@ -97,6 +98,9 @@ def main() -> None:
     message = unknown_group_choice(sys.argv[1:])
     if message:
         fail(message)
+    if {"-m", "--multirun"} & set(sys.argv[1:]):
+        for warning in sweep_warnings([arg for arg in sys.argv[1:] if not arg.startswith("-")]):
+            print_warning("nasrun", warning)
     hydra_main()
     if SWEEP_PROBLEMS:
         fail(f"{len(SWEEP_PROBLEMS)} job(s) of the sweep ended without a result (see the lines above)", code=1)

@@ -39,7 +39,8 @@ class Estimator:
     reports: tuple[str, ...] = ("val_accuracy",)  # the metrics evaluate() records (objectives may name them)
     score_metric = "val_accuracy"  # the metric a trial must have (finite) and the default objective maximises
     needs_data = True   # False for estimators (a tabular benchmark) that never touch a dataset
-    trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together
+    trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together,
+    #                          and the Runner passes bind a `steps` report (nasrun.training.StepReport)
     max_fidelity: int | None = None  # epochs an evaluation can train to with `fidelity=` (None: no fidelity)
 
     def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None,

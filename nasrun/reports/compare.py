@@ -3,10 +3,13 @@
 Reads every job directory under SWEEP_DIR (those with a summary.json, e.g. from
 `nasrun -m strategy=random,regularized_evolution seed=0,1,2 ...`), groups the jobs by strategy (and by
 any other setting that varies across the sweep: space, estimator, dataset, budget), and reports per
-group the mean, std, best, worst and median of the final reported accuracy (test accuracy when the run
-has one, else the best validation score) with a ranking by mean. Writes into SWEEP_DIR `comparison.json`,
-`anytime.png` (best-so-far validation score vs queries, mean ± std band per group) and `comparison.html`
-(a self-contained page: sortable groups and jobs, each job linked to its report.html, the anytime plot).
+group the mean, its 95% t interval over seeds, std, best, worst and median of the final reported
+accuracy (test accuracy when the run has one, else the best validation score) with a ranking by mean
+(equal means share a rank). Each pair of strategies run with the same settings gets a two-sided
+Mann-Whitney U test (Holm-adjusted over the pairs) and a verdict: "indistinguishable" unless p < 0.05
+(nasrun/reports/significance.py). Writes into SWEEP_DIR `comparison.json`, `anytime.png` (best-so-far
+validation score vs queries, mean ± std band per group) and `comparison.html` (a self-contained page:
+sortable groups and jobs, each job linked to its report.html, the anytime plot).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from nasrun.records import TrialLog
 from nasrun.reports.html import write_comparison_page
 from nasrun.reports.plots import best_so_far as running_best
 from nasrun.reports.plots import plot_anytime
+from nasrun.reports.significance import ALPHA, CONFIDENCE, compare_pairs, pair_line, t_interval, tied_ranks
 from nasrun.rundir import RunDir, atomic_write_json
 
 SETTINGS = ("search_space", "estimator", "estimator.dataset", "dataset", "budget.trials")
@@ -75,23 +79,56 @@ def find_jobs(sweep_dir: Path) -> list[Job]:
     return jobs
 
 
+def varying_settings(jobs: list[Job]) -> list[str]:
+    """The SETTINGS that differ between jobs of the sweep."""
+    return [key for key in SETTINGS if len({str(job.settings[key]) for job in jobs}) > 1]
+
+
 def group_jobs(jobs: list[Job]) -> dict[str, list[Job]]:
     """Jobs by strategy, plus every setting that differs between jobs of the sweep."""
-    varying = [key for key in SETTINGS if len({str(job.settings[key]) for job in jobs}) > 1]
+    varying = varying_settings(jobs)
     groups: dict[str, list[Job]] = {}
     for job in jobs:
-        extra = ", ".join(f"{key}={job.settings[key]}" for key in varying)
-        groups.setdefault(f"{job.strategy} [{extra}]" if extra else job.strategy, []).append(job)
+        groups.setdefault(group_label(job.strategy, settings_label(job, varying)), []).append(job)
     return groups
+
+
+def settings_label(job: Job, varying: list[str]) -> str:
+    return ", ".join(f"{key}={job.settings[key]}" for key in varying)
+
+
+def group_label(strategy: str, settings: str) -> str:
+    return f"{strategy} [{settings}]" if settings else strategy
 
 
 def group_stats(jobs: list[Job]) -> dict:
     values = [job.value for job in jobs if job.value is not None]
-    stats = {"runs": len(jobs), "scored": len(values), "metric": sorted({job.metric for job in jobs})}
+    stats = {"runs": len(jobs), "scored": len(values), "metric": sorted({job.metric for job in jobs}),
+             "values": values}
     if values:
-        stats.update(mean=statistics.mean(values), std=statistics.stdev(values) if len(values) > 1 else 0.0,
+        interval = t_interval(values)
+        stats.update(mean=statistics.mean(values), ci95=list(interval) if interval else None,
+                     std=statistics.stdev(values) if len(values) > 1 else 0.0,
                      best=max(values), worst=min(values), median=statistics.median(values))
     return stats
+
+
+def rank_rows(rows: list[dict]) -> None:
+    """Sort by mean (best first) and rank, equal means sharing a rank; unscored groups come last, unranked."""
+    rows.sort(key=lambda row: -row.get("mean", float("-inf")))
+    scored = [row for row in rows if "mean" in row]
+    for row, rank in zip(scored, tied_ranks([row["mean"] for row in scored])):
+        row["rank"] = rank
+    for row in rows[len(scored):]:
+        row["rank"] = None
+
+
+def strategy_pairs(rows: list[dict]) -> list[dict]:
+    """The rank test of every pair of strategies run with the same settings."""
+    by_settings: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        by_settings.setdefault(row["settings"], {})[row["group"]] = row["values"]
+    return [pair for groups in by_settings.values() for pair in compare_pairs(groups)]
 
 
 def shared_settings(jobs: list[Job]) -> str:
@@ -104,16 +141,17 @@ def shared_settings(jobs: list[Job]) -> str:
 def compare(sweep_dir: Path, plot: bool = True) -> dict:
     """Aggregate the sweep; write comparison.json, comparison.html (and anytime.png); return the comparison."""
     every_job = find_jobs(sweep_dir)
-    groups = group_jobs(every_job)
+    groups, varying = group_jobs(every_job), varying_settings(every_job)
     rows = []
-    for label, jobs in groups.items():
+    for label, members in groups.items():
         runs = [{"dir": str(job.path.relative_to(sweep_dir)), "seed": job.seed, "value": job.value,
-                 "metric": job.metric} for job in jobs]
-        rows.append({"group": label, "strategy": jobs[0].strategy, **group_stats(jobs), "jobs": runs})
-    rows.sort(key=lambda row: -row.get("mean", float("-inf")))
-    for rank, row in enumerate(rows, start=1):
-        row["rank"] = rank
-    comparison = {"sweep_dir": str(sweep_dir), "groups": rows}
+                 "metric": job.metric} for job in members]
+        rows.append({"group": label, "strategy": members[0].strategy, "settings": settings_label(members[0], varying),
+                     **group_stats(members), "jobs": runs})
+    rank_rows(rows)
+    comparison = {"sweep_dir": str(sweep_dir), "groups": rows, "pairs": strategy_pairs(rows),
+                  "test": {"name": "Mann-Whitney U, two-sided", "alpha": ALPHA, "adjustment": "holm",
+                           "interval": f"t interval of the mean, {CONFIDENCE:.0%}"}}
     context = f"{sweep_dir.name} · {shared_settings(every_job)}"
     images = []
     if plot:
@@ -129,14 +167,23 @@ def comparison_table(comparison: dict):
     from rich.table import Table
 
     table = Table(title=f"nasrun-compare: {comparison['sweep_dir']}", title_justify="left",
-                  caption="of: test = final test accuracy of the best architecture; val = best validation score")
+                  caption="of: test = final test accuracy of the best architecture; val = best validation score. "
+                          "Equal means share a rank; 95% CI: t interval of the mean over seeds")
     table.add_column("rank", justify="right")
     table.add_column("strategy", no_wrap=True)
-    for column in ("runs", "mean", "std", "best", "worst", "median"):
-        table.add_column(column, justify="right")
+    for column in ("runs", "mean", "95% CI", "std", "best", "worst", "median"):
+        table.add_column(column, justify="right", no_wrap=True)
     table.add_column("of")
     for row in comparison["groups"]:
         numbers = [f"{row[k]:.4f}" if k in row else "-" for k in ("mean", "std", "best", "worst", "median")]
+        interval = "{:.4f}-{:.4f}".format(*row["ci95"]) if row.get("ci95") else "-"
         metric = ",".join("test" if m == "test_accuracy" else "val" for m in row["metric"])
-        table.add_row(str(row["rank"]), row["group"], f"{row['scored']}/{row['runs']}", *numbers, metric)
+        table.add_row("-" if row["rank"] is None else str(row["rank"]), row["group"], f"{row['scored']}/{row['runs']}",
+                      numbers[0], interval, *numbers[1:], metric)
     return table
+
+
+def verdict_lines(comparison: dict) -> list[str]:
+    """One line per pair of strategies: which is better, or that they are indistinguishable (and why)."""
+    pairs = comparison["pairs"]
+    return [pair_line(pair, several=len(pairs) > 1) for pair in pairs]

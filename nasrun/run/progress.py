@@ -6,25 +6,30 @@ from typing import Any, Sequence
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from nasrun.console import add_row, console, new_table, number_column, text_column
 from nasrun.records import Trial
 
+INFO_WIDTH = 32   # characters of metrics beside a bar
+
 
 class SearchProgress:
-    """Two bars: trials of the search and epochs of the trial being trained."""
+    """Bars for the trials of the search, the epochs of the trial being trained, and the steps of each
+    supernet training (a phase: its bar and ETA move every step, not every epoch)."""
 
     def __init__(self, total_trials: int, enabled: bool = True):
         self.enabled = enabled
         self.best: float | None = None
+        info = Column(max_width=INFO_WIDTH, no_wrap=True, overflow="ellipsis")  # never squeezes out the counts
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            TextColumn("[bold]{task.description}", table_column=Column(no_wrap=True)), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}", table_column=info), TimeElapsedColumn(), TimeRemainingColumn(),
             console=console, disable=not enabled, transient=False,
         )
         self.trials = self.progress.add_task("trials", total=total_trials, info="")
         self.epochs = self.progress.add_task("epochs", total=1, info="", visible=False)
+        self.phase_task = None
 
     def __enter__(self) -> "SearchProgress":
         self.progress.start()
@@ -33,22 +38,33 @@ class SearchProgress:
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
-    def phase(self, description: str, total: int) -> None:
-        """Show a named phase (e.g. supernet training) on the epoch bar."""
-        self.progress.update(self.epochs, description=description, total=total, completed=0, visible=True, info="")
+    def phase(self, description: str) -> None:
+        """A bar of its own for a named phase (e.g. supernet training), counting its steps."""
+        self.phase_task = self.progress.add_task(description, total=None, info="")
+
+    def step(self, done: int, per_epoch: int, epochs: int) -> None:
+        """Step `done` of the phase's per_epoch x epochs."""
+        self.progress.update(self.phase_task, completed=done, total=per_epoch * epochs)
+
+    def phase_epoch(self, epoch: int, total: int, metrics: dict) -> None:
+        """The end of a phase's epoch: its number and metrics beside the step bar."""
+        self.progress.update(self.phase_task, info=f"epoch {epoch}/{total}  {metric_info(metrics)}")
 
     def trial_started(self, trial_id: int, description: str) -> None:
         self.progress.update(self.epochs, description=f"trial {trial_id}", completed=0, visible=True,
                              info=escape(description[:48]))
 
     def epoch(self, epoch: int, total: int, metrics: dict) -> None:
-        info = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
-        self.progress.update(self.epochs, completed=epoch, total=total, info=info)
+        self.progress.update(self.epochs, completed=epoch, total=total, info=metric_info(metrics))
 
     def trial_finished(self, trial: Trial, best: Trial | None) -> None:
         self.best = best.score() if best else None
         info = f"best {score_name([best])}={format_score(self.best)}" if self.best is not None else "no successful trial yet"
         self.progress.update(self.trials, advance=1, info=info)
+
+
+def metric_info(metrics: dict) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
 
 
 def score_name(trials: Sequence[Trial]) -> str:

@@ -25,6 +25,7 @@ from nasrun.run.progress import SearchProgress
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir
 from nasrun.run.checkpoint import RunCheckpoint, restore
+from nasrun.run.cost import CostEstimate
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import Proposal, SearchContext, Strategy
@@ -49,7 +50,8 @@ class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None):
+                 assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None,
+                 cost: CostEstimate | None = None):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -71,6 +73,9 @@ class Runner:
             self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir), *(trackers or [])]
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
+        self.cost = cost  # times the first steps or trial, prints the expected cost (nasrun/run/cost.py)
+        if cost is not None:
+            self.observers.append(cost)
 
     def network_shape(self) -> dict:
         """Input shape and classes of the networks this run scores (for best_architecture.json)."""
@@ -90,21 +95,11 @@ class Runner:
                 raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
                                   f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
-        warmup = recorded_warm_start(self.run_dir) if self.resume else \
-            warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
-        if warmup:
-            self.run_info["warmup"] = warmup
-        if self.strategy.multi_fidelity:
-            self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
-        self.strategy.bind(self.space, self.seed, self.budget.trials)
-        if self.resume:
-            restore(self)
-        self.best = best_trial(self.trials)
-        start = self.checkpoint.start_clock() if self.checkpoint else time.perf_counter()
         total = 1 if self.strategy.one_shot else self.budget.trials
         try:
             with SearchProgress(total, enabled=self.show_progress) as progress:
+                self._prepare(progress)
+                start = self.checkpoint.start_clock() if self.checkpoint else time.perf_counter()
                 if self.strategy.one_shot:
                     self._run_one_shot(progress)
                 else:
@@ -116,6 +111,35 @@ class Runner:
         summary = self._summary(test_metrics, time.perf_counter() - start)
         self._tell("on_finish", summary)
         return summary
+
+    def _prepare(self, progress: SearchProgress) -> None:
+        """Bind the estimator (a supernet trains here, step by step on the progress bar), warm-start and
+        bind the strategy, and restore a resumed run's state."""
+        supernet = {"steps": self._steps(progress, "supernet training")} if self.estimator.trains_supernet else {}
+        self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed, **supernet)
+        warmup = recorded_warm_start(self.run_dir) if self.resume else \
+            warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
+        if warmup:
+            self.run_info["warmup"] = warmup
+        if self.strategy.multi_fidelity:
+            self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
+        self.strategy.bind(self.space, self.seed, self.budget.trials)
+        if self.resume:
+            restore(self)
+        self.best = best_trial(self.trials)
+
+    def _steps(self, progress: SearchProgress, phase: str):
+        """The step report (done, steps per epoch, epochs) of a supernet training: the progress bar counts
+        steps, so its ETA is real, and the cost estimate times the first ones."""
+        progress.phase(phase)
+        estimate = self.cost.steps(phase) if self.cost is not None else None
+
+        def report(done: int, per_epoch: int, epochs: int) -> None:
+            progress.step(done, per_epoch, epochs)
+            if estimate is not None:
+                estimate(done, per_epoch, epochs)
+
+        return report
 
     def _run_trials(self, progress: SearchProgress, start: float) -> None:
         self.executor.start(self.estimator)
@@ -171,8 +195,8 @@ class Runner:
     def _run_one_shot(self, progress: SearchProgress) -> None:
         if self.trials:  # resumed after the derived architecture was scored
             return
-        context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.epoch)
-        progress.phase("supernet", 1)
+        context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.phase_epoch,
+                                self._steps(progress, "supernet search"))
         search_start = time.perf_counter()
         arch = self.strategy.search(context)
         search_seconds = time.perf_counter() - search_start
@@ -238,6 +262,7 @@ class Runner:
 
     def _summary(self, test_metrics: dict, seconds: float) -> dict:
         best = best_trial(self.trials)
+        cost = self.cost.record() if self.cost is not None else None
         summary = {
             **self.run_info,
             "seed": self.seed,
@@ -251,6 +276,7 @@ class Runner:
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
+            **({"cost": cost} if cost else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return summary

@@ -8,6 +8,7 @@ Every strategy owns a `random.Random` seeded from the run seed, and its whole st
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from nasrun.errors import ConfigError
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
+from nasrun.training import StepReport
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,26 @@ class Warmup:
         return self.keep if self.keep is not None else max(1, self.candidates // 4)
 
 
+@dataclass(frozen=True)
+class RandomStart:
+    """How many of a strategy's first proposals are random samples whatever the results: a search of at
+    most `trials` trials is random search. `setting` says what decides it, `fix` how to shorten it."""
+
+    trials: float             # math.inf: every proposal is a random sample
+    setting: str | None = None
+    fix: str | None = None    # default: "lower <setting>" when the setting is one config key
+
+    @property
+    def always(self) -> bool:
+        return math.isinf(self.trials)
+
+    @property
+    def advice(self) -> str | None:
+        if self.fix or not self.setting or " " in self.setting:
+            return self.fix
+        return f"lower {self.setting}"
+
+
 class Strategy:
     one_shot = False
     multi_fidelity = False  # True: ask returns Proposals with a fidelity (fit_fidelity is called before bind)
@@ -88,6 +110,12 @@ class Strategy:
         self.space, self.seed, self.budget = space, int(seed), int(budget)
         self.rng = random.Random(self.seed)
 
+    def random_start(self, space: SearchSpace) -> RandomStart:
+        """How many trials it takes before this strategy proposes anything but random samples (before
+        `bind`; multi-fidelity strategies after `fit_fidelity`). A strategy that learns from its first
+        result keeps this default."""
+        return RandomStart(0)
+
     def ask(self, n: int) -> list[Any]:
         """Up to `n` architectures (or Proposals) to evaluate next (fewer while waiting for results)."""
         raise NotImplementedError
@@ -111,6 +139,7 @@ class SearchContext:
     RNG states, epoch) and `load_state()` when they start: a resumed run continues from there.
     Per-epoch records go to `<run_dir>/alphas.jsonl`, one JSON line per epoch:
     {"epoch": int, "ops": [op names], "alphas": {"<cell>": [[softmax weight per op] per edge]}, ...}.
+    `report(epoch, epochs, metrics)` hears every epoch, `steps(done, per_epoch, epochs)` every training step.
     """
 
     space: SearchSpace
@@ -119,6 +148,7 @@ class SearchContext:
     run_dir: Path | None
     seed: int
     report: Callable[[int, int, dict], None] | None = None
+    steps: StepReport = None
 
     @property
     def records_path(self) -> Path | None:

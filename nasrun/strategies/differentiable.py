@@ -112,13 +112,14 @@ class DifferentiableSearch(OneShotStrategy):
         train_half, arch_half = self.split_training_data(data)
         log_path = context.records_path
         start, stopped = self.restore(context, model, w_optimizer, arch_optimizer, scheduler, log_path)
+        per_epoch = self.steps_in_epoch(train_half, arch_half)
         for epoch in range(start, self.epochs):
             if stopped:
                 break
             settings = self.start_epoch(epoch)
             lr = scheduler.get_last_lr()[0]
             metrics = self.train_epoch(model, w_optimizer, arch_optimizer, train_half, arch_half, epoch, lr,
-                                       context.data.augment, device)
+                                       context.data.augment, device, self.step_report(context, epoch, per_epoch))
             metrics.update(self.infer(model, arch_half, device))
             arch = model.derive()
             diagnostic = model.collapse(arch)
@@ -138,8 +139,20 @@ class DifferentiableSearch(OneShotStrategy):
                             self.stop_at_skip_connects)
         return group.agree(model.derive())
 
+    def steps_in_epoch(self, train_half, arch_half) -> int:
+        """Steps of one epoch: a batch of each half per step, up to steps_per_epoch."""
+        steps = min(-(-len(train_half) // self.batch_size), -(-len(arch_half) // self.batch_size))
+        return steps if self.steps_per_epoch is None else min(steps, self.steps_per_epoch)
+
+    def step_report(self, context: SearchContext, epoch: int, per_epoch: int):
+        """train_epoch's `on_step`: the context hears each step counted from the first epoch."""
+        if context.steps is None:
+            return None
+        return lambda step: context.steps(epoch * per_epoch + step, per_epoch, self.epochs)
+
     def train_epoch(self, model: WeightedSupernet, w_optimizer, arch_optimizer, train_half, arch_half, epoch: int,
-                    lr: float, augment, device) -> dict:
+                    lr: float, augment, device, on_step=None) -> dict:
+        """One epoch of bilevel steps; `on_step(steps done this epoch)` after each."""
         model.train()
         seed = self.seed * 1000 + epoch
         train_batches = batches(train_half, self.batch_size, True, seed, augment)
@@ -163,6 +176,8 @@ class DifferentiableSearch(OneShotStrategy):
             totals["train_loss"] += loss
             totals["train_accuracy"] += correct / len(y)
             steps += 1
+            if on_step is not None:
+                on_step(steps)
         metrics = group.mean_over_ranks({k: v / max(steps, 1) for k, v in totals.items()})
         if not update_arch:
             metrics.pop("arch_loss")

@@ -23,7 +23,7 @@ from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets import load_network
 from nasrun.supernets.base import Supernet
-from nasrun.training import DivergedError, Recipe, logits_of
+from nasrun.training import DivergedError, Recipe, StepReport, logits_of
 
 SAMPLINGS = ("uniform", "sandwich", "progressive_shrinking")
 
@@ -128,9 +128,10 @@ class PathPlan:
 
 def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, plan: PathPlan, kd: Distillation,
                          optimizer, scheduler, hardware: Hardware, seed: int, epoch: int,
-                         teacher_network: nn.Module | None = None) -> float:
+                         teacher_network: nn.Module | None = None, steps: StepReport = None) -> float:
     """One pass over the training split; returns the mean loss per trained subnet (of this rank's samples).
-    In a distributed run each rank trains the same paths on its shard of every batch, with averaged gradients."""
+    In a distributed run each rank trains the same paths on its shard of every batch, with averaged gradients.
+    `steps` hears every step, counted over all `recipe.epochs`."""
     group = distributed.current()
     supernet.train()
     steps_per_epoch = -(-len(data.train) // recipe.batch_size)
@@ -167,6 +168,8 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
             nn.utils.clip_grad_norm_(supernet.parameters(), recipe.grad_clip)
         optimizer.step()
         scheduler.step()
+        if steps is not None:
+            steps(step + 1, steps_per_epoch, recipe.epochs)
     return total / max(count, 1)
 
 
