@@ -17,10 +17,12 @@ import math
 from pathlib import Path
 
 from nasrun.assessment.objectives import Objectives
+from nasrun.errors import CheckpointError, RunDirError
 from nasrun.records import Trial
 from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.figures import new_figure, save_figure
 from nasrun.rundir import RunDir
+from nasrun.state import JsonLines, read_json_object
 
 log = logging.getLogger("nasrun")
 
@@ -65,12 +67,12 @@ def plot_best_so_far(trials: list[Trial], path: str | Path, times: list[float] |
 def read_alphas(path: str | Path) -> list[dict]:
     """The records of alphas.jsonl by epoch; an epoch written twice (a resumed search) keeps its last record."""
     by_epoch = {}
-    for line in Path(path).read_text().splitlines():
+    for line in JsonLines(path, what="α log").lines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash
-        by_epoch[record["epoch"]] = record
+            by_epoch[record["epoch"]] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # not a record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 
@@ -199,8 +201,18 @@ def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
     return times
 
 
+def pareto_objectives(path: Path) -> Objectives:
+    record = read_json_object(path, "Pareto front", ("objectives", "constraints"))
+    try:
+        return Objectives(record["objectives"], record["constraints"] or None)
+    except Exception as err:  # noqa: BLE001 - whatever a hand-edited record makes Objectives reject
+        raise CheckpointError(f"Pareto front {path} names unusable objectives ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
+
+
 def write_run_report(run_dir: str | Path) -> list[Path]:
-    """Draw every plot the run's files allow; a plot that fails is a warning, never an error."""
+    """Draw every plot the run's files allow. A plot that fails to draw is a warning, never an error; an
+    unreadable run file or a failed write (read-only directory, full disk) is a one-line error."""
     run = RunDir(run_dir)
     out = run.plots
     trials = run.read_trials()
@@ -210,19 +222,20 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
         jobs.append(("best so far by time", lambda: [plot_best_so_far(trials, out / "best_so_far_time.png",
                                                                       wall_times(run.path, trials))]))
     if trials and run.pareto.exists():
-        record = json.loads(run.pareto.read_text())
-        objectives = Objectives(record["objectives"], record["constraints"] or None)
+        objectives = pareto_objectives(run.pareto)
         jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run.pareto_plot)]))
     if run.alphas.exists():
         jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run.alphas), out)))
     if run.best.exists():
-        spec = json.loads(run.best.read_text())
-        jobs.append(("best architecture", lambda: [draw_architecture(spec.get("space"), spec.get("arch"),
+        spec = read_json_object(run.best, "best architecture", ("space", "arch"))
+        jobs.append(("best architecture", lambda: [draw_architecture(spec["space"], spec["arch"],
                                                                      out / "best_architecture.png")]))
     written = []
     for name, job in jobs:
         try:
             written += [p for p in job() if p is not None]
+        except RunDirError:  # a write that failed: the next one would too
+            raise
         except Exception as err:  # noqa: BLE001 - a report must never fail the run it describes
             log.warning("report: could not draw %s: %s: %s", name, type(err).__name__, err)
     return written
