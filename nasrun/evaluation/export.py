@@ -201,6 +201,8 @@ def load_weights(out_dir: Path) -> dict:
 
 # --- exporting a search run's best network -----------------------------------------------------------------
 def read_spec(path: Path) -> dict:
+    if not path.is_file():
+        raise NasrunError(f"{path} is not a readable architecture JSON (no such file)")
     spec = read_json(path, "architecture JSON")
     if not isinstance(spec, dict):
         raise NasrunError(f"{path} is not an architecture JSON object")

@@ -19,7 +19,7 @@ APPEND_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLO
 def write_error(path: str | Path, err: OSError) -> RunDirError:
     """A failed write as one line: what could not be written, and why."""
     reason = err.strerror or type(err).__name__
-    return RunDirError(f"cannot write {path}: {reason} (files already written are whole)")
+    return RunDirError(f"cannot write {path}: {reason}")
 
 
 def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> None:
