@@ -42,6 +42,7 @@ from nasrun.records import Trial, TrialLog, to_jsonable
 from nasrun.state import (HeldLogHandler, JsonLines, RunLock, RunLogHandler, atomic_write, check_links,
                           open_bounded, read_json, read_json_object)
 from nasrun.state.files import write_error
+from nasrun.state.links import within
 
 __all__ = ["RunDir", "atomic_write", "atomic_write_json", "load_checkpoint", "read_json", "save_checkpoint"]
 
@@ -136,8 +137,7 @@ class RunDir:
 
     def contains(self, path: str | Path) -> bool:
         """Whether `path` names something inside this directory (as written, links aside)."""
-        inside, root = os.path.abspath(path), os.path.abspath(self.path)
-        return inside == root or inside.startswith(root.rstrip(os.sep) + os.sep)
+        return within(os.path.abspath(path), os.path.abspath(self.path))
 
     def training_state(self, trial: int) -> Path:
         """Where multi-fidelity trial `trial` leaves its training state for a promotion to continue."""
