@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from numbers import Number
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from nasrun.build import check_config
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.rundir import RunDir
+from nasrun.state import read_yaml
 
 GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
 
@@ -41,14 +42,14 @@ def validate(cfg: DictConfig) -> None:
 
 
 def load_saved_config(run_dir) -> DictConfig:
-    """A run directory's saved config, checked to be data (every `_target_` a nasrun component class)."""
-    path = RunDir(run_dir).config
+    """A run directory's saved config, checked to be data: the directory has no link leading out of it,
+    the file is within the size cap and has no YAML alias (nasrun.state.reads), and every `_target_` is
+    a nasrun component class."""
+    run = RunDir(run_dir).check()
+    path = run.config
     if not path.is_file():
         raise NasrunError(f"{path} not found: RUN_DIR must be a nasrun run directory")
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as err:
-        raise NasrunError(f"{path} is not a readable config: {str(err).splitlines()[0]}") from None
+    cfg = read_yaml(path, "saved config")
     if not isinstance(cfg, DictConfig):
         raise NasrunError(f"{path} is not a nasrun run config (a mapping of config groups)")
     check_config(cfg)

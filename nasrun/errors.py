@@ -23,6 +23,11 @@ class CheckpointError(NasrunError):
     """A checkpoint or run-directory file that is missing, truncated or corrupt."""
 
 
+class RunDirError(NasrunError):
+    """A run directory that cannot be used safely: a link leading out of it, another command using it,
+    a file too big to read, or a write that failed (read-only, disk full)."""
+
+
 class NoResult(NasrunError):
     """A run that finished (its run directory written) without one successful, feasible trial."""
 

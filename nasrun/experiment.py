@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
 import subprocess
@@ -25,6 +26,7 @@ from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
+from nasrun.rundir import RunDir
 from nasrun.assessment.space_check import check_space
 
 log = logging.getLogger("nasrun")
@@ -32,7 +34,14 @@ log = logging.getLogger("nasrun")
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
-    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py)."""
+    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py).
+    The run directory is held (RunDir.writing: its lock, no link leading out) from the start."""
+    holds_lock = run_dir is not None and spawn.takes_run_lock()
+    with RunDir(run_dir).writing() if holds_lock else contextlib.nullcontext():
+        return _plan_and_run(cfg, run_dir, show_progress, resume)
+
+
+def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bool, resume: bool) -> dict:
     validate(cfg)
     tracker_names(cfg)  # an unknown tracker or a missing package, before anything is built
     seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers

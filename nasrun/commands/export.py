@@ -9,6 +9,7 @@ from pathlib import Path
 from nasrun.commands.common import run_command
 from nasrun.console import print_warning, say
 from nasrun.evaluation.export import FORMATS, available_formats, export_run, why_unavailable
+from nasrun.rundir import guard_output
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.formats is None:
             for kind in sorted(set(FORMATS) - set(available_formats())):
                 say(f"nasrun-export: skipped {kind}: {why_unavailable(kind)}")
-        written, spec = export_run(args.source, args.weights, out, args.formats)
+        with guard_output(args.source, out):  # the run's lock when writing into it (RUN_DIR/export)
+            written, spec = export_run(args.source, args.weights, out, args.formats)
         for kind, name in written.items():
             say(f"{kind:12s} {out / name}")
         if "normalize" not in (spec.get("input") or {}):

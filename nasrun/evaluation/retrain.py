@@ -24,7 +24,7 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.build import build_components
-from nasrun.rundir import RunDir, atomic_write, atomic_write_json, save_checkpoint
+from nasrun.rundir import RunDir, atomic_write, atomic_write_json, guard_output, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
 from nasrun.config import load_saved_config
@@ -159,9 +159,14 @@ def mean_std(values: list[float]) -> dict:
 
 
 def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
+    """Retrain `source`'s architecture into `out` (held with its lock: nasrun.rundir.guard_output)."""
     cfg, spec = train_config(source, overrides)
     out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out.mkdir(parents=True, exist_ok=True)
+    with guard_output(source, out, own_folder=True):
+        return out, retrain_into(out, cfg, spec, source)
+
+
+def retrain_into(out: Path, cfg: DictConfig, spec: dict, source: Path) -> dict:
     atomic_write(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
     hardware = build_components(cfg, ["hardware"]).hardware
     hardware.apply()
@@ -193,7 +198,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
         result["export"] = {k: str(out / "export" / v) for k, v in
                             export_model(models[final], final_spec, out / "export").items()}
     atomic_write_json(RunDir(out).retrain, result)
-    return out, result
+    return result
 
 
 def results_table(result: dict, out: Path) -> Table:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -14,6 +13,7 @@ from torch import nn
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.plugins import import_submodules
+from nasrun.state import read_json_object
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -44,6 +44,6 @@ def network_accepts(space: str, option: str) -> bool:
 
 def load_network(path: str | Path) -> nn.Module:
     """Rebuild a freshly initialised network from a `best_architecture.json` file."""
-    spec = json.loads(Path(path).read_text())
+    spec = read_json_object(path, "architecture JSON", ("space", "arch", "network"))
     net = spec["network"]
     return build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))

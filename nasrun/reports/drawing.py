@@ -8,11 +8,11 @@ import math
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from nasrun.reports.figures import new_figure, save_figure
+from nasrun.state import atomic_write
 from nasrun.spaces import Graph, space_class
 
 
@@ -43,11 +43,9 @@ def render_graphviz(graphs: list[Graph], path: Path) -> Path:
             lines.append(f'"{number}_{source}" -> "{number}_{target}" [label="{dot_text(label)}"{style}];')
         lines.append("}")
     lines.append("}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".dot", delete=False) as handle:
-        handle.write("\n".join(lines))
-    subprocess.run(["dot", "-Tpng", handle.name, "-o", str(path)], check=True, capture_output=True, timeout=60)
-    Path(handle.name).unlink()
+    png = subprocess.run(["dot", "-Tpng"], input="\n".join(lines).encode(), check=True, capture_output=True,
+                         timeout=60).stdout
+    atomic_write(path, png, durable=False)
     return path
 
 

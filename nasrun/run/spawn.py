@@ -33,8 +33,17 @@ def launch(fn, nprocs: int, *args) -> None:
 
 def _rank_main(rank: int, world_size: int, port: int, fn, args) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{SPAWNED: "1"})
     fn(*args)
+
+
+SPAWNED = "NASRUN_SPAWNED"  # set in the processes `launch` starts: the process that started them holds the lock
+
+
+def takes_run_lock() -> bool:
+    """Whether this process holds the run directory's lock while it runs: yes, unless it is a rank other
+    than 0, or a rank started by `launch` (whose parent holds it)."""
+    return current_rank() == 0 and SPAWNED not in os.environ
 
 
 def free_port() -> int:

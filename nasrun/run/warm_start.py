@@ -20,6 +20,7 @@ from nasrun.errors import ConfigError
 from nasrun.estimators.proxies import PROXIES
 from nasrun.estimators.zero_cost import ZeroCost
 from nasrun.rundir import RunDir, atomic_write_json
+from nasrun.state import read_json_object
 from nasrun.strategies import Strategy
 from nasrun.strategies.novelty import Novelty
 
@@ -78,4 +79,4 @@ def recorded_warm_start(run_dir) -> dict | None:
     path = RunDir(run_dir).warmup
     if run_dir is None or not path.is_file():
         return None
-    return {k: v for k, v in json.loads(path.read_text()).items() if k != "architectures"}
+    return {k: v for k, v in read_json_object(path, "warm start record").items() if k != "architectures"}

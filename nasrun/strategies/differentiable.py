@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.state import JsonLines
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
 from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
@@ -289,10 +289,7 @@ class DifferentiableSearch(OneShotStrategy):
             line["edge_weights"] = edges
         line.update({k: v for k, v in record.items() if k != "epoch"})
         line["arch"] = arch
-        with open(path, "a") as handle:
-            handle.write(json.dumps(line) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        JsonLines(path, durable=True, what="α log").append(line)
 
 
 def check_finite(model: WeightedSupernet, loss: float, epoch: int, step: int, loss_name: str) -> None:
@@ -316,10 +313,15 @@ def truncate_records(path: Path | None, epochs_done: int) -> None:
     """Keep the alphas.jsonl lines of the epochs the saved state covers (a crash may have left more)."""
     if path is None or not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+    JsonLines(path, durable=True, what="α log").keep(lambda line: covered(line, epochs_done))
+
+
+def covered(line: str, epochs_done: int) -> bool:
+    """Whether an alphas.jsonl line is a record of one of the first `epochs_done` epochs."""
+    try:
+        return int(json.loads(line)["epoch"]) <= epochs_done
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: float, w_optimizer, momentum: float,
