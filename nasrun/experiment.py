@@ -13,7 +13,7 @@ import nasrun
 from nasrun import distributed
 from nasrun.assessment.assess import assessment_settings, build_assessment
 from nasrun.build import Components, build_components
-from nasrun.config import validate
+from nasrun.config import network_limits, validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
 from nasrun.reports.plots import write_run_report
@@ -64,7 +64,8 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info=run_info(cfg, hardware),
-                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator))
+                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator),
+                    limits=network_limits(cfg))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)

@@ -23,12 +23,17 @@ from torch import nn
 
 from nasrun.rundir import RunDir, atomic_write_json, load_checkpoint
 from nasrun.errors import CheckpointError, NasrunError
+from nasrun.nets.size import NetworkLimits
 
 FORMATS = ("json", "weights", "torchscript", "onnx")
 
 
 def has_package(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    """Whether `name` can be imported (a package set to None in sys.modules, or broken, cannot)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def sample_input(spec: dict, batch: int = 2) -> torch.Tensor:
@@ -109,25 +114,42 @@ def load_weights(out_dir: Path) -> dict:
 
 # --- exporting a search run's best network -----------------------------------------------------------------
 def read_spec(path: Path) -> dict:
+    """An architecture JSON whose network block can be built (nasrun.nets.check_spec)."""
+    from nasrun.nets import check_spec
+
     try:
         spec = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise NasrunError(f"{path} is not a readable architecture JSON ({type(err).__name__})") from None
-    missing = [k for k in ("space", "arch", "network") if k not in spec]
-    if missing:
-        raise NasrunError(f"{path} lacks {missing}: expected a best_architecture.json (or an export's architecture.json)")
-    return spec
+    return check_spec(spec, path)
 
 
-def export_run(source: Path, weights: Path | None, out_dir: Path, formats=FORMATS) -> dict[str, str]:
-    from nasrun.nets import build_network
+def available_formats() -> list[str]:
+    """Every format whose package can be imported."""
+    return [kind for kind in FORMATS if kind != "onnx" or has_package("onnx")]
 
+
+def check_formats(formats) -> None:
+    """Refuse, before anything is written, a format whose package is not importable."""
+    if "onnx" in formats and not has_package("onnx"):
+        raise NasrunError("--formats onnx needs the onnx package, which is not installed (pip install onnx); "
+                          "nothing was exported")
+
+
+def export_run(source: Path, weights: Path | None, out_dir: Path, formats=FORMATS,
+               limits: NetworkLimits | None = None) -> dict[str, str]:
+    """Export the network of `source` (a run directory or an architecture JSON) with `weights`; refused,
+    with nothing written, for a missing format package or a network over `limits`."""
+    from nasrun.nets import build_network, check_spec_size
+
+    check_formats(formats)
     spec_path = RunDir(source).best if source.is_dir() else source
     spec = read_spec(spec_path)
     if weights is None and source.is_dir():
         weights = RunDir(source).best_weights
     if weights is None:
         raise NasrunError("no weights to export: pass --weights, a run directory, or use nasrun-train to retrain")
+    check_spec_size(spec, spec_path, limits)
     net = spec["network"]
     model = build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
     model.load_state_dict(load_checkpoint(weights))
