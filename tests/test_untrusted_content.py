@@ -7,7 +7,6 @@ refused from an estimate (nasrun/nets/size.py), never by allocating until memory
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import resource
@@ -29,6 +28,7 @@ from nasrun.nets import build_network
 from nasrun.nets.size import NetworkLimits, NetworkTooLarge, check_network_size
 from nasrun.reports.drawing import MAX_DRAWN_NODES, draw_architecture
 from nasrun.spaces.darts_genotypes import published_genotype
+from test_bad_inputs import digests
 
 TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=3", "progress=false", "report=false"]
 ADDRESS_SPACE = 6 * 2 ** 30  # torch's import maps about 3.5 GiB; every refused network needs far more
@@ -37,35 +37,35 @@ MODULES = {"nasrun": "search", **{f"nasrun-{name}": name for name in ("export", 
 
 
 # --- fixtures: one tiny run per module, copied per test -----------------------------------------------------
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A tiny macro search on digits: best_architecture.json and checkpoints/best_model.pt."""
+def searched_once(tmp_path_factory, args: list) -> Path:
     root = tmp_path_factory.mktemp("untrusted")
-    result = run_cli([*TINY, f"hydra.run.dir={root / 'run'}"], root)
+    result = run_cli([*args, f"hydra.run.dir={root / 'run'}"], root)
     assert result.returncode == 0, result.stderr
     return root / "run"
 
 
-@pytest.fixture
-def run(finished_run, tmp_path) -> Path:
-    copy = tmp_path / "run"
-    shutil.copytree(finished_run, copy)
-    return copy
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A tiny macro search on digits: best_architecture.json and checkpoints/best_model.pt."""
+    return searched_once(tmp_path_factory, TINY)
 
 
 @pytest.fixture(scope="module")
 def reinforce_run(tmp_path_factory) -> Path:
     """A tabular REINFORCE search (its state holds a torch blob), made to look interrupted."""
-    root = tmp_path_factory.mktemp("untrusted_reinforce")
-    result = run_cli([*TABULAR, "strategy=reinforce", f"hydra.run.dir={root / 'run'}"], root)
-    assert result.returncode == 0, result.stderr
-    (root / "run" / "summary.json").unlink()
-    return root / "run"
+    run = searched_once(tmp_path_factory, [*TABULAR, "strategy=reinforce"])
+    (run / "summary.json").unlink()
+    return run
 
 
-def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+@pytest.fixture
+def run(finished_run, tmp_path) -> Path:
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+@pytest.fixture
+def interrupted_run(reinforce_run, tmp_path) -> Path:
+    return Path(shutil.copytree(reinforce_run, tmp_path / "run"))
 
 
 def assert_refused(result, *fragments: str) -> None:
@@ -231,9 +231,9 @@ def test_differentiable_strategies_refuse_numbers_out_of_range(tmp_path, strateg
     assert not (tmp_path / "run" / "trials.jsonl").exists()
 
 
-def test_resume_refuses_a_tampered_strategy_state(reinforce_run, tmp_path):
-    run = tmp_path / "run"
-    shutil.copytree(reinforce_run, run)
+def test_resume_refuses_a_tampered_strategy_state(interrupted_run):
+    run = interrupted_run
+
     def tamper(state):
         blob = base64.b64decode(state["strategy"]["torch"])
         state["strategy"]["torch"] = base64.b64encode(blob[:40] + b"\xff" * 64 + blob[104:]).decode()
@@ -243,9 +243,8 @@ def test_resume_refuses_a_tampered_strategy_state(reinforce_run, tmp_path):
 
 @pytest.mark.parametrize("command", ["nasrun-resume", "nasrun-report"])
 @pytest.mark.parametrize("value", ['"abc"', "1.5", "null", "-1"])
-def test_a_trial_id_that_is_not_a_whole_number_is_refused(reinforce_run, tmp_path, command, value):
-    run = tmp_path / "run"
-    shutil.copytree(reinforce_run, run)
+def test_a_trial_id_that_is_not_a_whole_number_is_refused(interrupted_run, command, value):
+    run = interrupted_run
     lines = (run / "trials.jsonl").read_text().splitlines()
     lines[1] = lines[1].replace('"id": 1,', f'"id": {value},', 1)
     (run / "trials.jsonl").write_text("\n".join(lines) + "\n")

@@ -3,8 +3,8 @@
 An architecture is data (a saved JSON, a shared run directory, a config): it can ask for 10^8 channels,
 10^6 layers or a 10^5 x 10^5 input, and building that network would run until memory runs out. So a
 network built from such data is first built on torch's `meta` device (shapes, no storage), and the build
-stops as soon as it holds more modules or parameters than allowed (a 10^6-layer description costs a
-second). One image's activations are then bounded from the layers' widths and the input's size; only when
+stops as soon as it holds more modules or parameters than allowed (a 10^6-layer description costs
+seconds). One image's activations are then bounded from the layers' widths and the input's size; only when
 those bounds do not settle it does one forward pass on meta tensors measure them. Only a network within
 the limits is then built for real.
 
@@ -14,8 +14,9 @@ CIFAR network: 3.3 M parameters, 1,340 modules, 0.1 GB of activations per image;
   max_params     5e8   2 GB of float32 weights, 6 GB with their gradients and an optimiser buffer.
   max_memory_gb  32    weights, gradients and one optimiser buffer (3 x 4 bytes per parameter) plus the
                        activations of one image (float32); training holds a batch of them.
-  max_modules    5e4   every module is a Python object of a few kilobytes that each step visits; 40x
-                       the DARTS network, and a build that stops there takes seconds.
+  max_modules    5e4   every module is a Python object of a few kilobytes that each step visits; 37x
+                       the DARTS network, 4x the largest bundled supernet (weight sharing on the DARTS
+                       space: 10,700 modules), and a build that stops there takes seconds.
 A search raises them with `limits.max_params=...` (conf/config.yaml); the commands that rebuild a saved
 network (nasrun-export, -train, -benchmark) with `--max-params ...`.
 """

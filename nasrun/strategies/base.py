@@ -161,7 +161,6 @@ POSITIVE = ("a number > 0", lambda v: v > 0)
 AT_LEAST_0 = ("a number >= 0", lambda v: v >= 0)
 FRACTION = ("a number in [0, 1)", lambda v: 0 <= v < 1)
 WHOLE = ("a whole number >= 0", lambda v: v >= 0 and float(v).is_integer())
-COUNT = ("a whole number >= 1", lambda v: v >= 1 and float(v).is_integer())
 
 
 def check_number(key: str, value, rule: tuple) -> None:

@@ -29,7 +29,7 @@ from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import check_network_size
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
-from nasrun.strategies.base import (AT_LEAST_0, COUNT, FRACTION, POSITIVE, WHOLE, OneShotStrategy, SearchContext,
+from nasrun.strategies.base import (AT_LEAST_0, FRACTION, POSITIVE, WHOLE, OneShotStrategy, SearchContext,
                                    check_number, pair, rng_from_state, rng_state)
 
 log = logging.getLogger("nasrun")
@@ -69,7 +69,7 @@ class DifferentiableSearch(OneShotStrategy):
                    ("arch_weight_decay", arch_weight_decay, AT_LEAST_0), ("warmup_epochs", warmup_epochs, WHOLE)]
         numbers += [(f"arch_betas[{i}]", beta, FRACTION) for i, beta in enumerate(pair(arch_betas, "arch_betas"))]
         numbers += [("grad_clip", grad_clip, POSITIVE)] if grad_clip is not None else []
-        numbers += [("stop_at_skip_connects", stop_at_skip_connects, COUNT)] if stop_at_skip_connects is not None else []
+        numbers += [("stop_at_skip_connects", stop_at_skip_connects, WHOLE)] if stop_at_skip_connects is not None else []
         for key, value, rule in numbers:
             check_number(key, value, rule)
         self.epochs, self.batch_size, self.C, self.layers, self.N = epochs, batch_size, C, layers, N
