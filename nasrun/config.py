@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from numbers import Number
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nasrun.build import check_config
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.size import NetworkLimits
 from nasrun.rundir import RunDir
 from nasrun.state import read_yaml
 
@@ -38,7 +39,16 @@ def validate(cfg: DictConfig) -> None:
     for flag in ("final_test", "progress", "report", "debug", "estimate"):
         if flag in cfg and not isinstance(cfg[flag], bool):
             raise ConfigError(f"{flag} must be true or false, got {cfg[flag]!r}")
+    network_limits(cfg)
     check_config(cfg)
+
+
+def network_limits(cfg: DictConfig) -> NetworkLimits:
+    """The size limits of the networks a search builds (`limits`; defaults where a key is left out)."""
+    node = cfg.get("limits")
+    if node is not None and not isinstance(node, DictConfig):
+        raise ConfigError(f"limits must be a mapping (max_params, max_memory_gb, max_modules), got {node!r}")
+    return NetworkLimits.from_config(OmegaConf.to_container(node) if node is not None else None)
 
 
 def load_saved_config(run_dir) -> DictConfig:

@@ -19,6 +19,11 @@ class DatasetMissing(NasrunError):
     """Dataset files that are not on disk (and may not be downloaded)."""
 
 
+class DataError(NasrunError):
+    """A dataset that cannot give a meaningful result (fewer than 2 classes, an empty split) or holds a
+    file that cannot be read."""
+
+
 class CheckpointError(NasrunError):
     """A checkpoint or run-directory file that is missing, truncated or corrupt."""
 

@@ -14,7 +14,7 @@ import nasrun
 from nasrun import distributed
 from nasrun.assessment.assess import assessment_settings, build_assessment
 from nasrun.build import Components, build_components
-from nasrun.config import validate
+from nasrun.config import network_limits, validate
 from nasrun.errors import NoResult
 from nasrun.hardware import seed_everything
 from nasrun.reports.run_report import write_run_report
@@ -84,7 +84,7 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info={**info, **watch},
                     assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers,
-                    cost=cost_estimate(cfg, parts, scale_choice()))
+                    cost=cost_estimate(cfg, parts, scale_choice()), limits=network_limits(cfg))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)

@@ -84,10 +84,23 @@ def parse_trial_line(line: str, path: Path, number: int) -> Trial:
         record = json.loads(line)
         if not isinstance(record, dict) or not {"id", "arch", "status"} <= set(record):
             raise ValueError("not a trial record (needs id, arch, status)")
+        check_trial_fields(record)
         return Trial.from_dict(record)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: line {number} is corrupt ({str(err).splitlines()[0][:120]}); "
                               "repair or remove that line") from None
+
+
+def check_trial_fields(record: dict) -> None:
+    """ValueError naming the first field of a trial record of the wrong type (ids are whole numbers)."""
+    for key in ("id", "seed", "fidelity", "continues"):
+        value = record.get(key)
+        if (value is not None or key == "id") and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"'{key}' must be a whole number >= 0, got {value!r}")
+    if record["status"] not in ("ok", "failed"):
+        raise ValueError(f"'status' must be 'ok' or 'failed', got {record['status']!r}")
+    if not isinstance(record.get("metrics", {}), dict):
+        raise ValueError(f"'metrics' must be a mapping, got {record['metrics']!r}")
 
 
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:

@@ -8,6 +8,7 @@ from typing import Any, Callable, Optional
 
 from nasrun.datasets import DataBundle
 from nasrun.hardware import Hardware
+from nasrun.nets.size import NetworkLimits
 from nasrun.spaces import SearchSpace
 
 # report(epoch, total_epochs, metrics) lets the progress display follow a trial epoch by epoch.
@@ -42,6 +43,7 @@ class Estimator:
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together,
     #                          and the Runner passes bind a `steps` report (nasrun.training.StepReport)
     max_fidelity: int | None = None  # epochs an evaluation can train to with `fidelity=` (None: no fidelity)
+    network_limits: NetworkLimits | None = None  # size limits of a supernet `bind` builds (the runner's; None: defaults)
 
     def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None,
              seed: int = 0) -> None:

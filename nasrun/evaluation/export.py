@@ -32,6 +32,7 @@ from nasrun.nets.deploy import NormalizedInput
 from nasrun.rundir import RunDir, atomic_write_json, load_checkpoint, read_json, save_checkpoint
 from nasrun.state import atomic_write
 from nasrun.state.reads import read_bytes
+from nasrun.nets.size import NetworkLimits
 
 FORMATS = ("json", "weights", "pt2", "torchscript", "onnx")
 MODEL_FILES = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
@@ -44,7 +45,11 @@ LOADERS = {
 
 
 def has_package(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    """Whether `name` can be imported (a package set to None in sys.modules, or broken, cannot)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def importable(name: str) -> bool:
@@ -201,21 +206,20 @@ def load_weights(out_dir: Path) -> dict:
 
 # --- exporting a search run's best network -----------------------------------------------------------------
 def read_spec(path: Path) -> dict:
+    """An architecture JSON whose network block can be built (nasrun.nets.check_spec)."""
+    from nasrun.nets import check_spec
+
     if not path.is_file():
         raise NasrunError(f"{path} is not a readable architecture JSON (no such file)")
-    spec = read_json(path, "architecture JSON")
-    if not isinstance(spec, dict):
-        raise NasrunError(f"{path} is not an architecture JSON object")
-    missing = [k for k in ("space", "arch", "network") if k not in spec]
-    if missing:
-        raise NasrunError(f"{path} lacks {missing}: expected a best_architecture.json (or an export's architecture.json)")
-    return spec
+    return check_spec(read_json(path, "architecture JSON"), path)
 
 
-def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None) -> tuple[dict[str, str], dict]:
+def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None,
+               limits: NetworkLimits | None = None) -> tuple[dict[str, str], dict]:
     """Export a run's best network (or an architecture JSON with `weights`); returns what was written and
-    the architecture spec it came from."""
-    from nasrun.nets import build_network
+    the architecture spec it came from. Refused, with nothing written, for a format this installation
+    cannot write or a network over `limits`."""
+    from nasrun.nets import build_network, check_spec_size
 
     if formats is not None:
         check_formats(formats)
@@ -225,6 +229,7 @@ def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None) 
         weights = RunDir(source).best_weights
     if weights is None:
         raise NasrunError("no weights to export: pass --weights, a run directory, or use nasrun-train to retrain")
+    check_spec_size(spec, spec_path, limits)
     net = spec["network"]
     model = build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
     try:

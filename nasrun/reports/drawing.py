@@ -22,11 +22,18 @@ def architecture_graphs(space: str, arch: Any) -> list[Graph] | None:
     return None if cls is None else cls.graphs(arch)
 
 
+MAX_DRAWN_NODES = 500  # a drawing of more is unreadable, and laying it out takes minutes
+
+
 def draw_architecture(space: str, arch: Any, path: str | Path, engine: str = "auto") -> Path | None:
-    """Draw `arch` to a PNG with graphviz (`dot`) when available, else matplotlib; None for unknown spaces."""
+    """Draw `arch` to a PNG with graphviz (`dot`) when available, else matplotlib; None for unknown spaces.
+    An architecture of more than MAX_DRAWN_NODES nodes is refused (ValueError) before anything is drawn."""
     graphs = architecture_graphs(space, arch)
     if graphs is None:
         return None
+    nodes = sum(len(graph.nodes) for graph in graphs)
+    if nodes > MAX_DRAWN_NODES:
+        raise ValueError(f"{nodes:,} nodes, more than a drawing holds ({MAX_DRAWN_NODES})")
     if engine == "graphviz" or (engine == "auto" and shutil.which("dot")):
         return render_graphviz(graphs, Path(path))
     return render_matplotlib(graphs, Path(path))

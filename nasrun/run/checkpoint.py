@@ -117,9 +117,13 @@ class RunCheckpoint(RunObserver):
         if state["version"] != CHECKPOINT_VERSION:
             raise CheckpointError(f"checkpoint {self.path} has version {state['version']}, "
                                   f"this nasrun reads version {CHECKPOINT_VERSION}")
-        self.next_id, self.told, self.elapsed = int(state["next_id"]), int(state["told"]), float(state["elapsed"])
-        self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]),
-                                               p.get("fidelity"), p.get("continues")) for p in state["pending"]}
+        try:
+            self.next_id, self.told, self.elapsed = int(state["next_id"]), int(state["told"]), float(state["elapsed"])
+            self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]),
+                                                   p.get("fidelity"), p.get("continues")) for p in state["pending"]}
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"checkpoint {self.path} holds a malformed count or pending trial ({type(err).__name__}: "
+                                  f"{str(err).splitlines()[0][:120] if str(err) else ''}); cannot resume from it") from None
         return state
 
 
@@ -133,7 +137,7 @@ def restore(runner) -> None:
         raise CheckpointError(f"{trial_log.path} holds {len(trials)} trials but {checkpoint.path} is missing; "
                               "cannot restore the strategy's state")
     if state is not None:
-        runner.strategy.load_state_dict(state["strategy"])
+        load_strategy_state(runner.strategy, state["strategy"], checkpoint.path)
     if checkpoint.told > len(trials):
         raise CheckpointError(f"{checkpoint.path} counts {checkpoint.told} told trials but {trial_log.path} "
                               f"holds {len(trials)}; the trial log was cut or replaced")
@@ -150,6 +154,17 @@ def restore(runner) -> None:
     trial_log.repair()
     checkpoint.times.repair()
     log.info("resumed %s: %d trials done, %d to run again", runner.run_dir, len(trials), len(checkpoint.pending))
+
+
+def load_strategy_state(strategy, state, path: Path) -> None:
+    """Give `strategy` its saved state; a state it cannot take (hand-edited, another strategy's, a corrupt
+    tensor blob) is a one-line CheckpointError naming the file."""
+    try:
+        strategy.load_state_dict(state)
+    except Exception as err:  # noqa: BLE001 - whatever a tampered state makes the strategy raise
+        reason = str(err).splitlines()[0][:160] if str(err) else ""
+        raise CheckpointError(f"checkpoint {path}: its 'strategy' state does not fit this run's strategy "
+                              f"({type(err).__name__}: {reason}); cannot resume from it") from None
 
 
 def restore_best(runner, unconfirmed: set[int]) -> None:

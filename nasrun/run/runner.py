@@ -21,6 +21,7 @@ from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
+from nasrun.nets.size import NetworkLimits
 from nasrun.run.progress import SearchProgress
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir
@@ -51,7 +52,7 @@ class Runner:
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
                  assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None,
-                 cost: CostEstimate | None = None):
+                 cost: CostEstimate | None = None, limits: NetworkLimits | None = None):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -63,6 +64,7 @@ class Runner:
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
+        self.limits = limits  # the size limits of the networks the search builds (None: the defaults)
         self.stop_reason: str | None = None  # why the search ended before its trial budget, if it did
         self.observers: list[RunObserver] = []
         self.recorder = self.checkpoint = None
@@ -83,6 +85,13 @@ class Runner:
             return {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
         return self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
 
+    def check_network_sizes(self) -> None:
+        """Refuse a space whose networks are over the limits before any network is built (the one-shot
+        strategies and the weight-sharing estimator check their supernets when they build them)."""
+        shape = self.network_shape()
+        if shape["input_shape"] is not None:
+            self.space.check_network_sizes(shape["input_shape"], shape["num_classes"], self.limits)
+
     def _tell(self, hook: str, *args) -> None:
         for observer in self.observers:
             getattr(observer, hook)(*args)
@@ -95,6 +104,7 @@ class Runner:
                 raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
                                   f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.check_network_sizes()
         total = 1 if self.strategy.one_shot else self.budget.trials
         try:
             with SearchProgress(total, enabled=self.show_progress) as progress:
@@ -116,6 +126,7 @@ class Runner:
         """Bind the estimator (a supernet trains here, step by step on the progress bar), warm-start and
         bind the strategy, and restore a resumed run's state."""
         supernet = {"steps": self._steps(progress, "supernet training")} if self.estimator.trains_supernet else {}
+        self.estimator.network_limits = self.limits
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed, **supernet)
         warmup = recorded_warm_start(self.run_dir) if self.resume else \
             warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
@@ -196,7 +207,7 @@ class Runner:
         if self.trials:  # resumed after the derived architecture was scored
             return
         context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.phase_epoch,
-                                self._steps(progress, "supernet search"))
+                                self._steps(progress, "supernet search"), self.limits)
         search_start = time.perf_counter()
         arch = self.strategy.search(context)
         search_seconds = time.perf_counter() - search_start

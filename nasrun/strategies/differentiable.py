@@ -25,10 +25,12 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.size import check_network_size
 from nasrun.state import JsonLines
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
-from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
+from nasrun.strategies.base import (AT_LEAST_0, FRACTION, POSITIVE, WHOLE, OneShotStrategy, SearchContext,
+                                   check_number, pair, rng_from_state, rng_state)
 
 log = logging.getLogger("nasrun")
 
@@ -62,6 +64,14 @@ class DifferentiableSearch(OneShotStrategy):
             raise ConfigError(f"strategy.train_portion must be in (0, 1), got {train_portion}")
         if steps_per_epoch is not None and int(steps_per_epoch) <= 0:
             raise ConfigError(f"strategy.steps_per_epoch must be positive or null, got {steps_per_epoch}")
+        numbers = [("lr", lr, POSITIVE), ("lr_min", lr_min, AT_LEAST_0), ("momentum", momentum, FRACTION),
+                   ("weight_decay", weight_decay, AT_LEAST_0), ("arch_lr", arch_lr, POSITIVE),
+                   ("arch_weight_decay", arch_weight_decay, AT_LEAST_0), ("warmup_epochs", warmup_epochs, WHOLE)]
+        numbers += [(f"arch_betas[{i}]", beta, FRACTION) for i, beta in enumerate(pair(arch_betas, "arch_betas"))]
+        numbers += [("grad_clip", grad_clip, POSITIVE)] if grad_clip is not None else []
+        numbers += [("stop_at_skip_connects", stop_at_skip_connects, WHOLE)] if stop_at_skip_connects is not None else []
+        for key, value, rule in numbers:
+            check_number(key, value, rule)
         self.epochs, self.batch_size, self.C, self.layers, self.N = epochs, batch_size, C, layers, N
         self.lr, self.lr_min, self.momentum = float(lr), float(lr_min), float(momentum)
         self.weight_decay, self.grad_clip = float(weight_decay), grad_clip
@@ -100,6 +110,8 @@ class DifferentiableSearch(OneShotStrategy):
         self.autocast = context.hardware.autocast  # hardware.amp: bfloat16 forward passes on CUDA
         device = context.hardware.device
         data = context.data
+        check_network_size(lambda: self.build_supernet(context.space, data.input_shape, data.num_classes),
+                           data.input_shape, f"strategy={self.name} (its supernet: strategy.C, layers, N)", context.limits)
         torch.manual_seed(self.seed)
         group = distributed.current()  # several processes: each trains on its shard of every batch
         model = self.build_supernet(context.space, data.input_shape, data.num_classes)
