@@ -34,7 +34,7 @@ def validate(cfg: DictConfig) -> None:
     seconds = budget.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
         raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
-    for flag in ("final_test", "progress", "report", "debug"):
+    for flag in ("final_test", "progress", "report", "tensorboard", "debug"):
         if flag in cfg and not isinstance(cfg[flag], bool):
             raise ConfigError(f"{flag} must be true or false, got {cfg[flag]!r}")
     check_config(cfg)

@@ -8,14 +8,15 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.plugins import import_submodules
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+if TYPE_CHECKING:
+    from torch import nn
+
+BUILDERS: dict[str, Callable[..., "nn.Module"]] = {}
 
 
 def register(space_name: str):

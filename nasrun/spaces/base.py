@@ -6,11 +6,12 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import InvalidArchitecture
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
