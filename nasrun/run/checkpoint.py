@@ -1,8 +1,14 @@
 """Crash recovery: the runner's checkpoint, and how a resumed run (`nasrun-resume RUN_DIR`) picks up.
 
-`checkpoints/runner.json` is rewritten atomically (compact JSON) after every ask, holding the strategy's
+`checkpoints/runner.json` is rewritten atomically (compact JSON) after an ask, holding the strategy's
 state, how many trials of `trials.jsonl` it has been told (every recorded trial is told before the next
 ask), the trials asked but not yet recorded, and the run's elapsed time; once more when the search ends.
+Its size grows with the strategy's history, so it is rewritten at most every FULL_SAVE_SECONDS: an ask
+in between appends one line to `checkpoints/runner_journal.jsonl` (its number, how many it asked for, how
+many trials were told before it, the jobs it made). Resuming replays those lines: the strategy, restored
+from runner.json, is told and asked again exactly as it was, and must propose the same jobs. With
+trials that take seconds every ask rewrites runner.json; a table lookup journals hundreds of asks per
+rewrite, at a constant cost per ask.
 A kill can land anywhere; on resume the run dir is reconciled with it:
   - trials in `trials.jsonl` beyond the told count finished just before the kill: they are told to the
     strategy now, exactly as the runner would have;
@@ -19,10 +25,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nasrun.run.observers import RunObserver
 from nasrun.rundir import RunDir, atomic_write, load_checkpoint, save_checkpoint
@@ -30,27 +36,32 @@ from nasrun.errors import CheckpointError
 from nasrun.estimators import Evaluation
 from nasrun.executors import TrialJob, run_trial
 from nasrun.records import Trial, best_trial
-
-if TYPE_CHECKING:
-    from nasrun.strategies import Strategy
+from nasrun.strategies import Proposal, Strategy
 
 log = logging.getLogger("nasrun")
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("version", "strategy", "next_id", "told", "pending", "elapsed")
+FULL_SAVE_SECONDS = 1.0  # runner.json at most this often; the asks in between go to the journal
 
 
 class RunCheckpoint(RunObserver):
     """The runner's side of a run: what was asked, how much was told, how long it has run."""
 
     def __init__(self, run_dir: Path, space):
-        self.path, self.times_path = RunDir(run_dir).runner_state, RunDir(run_dir).trial_times
-        self.states_dir = RunDir(run_dir).training_states
+        files = RunDir(run_dir)
+        self.path, self.journal_path, self.times_path = files.runner_state, files.runner_journal, files.trial_times
+        self.states_dir = files.training_states
         self.space = space
         self.pending: dict[int, TrialJob] = {}
         self.told = 0               # trials.jsonl's first `told` trials have been told to the strategy
         self.next_id = 0
+        self.asks = 0               # asks so far (runner.json: the state after its `asks`-th)
         self.elapsed = 0.0          # seconds the run had already taken before this process
+        self.journal: list[dict] = []  # after `load`: the journaled asks that came after runner.json
+        self._asked: list[TrialJob] = []  # jobs of the ask being made
+        self._saved_at = -math.inf  # when runner.json was last written (perf_counter)
+        self._handles: dict[Path, object] = {}  # open append handles: the journal, trial_times.jsonl
         self._clock = time.perf_counter()
 
     def start_clock(self) -> float:
@@ -68,36 +79,73 @@ class RunCheckpoint(RunObserver):
     def on_record(self, trial, evaluation, best, new_best) -> None:
         self.recorded(trial)
 
-    def on_ask(self, strategy, told: int) -> None:
-        self.save(strategy, told)
+    def on_ask(self, strategy, told: int, asked: int | None = None) -> None:
+        self.save(strategy, told, asked)
+
+    def on_close(self) -> None:
+        for handle in self._handles.values():
+            handle.close()
+        self._handles.clear()
 
     def on_finish(self, summary: dict) -> None:
         """No promotion can come any more: the multi-fidelity training states go (best_model.pt stays)."""
         shutil.rmtree(self.states_dir, ignore_errors=True)
 
     def submitted(self, job: TrialJob) -> None:
+        if job.id >= self.next_id:  # a new job (not one asked before a crash and submitted again)
+            self._asked.append(job)
         self.pending[job.id] = job
         self.next_id = max(self.next_id, job.id + 1)
 
     def recorded(self, trial: Trial) -> None:
         """A trial reached trials.jsonl (the strategy is told before the next save)."""
         self.pending.pop(trial.id, None)
-        self.times_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.times_path, "a") as handle:
-            handle.write(json.dumps({"id": trial.id, "finished_at": round(self.seconds(), 3)}) + "\n")
+        self._append(self.times_path, {"id": trial.id, "finished_at": round(self.seconds(), 3)})
 
-    def save(self, strategy: "Strategy", told: int) -> None:
-        """Called after every ask (and when the search ends), when all `told` recorded trials are told."""
-        self.told = told
+    def save(self, strategy: Strategy, told: int, asked: int | None = None) -> None:
+        """Called after every ask of `asked` architectures (and with None when the search ends), when all
+        `told` recorded trials are told: runner.json, or a journal line when it was written less than
+        FULL_SAVE_SECONDS ago."""
+        self.told, jobs, self._asked = told, self._asked, []
+        if asked is not None:
+            self.asks += 1
+            if time.perf_counter() - self._saved_at < FULL_SAVE_SECONDS:
+                self._append(self.journal_path, {"ask": self.asks, "asked": asked, "told": told,
+                                                 "jobs": [self.job_record(j) for j in jobs],
+                                                 "elapsed": round(self.seconds(), 3)})
+                return
         atomic_write(self.path, json.dumps({
             "version": CHECKPOINT_VERSION,
             "strategy": strategy.state_dict(),
             "next_id": self.next_id,
             "told": told,
-            "pending": [{"id": j.id, "arch": self.space.to_json(j.arch), "seed": j.seed, "fidelity": j.fidelity,
-                         "continues": j.continues} for j in self.take_pending()],
+            "asks": self.asks,
+            "pending": [self.job_record(j) for j in self.take_pending()],
             "elapsed": round(self.seconds(), 3),
         }, separators=(",", ":")), durable=False)  # no fsync: halves the per-trial file cost
+        self._saved_at = time.perf_counter()
+        handle = self._handles.pop(self.journal_path, None)
+        if handle is not None:
+            handle.close()
+        self.journal_path.unlink(missing_ok=True)  # its asks are in runner.json now
+
+    def _append(self, path: Path, record: dict) -> None:
+        """One JSON line at the end of `path` (kept open), handed to the OS at once: a killed process
+        leaves every line it wrote (a power cut may cost the last ones: no fsync)."""
+        handle = self._handles.get(path)
+        if handle is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._handles[path] = open(path, "a")
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+        handle.flush()
+
+    def job_record(self, job: TrialJob) -> dict:
+        return {"id": job.id, "arch": self.space.to_json(job.arch), "seed": job.seed, "fidelity": job.fidelity,
+                "continues": job.continues}
+
+    def job_from_record(self, record: dict) -> TrialJob:
+        return TrialJob(int(record["id"]), self.space.from_json(record["arch"]), int(record["seed"]),
+                        record.get("fidelity"), record.get("continues"))
 
     def take_pending(self) -> list[TrialJob]:
         """Jobs asked before a crash that never finished; the runner submits them again."""
@@ -120,9 +168,28 @@ class RunCheckpoint(RunObserver):
             raise CheckpointError(f"checkpoint {self.path} has version {state['version']}, "
                                   f"this nasrun reads version {CHECKPOINT_VERSION}")
         self.next_id, self.told, self.elapsed = int(state["next_id"]), int(state["told"]), float(state["elapsed"])
-        self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]),
-                                               p.get("fidelity"), p.get("continues")) for p in state["pending"]}
+        self.pending = {int(p["id"]): self.job_from_record(p) for p in state["pending"]}
+        self.asks = int(state.get("asks", 0))
+        self.journal = self.read_journal()
         return state
+
+    def read_journal(self) -> list[dict]:
+        """The journaled asks after runner.json's (older lines are in it already), in order."""
+        if not self.journal_path.exists():
+            return []
+        events = []
+        for number, line in enumerate(self.journal_path.read_text().splitlines(), start=1):
+            try:
+                event = json.loads(line)
+                ask = int(event["ask"])
+            except (ValueError, KeyError, TypeError):
+                raise CheckpointError(f"{self.journal_path}: line {number} is corrupt; cannot resume from it") from None
+            if ask > self.asks + len(events):
+                raise CheckpointError(f"{self.journal_path}: line {number} is ask {ask}, expected "
+                                      f"{self.asks + len(events) + 1}; asks are missing")
+            if ask == self.asks + len(events) + 1:
+                events.append(event)
+        return events
 
 
 def repair_torn_line(path: Path) -> None:
@@ -139,8 +206,8 @@ def repair_torn_line(path: Path) -> None:
 def restore(runner) -> None:
     """Bring a freshly built `nasrun.run.runner.Runner` (space, strategy, estimator bound) to where the run stopped."""
     checkpoint, trial_log = runner.checkpoint, runner.recorder.log
-    repair_torn_line(trial_log.path)
-    repair_torn_line(checkpoint.times_path)
+    for path in (trial_log.path, checkpoint.times_path, checkpoint.journal_path):
+        repair_torn_line(path)
     trials = trial_log.read()
     state = checkpoint.load()
     if state is None and trials and not runner.strategy.one_shot:
@@ -148,12 +215,13 @@ def restore(runner) -> None:
                               "cannot restore the strategy's state")
     if state is not None:
         runner.strategy.load_state_dict(state["strategy"])
+        replay_journal(runner.strategy, checkpoint, trials)
     if checkpoint.told > len(trials):
         raise CheckpointError(f"{checkpoint.path} counts {checkpoint.told} told trials but {trial_log.path} "
                               f"holds {len(trials)}; the trial log was cut or replaced")
     runner.trials = trials
     unconfirmed = trials[checkpoint.told:]
-    for trial in unconfirmed:
+    for trial in trials:
         checkpoint.pending.pop(trial.id, None)
         checkpoint.next_id = max(checkpoint.next_id, trial.id + 1)
     if unconfirmed and not runner.strategy.one_shot:
@@ -161,6 +229,38 @@ def restore(runner) -> None:
         runner.strategy.tell(unconfirmed)
     restore_best(runner, {t.id for t in unconfirmed})
     log.info("resumed %s: %d trials done, %d to run again", runner.run_dir, len(trials), len(checkpoint.pending))
+
+
+def replay_journal(strategy, checkpoint: RunCheckpoint, trials: list[Trial]) -> None:
+    """Bring `strategy`, restored from runner.json, to its state after the last journaled ask: tell it the
+    trials it had been told before each ask, ask it again, and check that it proposes the journaled jobs."""
+    for event in checkpoint.journal:
+        told = int(event["told"])
+        if told > len(trials):
+            raise CheckpointError(f"{checkpoint.journal_path} counts {told} told trials but the trial log holds "
+                                  f"{len(trials)}; the trial log was cut or replaced")
+        if told > checkpoint.told:
+            strategy.tell(trials[checkpoint.told:told])
+        proposals = strategy.ask(int(event["asked"]))
+        jobs = [checkpoint.job_from_record(record) for record in event["jobs"]]
+        if [proposal_key(checkpoint.space, p) for p in proposals] != [proposal_key(checkpoint.space, j) for j in jobs]:
+            raise CheckpointError(f"{checkpoint.journal_path}: asked again, the strategy proposes other architectures "
+                                  f"than at ask {event['ask']}; its state does not determine its proposals")
+        for job in jobs:
+            checkpoint.pending[job.id] = job
+            checkpoint.next_id = max(checkpoint.next_id, job.id + 1)
+        checkpoint.told, checkpoint.asks, checkpoint.elapsed = told, int(event["ask"]), float(event["elapsed"])
+    if checkpoint.journal:
+        log.info("resume: replayed %d journaled asks", len(checkpoint.journal))
+
+
+def proposal_key(space, proposal) -> str:
+    """What a proposal (an architecture or a Proposal) or a job asks for: architecture, fidelity, continued
+    trial, as comparable text."""
+    if not isinstance(proposal, (Proposal, TrialJob)):
+        proposal = Proposal(proposal)
+    return json.dumps([space.to_json(proposal.arch), proposal.fidelity, proposal.continues], sort_keys=True,
+                      default=str)
 
 
 def restore_best(runner, unconfirmed: set[int]) -> None:

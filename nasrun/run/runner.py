@@ -12,10 +12,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasrun.assessment.assess import Assessment
 from nasrun.assessment.objectives import Objectives
-from nasrun.datasets import DataBundle
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
@@ -27,8 +27,11 @@ from nasrun.run.checkpoint import RunCheckpoint, restore
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import Proposal, SearchContext, Strategy
-from nasrun.run.tensorboard import TensorBoardLog
+from nasrun.run.tensorboard import TensorBoardLog, tensorboard_available
 from nasrun.run.warm_start import recorded_warm_start, warm_start
+
+if TYPE_CHECKING:
+    from nasrun.datasets import DataBundle
 
 log = logging.getLogger("nasrun")
 
@@ -48,7 +51,7 @@ class Runner:
     def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None, resume: bool = False, durable_log: bool = True):
+                 assessment=None, resume: bool = False, durable_log: bool = True, tensorboard: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -67,7 +70,9 @@ class Runner:
             described = data.describe_input() if data is not None else {}
             self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
             self.checkpoint = RunCheckpoint(self.run_dir, space)
-            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir)]
+            self.observers = [self.recorder, self.checkpoint]
+            if tensorboard and tensorboard_available():
+                self.observers.append(TensorBoardLog(self.run_dir))
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
 
@@ -134,7 +139,7 @@ class Runner:
                     for proposal in proposals:
                         self._submit(self._job(next_id, proposal), progress)
                         next_id, pending = next_id + 1, pending + 1
-                    self._tell("on_ask", self.strategy, len(self.trials))
+                    self._tell("on_ask", self.strategy, len(self.trials), room)
                     if not proposals and pending == 0:
                         self._stopped_early("the strategy proposed no new architecture (every architecture it "
                                             "can reach has been tried)", next_id)
@@ -250,6 +255,7 @@ class Runner:
             "test": test_metrics,
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
+            **({"worker_cpu_threads": self.executor.thread_choice.record()} if self.executor.thread_choice else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return summary
