@@ -184,10 +184,11 @@ class RunCheckpoint(RunObserver):
                 ask = int(event["ask"])
             except (ValueError, KeyError, TypeError):
                 raise CheckpointError(f"{self.journal_path}: line {number} is corrupt; cannot resume from it") from None
-            if ask > self.asks + len(events):
-                raise CheckpointError(f"{self.journal_path}: line {number} is ask {ask}, expected "
-                                      f"{self.asks + len(events) + 1}; asks are missing")
-            if ask == self.asks + len(events) + 1:
+            expected = self.asks + len(events) + 1  # lines before it hold asks runner.json already has
+            if ask > expected:
+                raise CheckpointError(f"{self.journal_path}: line {number} is ask {ask}, expected {expected}; "
+                                      "asks are missing")
+            if ask == expected:
                 events.append(event)
         return events
 
