@@ -38,8 +38,8 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
     if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
         parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
-    if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _run(cfg, parts, run_dir, show_progress, resume)  # one process: no torch.distributed
+    if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's variable
+        return _run(cfg, parts, run_dir, show_progress, resume)  # one process: torch.distributed stays unloaded
     from nasrun import distributed
     from nasrun.run import spawn
 

@@ -5,8 +5,9 @@ The setting of the DARTS paper's CIFAR-10 search: supernet C=16, 8 cells, 32x32 
 batch 32 (`--batch`). Every nasrun variant is built from its packaged config (`strategy=darts|pcdarts|
 gdas` plus the overrides in VARIANTS, through build_components), so it measures what `nasrun` runs.
 One step = one α update (on the α half's batch) + one weight update (on the training half's batch),
-exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess: one warm-up step, the
-timed steps, then one more step whose memory is measured.
+exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess (with the OpenMP wait
+policy `nasrun` sets, nasrun/machine.py): one warm-up step, the timed steps, then one more step whose
+memory is measured.
 
 Memory. `step GB` is the peak of that last step above the memory live before it, i.e. above the
 process's baseline of Python, torch, the weights and the optimiser state: glibc is told to return every
@@ -139,6 +140,9 @@ def build_model(variant: str, space, strategy):
 
 
 def child(variant: str, steps: int, threads: int, batch: int, original: str | None = None) -> None:
+    from nasrun.machine import prepare_openmp
+
+    prepare_openmp()  # every variant under the OpenMP wait policy `nasrun` runs with, set before torch loads
     import torch
 
     from nasrun.hardware import Hardware

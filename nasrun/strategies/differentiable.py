@@ -114,8 +114,9 @@ class DifferentiableSearch(OneShotStrategy):
         torch.manual_seed(self.seed)
         group = distributed.current()  # several processes: each trains on its shard of every batch
         model = self.build_supernet(context.space, data.input_shape, data.num_classes)
-        model = group.prepare_model(model.to(device, memory_format=torch.channels_last))  # channels-last: ~1.5x faster on CPU
+        model = model.to(device, memory_format=torch.channels_last)  # channels-last: ~1.5x faster on CPU
         self.choose_checkpoint(model, data.input_shape, context.hardware, group.world_size)
+        model = group.prepare_model(model)
         w_optimizer = torch.optim.SGD(model.weight_parameters(), self.lr, momentum=self.momentum,
                                       weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, self.epochs, eta_min=self.lr_min)
