@@ -64,7 +64,7 @@ def test_pcdarts_shuffle_is_the_papers_concatenate_then_shuffle(layout):
 
     mixed, rest = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 9, 5, 5, dtype=torch.float64)
     scale = torch.tensor(0.7, dtype=torch.float64)
-    inputs = [t.contiguous(memory_format=layout).requires_grad_() for t in (mixed, rest, scale[None])]
+    inputs = [*(t.contiguous(memory_format=layout).requires_grad_() for t in (mixed, rest)), scale.requires_grad_()]
     concatenated = torch.cat([inputs[0], inputs[1] * inputs[2]], dim=1)
     expected = concatenated.reshape(2, 4, 3, 5, 5).transpose(1, 2).reshape(2, 12, 5, 5)  # the PC-DARTS code's shuffle
     found = shuffled(inputs[0], inputs[1], 4, inputs[2])
