@@ -36,7 +36,7 @@ def validate(cfg: DictConfig) -> None:
     seconds = budget.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
         raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
-    for flag in ("final_test", "progress", "report", "debug", "estimate"):
+    for flag in ("final_test", "progress", "report", "tensorboard", "debug", "estimate"):
         if flag in cfg and not isinstance(cfg[flag], bool):
             raise ConfigError(f"{flag} must be true or false, got {cfg[flag]!r}")
     network_limits(cfg)

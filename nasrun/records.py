@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -54,7 +54,7 @@ class Trial:
         return float(value) if value is not None and math.isfinite(value) else -math.inf
 
     def to_dict(self) -> dict:
-        return to_jsonable(asdict(self))
+        return to_jsonable({name: getattr(self, name) for name in self.__dataclass_fields__})  # new containers
 
     @classmethod
     def from_dict(cls, obj: dict) -> "Trial":

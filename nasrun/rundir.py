@@ -13,7 +13,8 @@ that resume, compare, report, benchmark and the other commands use.
     tensorboard/                TensorBoard scalars
     retrain.json                what `nasrun-train` measured
     checkpoints/best_model.pt   weights of the best network (retrained_model.pt: after retraining)
-    checkpoints/runner.json     the runner's resume state (trial_times.jsonl: when each trial finished)
+    checkpoints/runner.json     the runner's resume state (runner_journal.jsonl: the asks since it was
+                                written; trial_times.jsonl: when each trial finished)
     checkpoints/search_state.pt a one-shot search's state; supernet.pt: a weight-sharing supernet
     checkpoints/fidelity/trial_N.pt   a multi-fidelity trial's training state, until a promotion continues it
                                       or the search ends (the best network's weights are in best_model.pt)
@@ -36,8 +37,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
 from nasrun.errors import CheckpointError
 from nasrun.records import Trial, TrialLog, to_jsonable
 from nasrun.state import (HeldLogHandler, JsonLines, RunLock, RunLogHandler, atomic_write, check_links,
@@ -55,6 +54,8 @@ def atomic_write_json(path: str | Path, obj: Any, durable: bool = True, compact:
 
 def save_checkpoint(obj: Any, path: str | Path) -> None:
     """Tensors (and plain containers of them) to `path`, atomically."""
+    import torch  # here: reading and writing the run's JSON files needs no torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write(path, buffer.getvalue())
@@ -62,6 +63,8 @@ def save_checkpoint(obj: Any, path: str | Path) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
     """What `save_checkpoint` wrote; a missing, oversized, truncated or unsafe file is a one-line CheckpointError."""
+    import torch
+
     path = Path(path)
     try:
         with open_bounded(path, "checkpoint", "checkpoint") as handle:
@@ -105,6 +108,7 @@ class RunDir:
     best_weights = _File("checkpoints/best_model.pt")
     retrained_weights = _File("checkpoints/retrained_model.pt")
     runner_state = _File("checkpoints/runner.json")
+    runner_journal = _File("checkpoints/runner_journal.jsonl")
     trial_times = _File("checkpoints/trial_times.jsonl")
     search_state = _File("checkpoints/search_state.pt")
     supernet = _File("checkpoints/supernet.pt")

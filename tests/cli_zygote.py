@@ -42,7 +42,8 @@ def command_mains() -> dict:
 
 # What the commands import on first use (the first optimizer imports torch._dynamo, 2 s; data loaders,
 # TensorBoard, TPE, plots): loaded here once instead of in every child. Ray is not: it starts threads.
-PRELOADED = ("torch._dynamo", "torch.utils.tensorboard", "torchvision.datasets", "torchvision.transforms", "optuna",
+PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "tensorboard.compat.proto.summary_pb2",
+             "torchvision.datasets", "torchvision.transforms", "optuna",
              "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg")
 
 
@@ -75,6 +76,7 @@ def run_child(main, request: dict) -> None:
     os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
     child_limits.apply(request.get("limits") or {})
     sys.argv = [os.path.join(os.path.dirname(sys.executable), request["command"]), *request["args"]]
+    sys.modules["__main__"].__file__ = sys.argv[0]  # what a spawned worker re-runs as __mp_main__: the script
     code = 0
     try:
         main()

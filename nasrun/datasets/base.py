@@ -10,6 +10,7 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from nasrun.datasets.source import DatasetSource  # noqa: F401 (re-exported)
 from nasrun.errors import ConfigError, DataError
 
 
@@ -69,13 +70,6 @@ class TensorSplit(Dataset):
 
     def subset(self, indices: torch.Tensor) -> "TensorSplit":
         return TensorSplit(self.images[indices], self.labels[indices])
-
-
-class DatasetSource:
-    """Base of every `conf/dataset/` component: `load()` returns the run's DataBundle."""
-
-    def load(self) -> "DataBundle":
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

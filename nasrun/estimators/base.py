@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from nasrun.datasets import DataBundle
 from nasrun.hardware import Hardware
 from nasrun.nets.size import NetworkLimits
 from nasrun.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.datasets import DataBundle
 
 # report(epoch, total_epochs, metrics) lets the progress display follow a trial epoch by epoch.
 Report = Optional[Callable[[int, int, dict], None]]

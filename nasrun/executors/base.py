@@ -52,9 +52,11 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
 
 
 class Executor:
-    """Runs TrialJobs. `workers` is how many can run at once."""
+    """Runs TrialJobs. `workers` is how many can run at once; `thread_choice` the CPU threads of each
+    worker process (nasrun.machine.ThreadChoice), None where trials run in this process."""
 
     workers = 1
+    thread_choice = None
 
     def start(self, estimator: Estimator) -> None:
         self.estimator = estimator

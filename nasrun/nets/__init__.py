@@ -11,16 +11,17 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any, Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets.size import NetworkLimits, check_input_shape, check_network_size
 from nasrun.plugins import import_submodules
 from nasrun.state import read_json_object
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+if TYPE_CHECKING:
+    from torch import nn
+
+BUILDERS: dict[str, Callable[..., "nn.Module"]] = {}
 
 
 def register(space_name: str):

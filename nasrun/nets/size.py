@@ -17,6 +17,7 @@ CIFAR network: 3.3 M parameters, 1,340 modules, 0.1 GB of activations per image;
   max_modules    5e4   every module is a Python object of a few kilobytes that each step visits; 37x
                        the DARTS network, 4x the largest bundled supernet (weight sharing on the DARTS
                        space: 10,700 modules), and a build that stops there takes seconds.
+torch is imported by the functions that build, so `NetworkLimits` costs a command nothing to import.
 A search raises them with `limits.max_params=...` (conf/config.yaml); the commands that rebuild a saved
 network (nasrun-export, -train, -benchmark) with `--max-params ...`.
 """
@@ -25,12 +26,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-from torch import nn
-from torch.nn.modules.module import (register_module_module_registration_hook,
-                                     register_module_parameter_registration_hook)
+if TYPE_CHECKING:
+    from torch import nn
 
 from nasrun.errors import ConfigError, InvalidArchitecture, NasrunError
 
@@ -84,6 +83,10 @@ class _Stop(Exception):
 
 def build_on_meta(build: Callable[[], nn.Module], limits: NetworkLimits) -> nn.Module:
     """`build()` on the meta device; _Stop as soon as it registers more modules or parameters than allowed."""
+    import torch
+    from torch.nn.modules.module import (register_module_module_registration_hook,
+                                         register_module_parameter_registration_hook)
+
     owner, modules, params = threading.get_ident(), [0], [0]
 
     def on_module(module, name, submodule):
@@ -126,6 +129,9 @@ def activation_bytes(model: nn.Module, input_shape: Sequence[int], where: str) -
     """The bytes of every layer's output (and the input) in one forward pass of one image on meta tensors.
     Batch norm keeps a tensor's shape: it is swapped for an identity here (its meta kernel is slow), and its
     output still counted."""
+    import torch
+    from torch import nn
+
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):

@@ -1,8 +1,14 @@
 """Crash recovery: the runner's checkpoint, and how a resumed run (`nasrun-resume RUN_DIR`) picks up.
 
-`checkpoints/runner.json` is rewritten atomically (compact JSON) after every ask, holding the strategy's
+`checkpoints/runner.json` is rewritten atomically (compact JSON) after an ask, holding the strategy's
 state, how many trials of `trials.jsonl` it has been told (every recorded trial is told before the next
 ask), the trials asked but not yet recorded, and the run's elapsed time; once more when the search ends.
+Its size grows with the strategy's history, so it is rewritten at most every FULL_SAVE_SECONDS: an ask
+in between appends one line to `checkpoints/runner_journal.jsonl` (its number, how many it asked for, how
+many trials were told before it, the jobs it made). Resuming replays those lines: the strategy, restored
+from runner.json, is told and asked again exactly as it was, and must propose the same jobs. With
+trials that take seconds every ask rewrites runner.json; a table lookup journals hundreds of asks per
+rewrite, at a constant cost per ask.
 A kill can land anywhere; on resume the run dir is reconciled with it:
   - trials in `trials.jsonl` beyond the told count finished just before the kill: they are told to the
     strategy now, exactly as the runner would have;
@@ -20,38 +26,45 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from nasrun.run.observers import RunObserver
 from nasrun.rundir import RunDir, atomic_write, load_checkpoint, save_checkpoint
 from nasrun.errors import CheckpointError
 from nasrun.state import JsonLines, read_json, release_held_logs, remove_tree
+from nasrun.state.files import append_to, open_append, remove_file
 from nasrun.estimators import Evaluation
 from nasrun.executors import TrialJob, run_trial
 from nasrun.records import Trial, best_trial
-
-if TYPE_CHECKING:
-    from nasrun.strategies import Strategy
+from nasrun.strategies import Proposal, Strategy
 
 log = logging.getLogger("nasrun")
 
 CHECKPOINT_VERSION = 1
 CHECKPOINT_KEYS = ("version", "strategy", "next_id", "told", "pending", "elapsed")
+FULL_SAVE_SECONDS = 1.0  # runner.json at most this often; the asks in between go to the journal
 
 
 class RunCheckpoint(RunObserver):
     """The runner's side of a run: what was asked, how much was told, how long it has run."""
 
     def __init__(self, run_dir: Path, space):
-        self.path, self.times = RunDir(run_dir).runner_state, JsonLines(RunDir(run_dir).trial_times, what="trial times")
-        self.states_dir = RunDir(run_dir).training_states
+        files = RunDir(run_dir)
+        self.path, self.journal_path, self.times_path = files.runner_state, files.runner_journal, files.trial_times
+        self.states_dir = files.training_states
         self.space = space
         self.pending: dict[int, TrialJob] = {}
         self.told = 0               # trials.jsonl's first `told` trials have been told to the strategy
         self.next_id = 0
+        self.asks = 0               # asks so far (runner.json: the state after its `asks`-th)
         self.elapsed = 0.0          # seconds the run had already taken before this process
+        self.journal: list[dict] = []  # after `load`: the journaled asks that came after runner.json
+        self._asked: list[TrialJob] = []  # jobs of the ask being made
+        self._saved_at = -math.inf  # when runner.json was last written (perf_counter)
+        self._fds: dict[Path, int] = {}  # open append descriptors: the journal, trial_times.jsonl
         self._clock = time.perf_counter()
 
     def start_clock(self) -> float:
@@ -69,34 +82,72 @@ class RunCheckpoint(RunObserver):
     def on_record(self, trial, evaluation, best, new_best) -> None:
         self.recorded(trial)
 
-    def on_ask(self, strategy, told: int) -> None:
-        self.save(strategy, told)
+    def on_ask(self, strategy, told: int, asked: int | None = None) -> None:
+        self.save(strategy, told, asked)
+
+    def on_close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
     def on_finish(self, summary: dict) -> None:
         """No promotion can come any more: the multi-fidelity training states go (best_model.pt stays)."""
         remove_tree(self.states_dir)
 
     def submitted(self, job: TrialJob) -> None:
+        if job.id >= self.next_id:  # a new job (not one asked before a crash and submitted again)
+            self._asked.append(job)
         self.pending[job.id] = job
         self.next_id = max(self.next_id, job.id + 1)
 
     def recorded(self, trial: Trial) -> None:
         """A trial reached trials.jsonl (the strategy is told before the next save)."""
         self.pending.pop(trial.id, None)
-        self.times.append({"id": trial.id, "finished_at": round(self.seconds(), 3)})
+        self._append(self.times_path, {"id": trial.id, "finished_at": round(self.seconds(), 3)})
 
-    def save(self, strategy: "Strategy", told: int) -> None:
-        """Called after every ask (and when the search ends), when all `told` recorded trials are told."""
-        self.told = told
+    def save(self, strategy: Strategy, told: int, asked: int | None = None) -> None:
+        """Called after every ask of `asked` architectures (and with None when the search ends), when all
+        `told` recorded trials are told: runner.json, or a journal line when it was written less than
+        FULL_SAVE_SECONDS ago."""
+        self.told, jobs, self._asked = told, self._asked, []
+        if asked is not None:
+            self.asks += 1
+            if time.perf_counter() - self._saved_at < FULL_SAVE_SECONDS:
+                self._append(self.journal_path, {"ask": self.asks, "asked": asked, "told": told,
+                                                 "jobs": [self.job_record(j) for j in jobs],
+                                                 "elapsed": round(self.seconds(), 3)})
+                return
         atomic_write(self.path, json.dumps({
             "version": CHECKPOINT_VERSION,
             "strategy": strategy.state_dict(),
             "next_id": self.next_id,
             "told": told,
-            "pending": [{"id": j.id, "arch": self.space.to_json(j.arch), "seed": j.seed, "fidelity": j.fidelity,
-                         "continues": j.continues} for j in self.take_pending()],
+            "asks": self.asks,
+            "pending": [self.job_record(j) for j in self.take_pending()],
             "elapsed": round(self.seconds(), 3),
         }, separators=(",", ":")), durable=False)  # no fsync: halves the per-trial file cost
+        self._saved_at = time.perf_counter()
+        fd = self._fds.pop(self.journal_path, None)
+        if fd is not None:
+            os.close(fd)
+        remove_file(self.journal_path)  # its asks are in runner.json now
+
+    def _append(self, path: Path, record: dict) -> None:
+        """One JSON line at the end of `path` (kept open, never through a link), whole or not at all and
+        handed to the OS at once: a killed process leaves every line it wrote (no fsync: a power cut may
+        cost the last ones)."""
+        fd = self._fds.get(path)
+        if fd is None:
+            fd = self._fds[path] = open_append(path)
+        append_to(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode(), path)
+
+    def job_record(self, job: TrialJob) -> dict:
+        return {"id": job.id, "arch": self.space.to_json(job.arch), "seed": job.seed, "fidelity": job.fidelity,
+                "continues": job.continues}
+
+    def job_from_record(self, record: dict) -> TrialJob:
+        return TrialJob(int(record["id"]), self.space.from_json(record["arch"]), int(record["seed"]),
+                        record.get("fidelity"), record.get("continues"))
 
     def take_pending(self) -> list[TrialJob]:
         """Jobs asked before a crash that never finished; the runner submits them again."""
@@ -119,12 +170,31 @@ class RunCheckpoint(RunObserver):
                                   f"this nasrun reads version {CHECKPOINT_VERSION}")
         try:
             self.next_id, self.told, self.elapsed = int(state["next_id"]), int(state["told"]), float(state["elapsed"])
-            self.pending = {int(p["id"]): TrialJob(int(p["id"]), self.space.from_json(p["arch"]), int(p["seed"]),
-                                                   p.get("fidelity"), p.get("continues")) for p in state["pending"]}
+            self.pending = {int(p["id"]): self.job_from_record(p) for p in state["pending"]}
+            self.asks = int(state.get("asks", 0))
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise CheckpointError(f"checkpoint {self.path} holds a malformed count or pending trial ({type(err).__name__}: "
                                   f"{str(err).splitlines()[0][:120] if str(err) else ''}); cannot resume from it") from None
+        self.journal = self.read_journal()
         return state
+
+    def read_journal(self) -> list[dict]:
+        """The journaled asks after runner.json's (older lines are in it already), in order."""
+        events = []
+        for number, line in enumerate(JsonLines(self.journal_path, what="runner journal").lines(), start=1):
+            try:
+                event = json.loads(line)
+                ask = int(event["ask"])
+                int(event["asked"]), int(event["told"]), float(event["elapsed"]), list(event["jobs"])
+            except (ValueError, KeyError, TypeError):
+                raise CheckpointError(f"{self.journal_path}: line {number} is corrupt; cannot resume from it") from None
+            expected = self.asks + len(events) + 1  # lines before it hold asks runner.json already has
+            if ask > expected:
+                raise CheckpointError(f"{self.journal_path}: line {number} is ask {ask}, expected {expected}; "
+                                      "asks are missing")
+            if ask == expected:
+                events.append(event)
+        return events
 
 
 def restore(runner) -> None:
@@ -138,12 +208,13 @@ def restore(runner) -> None:
                               "cannot restore the strategy's state")
     if state is not None:
         load_strategy_state(runner.strategy, state["strategy"], checkpoint.path)
+        replay_journal(runner.strategy, checkpoint, trials)
     if checkpoint.told > len(trials):
         raise CheckpointError(f"{checkpoint.path} counts {checkpoint.told} told trials but {trial_log.path} "
                               f"holds {len(trials)}; the trial log was cut or replaced")
     runner.trials = trials
     unconfirmed = trials[checkpoint.told:]
-    for trial in unconfirmed:
+    for trial in trials:
         checkpoint.pending.pop(trial.id, None)
         checkpoint.next_id = max(checkpoint.next_id, trial.id + 1)
     if unconfirmed and not runner.strategy.one_shot:
@@ -151,8 +222,9 @@ def restore(runner) -> None:
         runner.strategy.tell(unconfirmed)
     restore_best(runner, {t.id for t in unconfirmed})
     release_held_logs()
+    for path, what in ((checkpoint.times_path, "trial times"), (checkpoint.journal_path, "runner journal")):
+        JsonLines(path, what=what).repair()
     trial_log.repair()
-    checkpoint.times.repair()
     log.info("resumed %s: %d trials done, %d to run again", runner.run_dir, len(trials), len(checkpoint.pending))
 
 
@@ -165,6 +237,38 @@ def load_strategy_state(strategy, state, path: Path) -> None:
         reason = str(err).splitlines()[0][:160] if str(err) else ""
         raise CheckpointError(f"checkpoint {path}: its 'strategy' state does not fit this run's strategy "
                               f"({type(err).__name__}: {reason}); cannot resume from it") from None
+
+
+def replay_journal(strategy, checkpoint: RunCheckpoint, trials: list[Trial]) -> None:
+    """Bring `strategy`, restored from runner.json, to its state after the last journaled ask: tell it the
+    trials it had been told before each ask, ask it again, and check that it proposes the journaled jobs."""
+    for event in checkpoint.journal:
+        told = int(event["told"])
+        if told > len(trials):
+            raise CheckpointError(f"{checkpoint.journal_path} counts {told} told trials but the trial log holds "
+                                  f"{len(trials)}; the trial log was cut or replaced")
+        if told > checkpoint.told:
+            strategy.tell(trials[checkpoint.told:told])
+        proposals = strategy.ask(int(event["asked"]))
+        jobs = [checkpoint.job_from_record(record) for record in event["jobs"]]
+        if [proposal_key(checkpoint.space, p) for p in proposals] != [proposal_key(checkpoint.space, j) for j in jobs]:
+            raise CheckpointError(f"{checkpoint.journal_path}: asked again, the strategy proposes other architectures "
+                                  f"than at ask {event['ask']}; its state does not determine its proposals")
+        for job in jobs:
+            checkpoint.pending[job.id] = job
+            checkpoint.next_id = max(checkpoint.next_id, job.id + 1)
+        checkpoint.told, checkpoint.asks, checkpoint.elapsed = told, int(event["ask"]), float(event["elapsed"])
+    if checkpoint.journal:
+        log.info("resume: replayed %d journaled asks", len(checkpoint.journal))
+
+
+def proposal_key(space, proposal) -> str:
+    """What a proposal (an architecture or a Proposal) or a job asks for: architecture, fidelity, continued
+    trial, as comparable text."""
+    if not isinstance(proposal, (Proposal, TrialJob)):
+        proposal = Proposal(proposal)
+    return json.dumps([space.to_json(proposal.arch), proposal.fidelity, proposal.continues], sort_keys=True,
+                      default=str)
 
 
 def restore_best(runner, unconfirmed: set[int]) -> None:

@@ -13,10 +13,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasrun.assessment.assess import Assessment
 from nasrun.assessment.objectives import Objectives
-from nasrun.datasets import DataBundle
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
@@ -30,8 +30,11 @@ from nasrun.run.cost import CostEstimate
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import Proposal, SearchContext, Strategy
-from nasrun.run.tensorboard import TensorBoardLog
+from nasrun.run.tensorboard import TensorBoardLog, tensorboard_available
 from nasrun.run.warm_start import recorded_warm_start, warm_start
+
+if TYPE_CHECKING:
+    from nasrun.datasets import DataBundle
 
 log = logging.getLogger("nasrun")
 
@@ -52,7 +55,8 @@ class Runner:
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
                  assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None,
-                 cost: CostEstimate | None = None, limits: NetworkLimits | None = None):
+                 cost: CostEstimate | None = None, limits: NetworkLimits | None = None,
+                 tensorboard: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -72,7 +76,10 @@ class Runner:
             described = data.describe_input() if data is not None else {}
             self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
             self.checkpoint = RunCheckpoint(self.run_dir, space)
-            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir), *(trackers or [])]
+            self.observers = [self.recorder, self.checkpoint]
+            if tensorboard and tensorboard_available():
+                self.observers.append(TensorBoardLog(self.run_dir))
+            self.observers += trackers or []
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
         self.cost = cost  # times the first steps or trial, prints the expected cost (nasrun/run/cost.py)
@@ -87,9 +94,10 @@ class Runner:
 
     def check_network_sizes(self) -> None:
         """Refuse a space whose networks are over the limits before any network is built (the one-shot
-        strategies and the weight-sharing estimator check their supernets when they build them)."""
+        strategies and the weight-sharing estimator check their supernets when they build them). A table
+        lookup builds no network: nothing to check."""
         shape = self.network_shape()
-        if shape["input_shape"] is not None:
+        if shape["input_shape"] is not None and self.estimator.needs_data:
             self.space.check_network_sizes(shape["input_shape"], shape["num_classes"], self.limits)
 
     def _tell(self, hook: str, *args) -> None:
@@ -170,7 +178,7 @@ class Runner:
                     for proposal in proposals:
                         self._submit(self._job(next_id, proposal), progress)
                         next_id, pending = next_id + 1, pending + 1
-                    self._tell("on_ask", self.strategy, len(self.trials))
+                    self._tell("on_ask", self.strategy, len(self.trials), room)
                     if not proposals and pending == 0:
                         self._stopped_early("the strategy proposed no new architecture (every architecture it "
                                             "can reach has been tried)", next_id)
@@ -288,6 +296,7 @@ class Runner:
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
             **({"cost": cost} if cost else {}),
+            **({"worker_cpu_threads": self.executor.thread_choice.record()} if self.executor.thread_choice else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return summary

@@ -6,12 +6,13 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets.size import NetworkLimits, check_network_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)

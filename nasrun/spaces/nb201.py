@@ -3,10 +3,13 @@ benchmark's strings `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
+from nasrun.nets.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, parse_arch
 from nasrun.spaces.base import Decision, Graph, SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.nets.nb201 import NB201Net
 
 
 class NB201Space(SearchSpace):
@@ -28,7 +31,9 @@ class NB201Space(SearchSpace):
     def key(self, arch: Any) -> str:
         return self.validate(arch)
 
-    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> NB201Net:
+    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> "NB201Net":
+        from nasrun.nets.nb201 import NB201Net  # torch: a tabular run never builds a network
+
         return NB201Net(arch, input_shape, num_classes, C=self.C, N=self.N)
 
     def network_options(self) -> dict:

@@ -12,14 +12,16 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasrun.errors import ConfigError
 from nasrun.nets.size import NetworkLimits
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
-from nasrun.training import StepReport
+
+if TYPE_CHECKING:
+    from nasrun.training import StepReport
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import check_network_size
 from nasrun.state import JsonLines
+from nasrun.supernets.memory import choose_checkpoint
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
 from nasrun.strategies.base import (AT_LEAST_0, FRACTION, POSITIVE, WHOLE, OneShotStrategy, SearchContext,
@@ -43,8 +44,10 @@ class DifferentiableSearch(OneShotStrategy):
     arch_weight_decay; order 1|2; warmup_epochs (w only, α frozen); train_portion of the training split
     used for w (the rest for α); steps_per_epoch caps the steps (null: the whole half);
     stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects;
-    checkpoint (none | cells | edges) recomputes activations in the backward pass: less memory for more
-    compute (see `WeightedSupernet.checkpoint`).
+    checkpoint (none | cells | edges) recomputes activations in the backward pass: less memory for about
+    one more forward pass, the same values (see `WeightedSupernet.checkpoint`); auto (the default) runs
+    without recomputation where a step fits in the device's free memory, else with edges
+    (nasrun.supernets.memory).
     """
 
     name = "differentiable"
@@ -54,7 +57,7 @@ class DifferentiableSearch(OneShotStrategy):
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas=(0.5, 0.999),
                  arch_weight_decay: float = 1e-3, order: int = 1, warmup_epochs: int = 0,
                  train_portion: float = 0.5, steps_per_epoch: int | None = None,
-                 stop_at_skip_connects: int | None = None, checkpoint: str = "edges"):
+                 stop_at_skip_connects: int | None = None, checkpoint: str = "auto"):
         for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
@@ -79,7 +82,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
-        self.checkpoint = check_checkpoint_mode(checkpoint)
+        self.checkpoint = checkpoint if checkpoint == "auto" else check_checkpoint_mode(checkpoint)
         self.autocast = contextlib.nullcontext  # search() takes the hardware's (amp: bfloat16 on CUDA)
 
     # --- what subclasses choose --------------------------------------------------------------------------
@@ -92,8 +95,16 @@ class DifferentiableSearch(OneShotStrategy):
 
     # --- setup -------------------------------------------------------------------------------------------
     def build_supernet(self, space, input_shape, num_classes: int) -> WeightedSupernet:
-        size = SupernetSize(self.C, self.layers, self.N, self.checkpoint)
+        """The supernet, without recomputation for `checkpoint: auto` until `choose_checkpoint` decides."""
+        size = SupernetSize(self.C, self.layers, self.N, "none" if self.checkpoint == "auto" else self.checkpoint)
         return build_weighted_supernet(space, input_shape, num_classes, self.make_weighting(), size, self.name)
+
+    def choose_checkpoint(self, model: WeightedSupernet, input_shape, hardware, ranks: int = 1) -> str:
+        """Resolve `checkpoint: auto` for `model` on `hardware` (logged); other settings stay as they are."""
+        if self.checkpoint == "auto":
+            model.checkpoint, why = choose_checkpoint(model, input_shape, -(-self.batch_size // ranks), hardware)
+            log.info("strategy.checkpoint=auto: %s (%s)", model.checkpoint, why)
+        return model.checkpoint
 
     def split_training_data(self, data) -> tuple:
         """Two seeded halves of the training split: (for w, for α)."""
@@ -115,7 +126,9 @@ class DifferentiableSearch(OneShotStrategy):
         torch.manual_seed(self.seed)
         group = distributed.current()  # several processes: each trains on its shard of every batch
         model = self.build_supernet(context.space, data.input_shape, data.num_classes)
-        model = group.prepare_model(model.to(device, memory_format=torch.channels_last))  # channels-last: ~1.5x faster on CPU
+        model = model.to(device, memory_format=torch.channels_last)  # channels-last: ~1.5x faster on CPU
+        self.choose_checkpoint(model, data.input_shape, context.hardware, group.world_size)
+        model = group.prepare_model(model)
         w_optimizer = torch.optim.SGD(model.weight_parameters(), self.lr, momentum=self.momentum,
                                       weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, self.epochs, eta_min=self.lr_min)
