@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import nn
 
 from nasrun.datasets import DataBundle
 from nasrun.hardware import Hardware
+
+
+# steps(done, per_epoch, epochs): a long training (a supernet's) finished its step `done` (1-based, counted
+# from the first epoch) of per_epoch x epochs; the Runner draws it on the progress bar and times it.
+StepReport = Optional[Callable[[int, int, int], None]]
 
 
 class DivergedError(RuntimeError):

@@ -49,10 +49,15 @@ def test_fgsm_and_noise_lower_the_accuracy_of_a_trained_net(trained_digits_mlp):
 def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_path):
     args = [*TINY, "report=true", "budget.trials=8", "strategy=nsga2", "strategy.population_size=4", OBJECTIVES,
             "constraints={params:{max:15000}}", "metrics.enabled=[params,flops,memory]"]
-    result = run_cli(args, tmp_path)
+    result = run_cli(args, tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
     assert (run / "pareto.png").stat().st_size > 1000
+    # the result table: each objective's value beside fitness, which the caption defines; nothing cut
+    assert "fitness = val_accuracy - params/15000; -inf where a constraint is violated" in result.stderr
+    header = next(line for line in result.stderr.splitlines() if "fitness" in line and "rank" in line)
+    assert "val_accuracy" in header and "params" in header and "epochs" not in header  # no fidelities here
+    assert "…" not in result.stderr
     trials = read_jsonl(run / "trials.jsonl")
     for t in trials:
         assert {"params", "flops", "macs", "memory_mb", "feasible", "fitness"} <= set(t["metrics"])
@@ -77,10 +82,13 @@ def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_
         if t["id"] not in summary["pareto_front"]:
             assert any(dominates(p, point(t["metrics"])) or p == point(t["metrics"]) for p in front)
 
-    result = run_cli([str(run), "--pareto", "--sigmas", "0,1", "--epsilons", "0,0.3"], tmp_path,
-                     command="nasrun-benchmark")
+    result = run_cli([str(run), "--pareto", "--sigmas", "0,1", "--epsilons", "0,0.3", "hardware.threads=1"], tmp_path,
+                     command="nasrun-benchmark", env={"COLUMNS": "80"})  # overrides after the flags
     assert result.returncode == 0, result.stderr[-2000:]
     bench = json.loads((run / "benchmark.json").read_text())
+    assert "…" not in result.stderr  # every number and header whole at 80 columns, piped
+    for r in bench["results"]:
+        assert f"{r['test_accuracy']:.4f}" in result.stderr and f"{r['params']:,}" in result.stderr
     assert [r["trial"] for r in bench["results"]] == summary["pareto_front"]
     for r, entry in zip(bench["results"], pareto["front"]):
         assert r["params"] == entry["metrics"]["params"]

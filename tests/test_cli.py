@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -61,6 +62,47 @@ def test_standard_hydra_flags(tmp_path, flag, expected):
     result = run_cli(flag.split(), cwd=tmp_path)
     assert result.returncode == 0 and expected in result.stdout
     assert not (tmp_path / "outputs").exists() or not run_dirs(tmp_path)
+
+
+def test_help_says_what_each_group_is_for_and_lists_the_commands(tmp_path):
+    import tomllib
+
+    result = run_cli(["--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor", "scale"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"{group} "))
+        assert len(lines[start].split()) >= 4  # the group's name, then what it is for
+        block = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1:])]
+        words = " ".join(block).replace(",", " ").split()
+        for option in sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml")):
+            assert option in words, (group, option)
+    assert "scale/" not in result.stdout and "tiny_" not in result.stdout  # the internal scale/<group>/ configs
+    for command in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]:
+        if command != "nasrun":
+            assert any(line.startswith(f"{command} ") for line in lines), command
+
+
+# Runs `nasrun ARGS` in a fresh interpreter and says afterwards whether anything imported torch.
+TORCH_PROBE = ("import sys\nfrom nasrun.commands.search import main\nsys.argv = ['nasrun', *sys.argv[1:]]\n"
+               "try:\n    main()\nfinally:\n    print('torch imported:', 'torch' in sys.modules)")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["strategy=darts", "--help"],
+                                  ["search_space=nb201", "estimator=nb201", "strategy=random", "budget.trials=20"]])
+def test_help_config_and_table_lookups_never_import_torch(tmp_path, args):
+    """torch takes seconds to import: the commands that only show the config, and a search whose
+    estimator is a table lookup, never load it."""
+    search = not any(arg.startswith("--") for arg in args)
+    extra = ["progress=false", f"hydra.run.dir={tmp_path}/run"] if search else []
+    result = subprocess.run([sys.executable, "-c", TORCH_PROBE, *args, *extra], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "torch imported: False" in result.stdout
+    if search:
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["trials"] == 20 and summary["device"] is None and summary["cpu_threads"] is None
+        assert (tmp_path / "run" / "plots" / "best_architecture.png").is_file()
 
 
 def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
@@ -147,6 +189,28 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
                           env=env, capture_output=True, text=True, timeout=120)  # conf/scale/<group>/ is installed too
     assert tiny.returncode == 0, tiny.stderr
     assert "trials: 2" in tiny.stdout and "steps_per_epoch: 2" in tiny.stdout
+    help_text = subprocess.run([sys.executable, "-m", "nasrun", "--help"], cwd=tmp_path, env=env, capture_output=True,
+                               text=True, timeout=120)  # the help template is installed too
+    assert help_text.returncode == 0 and "nasrun-export RUN_DIR" in help_text.stdout, help_text.stderr
     probe = subprocess.run([sys.executable, "-c", "import nasrun.conf; print(nasrun.conf.__path__[0])"], cwd=tmp_path,
                            env=env, capture_output=True, text=True)
     assert Path(probe.stdout.strip()).is_relative_to(target)
+
+
+def test_the_result_table_shows_fidelity_and_objectives_whole_at_80_columns(tmp_path):
+    objectives = "objectives=[{metric:val_accuracy},{metric:latency_ms,direction:min,weight:0.5}]"
+    result = run_cli([*TINY, "strategy=hyperband", "budget.trials=4", objectives], tmp_path, env={"COLUMNS": "80"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = run_dirs(tmp_path)
+    lines = result.stderr.splitlines()
+    header = next(line for line in lines if "rank" in line)
+    for column in ("trial", "epochs", "fitness", "val_accuracy", "latency_ms", "params", "seconds"):
+        assert f" {column} " in header
+    assert "fitness = val_accuracy - 0.5·latency_ms/10" in result.stderr
+    assert "…" not in result.stderr
+    for trial in read_jsonl(run / "trials.jsonl"):  # 4 trials: every one is in the top-5 table
+        row = next(line for line in lines if line.startswith("│") and line.split("│")[2].strip() == str(trial["id"]))
+        cells = [cell.strip() for cell in row.split("│")[1:-1]]
+        metrics = trial["metrics"]
+        assert cells[2:7] == [str(trial["fidelity"]), f"{metrics['fitness']:.4f}", f"{metrics['val_accuracy']:.4f}",
+                              f"{metrics['latency_ms']:.4f}", f"{metrics['params']:,}"]

@@ -53,3 +53,26 @@ def test_correlate_refuses_bad_input_in_one_line(tmp_path, args, fragment):
     output = result.stdout + result.stderr
     assert result.returncode != 0 and fragment in output and "Traceback" not in output
     assert not (tmp_path / "out" / "correlation.json").exists()
+
+
+def test_each_side_defaults_to_its_estimators_score(tmp_path):
+    args = ["--a", "estimator=zero_cost estimator.proxy=synflow", "--archs", "4", "search_space=nb201", "scale=tiny",
+            "--b", "estimator=nb201", "--out", str(tmp_path / "out")]  # overrides after flags too
+    result = run_cli(args, tmp_path, command="nasrun-correlate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "correlation.json").read_text())
+    assert (report["a"]["metric"], report["b"]["metric"]) == ("zc_score", "val_accuracy")
+    assert report["scored_by_both"] == 4
+
+
+def test_a_metric_the_estimator_does_not_record_is_refused_before_any_data_is_loaded(tmp_path):
+    # the dataset cannot be loaded: the metric check must come first to be the error reported
+    args = ["search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'no-data'}", "--archs", "4",
+            "--a", "estimator=zero_cost estimator.proxy=[synflow,snip]", "--metric-a", "val_accuracy",
+            "--b", "estimator=nb201", "--out", str(tmp_path / "out")]
+    result = run_cli(args, tmp_path, command="nasrun-correlate")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "nasrun-correlate: error: --metric-a val_accuracy: estimator zero_cost records ['zc_score', 'zc_synflow', "
+        "'zc_snip'] (its score is zc_score, the default)"]
+    assert not (tmp_path / "out").exists()

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from conftest import read_jsonl, run_cli, run_dirs
 from fake_data import write_cifar10
@@ -40,9 +41,9 @@ def tiny_data(n: int = 64) -> DataBundle:
     return DataBundle("tiny", split, split, split, num_classes=4, input_shape=(1, 8, 8))
 
 
-def run_search(strategy, space, run_dir, seed=0, report=None):
+def run_search(strategy, space, run_dir, seed=0, report=None, steps=None):
     strategy.bind(space, seed, 1)
-    context = SearchContext(space, tiny_data(), Hardware(device="cpu"), run_dir, seed, report)
+    context = SearchContext(space, tiny_data(), Hardware(device="cpu"), run_dir, seed, report, steps)
     return strategy.search(context)
 
 
@@ -56,6 +57,23 @@ def test_mixed_op_hard_sample_and_partial_channels():
     partial = MixedOp(SEARCH_OPS, darts_search_op, 8, 2, partial=4)
     weights = torch.softmax(torch.randn(len(SEARCH_OPS)), 0)
     assert partial(torch.randn(2, 8, 7, 7), weights).shape == (2, 8, 4, 4)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pcdarts_shuffle_is_the_papers_concatenate_then_shuffle(layout):
+    from nasrun.supernets.mixed import shuffled
+
+    mixed, rest = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 9, 5, 5, dtype=torch.float64)
+    scale = torch.tensor(0.7, dtype=torch.float64)
+    inputs = [*(t.contiguous(memory_format=layout).requires_grad_() for t in (mixed, rest)), scale.requires_grad_()]
+    concatenated = torch.cat([inputs[0], inputs[1] * inputs[2]], dim=1)
+    expected = concatenated.reshape(2, 4, 3, 5, 5).transpose(1, 2).reshape(2, 12, 5, 5)  # the PC-DARTS code's shuffle
+    found = shuffled(inputs[0], inputs[1], 4, inputs[2])
+    assert torch.equal(found, expected) and found.is_contiguous(memory_format=layout)
+    upstream = torch.randn_like(found)
+    for a, b in zip(torch.autograd.grad((found * upstream).sum(), inputs),
+                    torch.autograd.grad((expected * upstream).sum(), inputs)):
+        assert torch.allclose(a, b)
 
 
 def test_gumbel_weighting_samples_one_op_with_gradient():
@@ -192,6 +210,50 @@ def test_weight_step_keeps_no_op_output_for_alpha(weighting):
     assert kept < 0.9 * plain
 
 
+@pytest.mark.parametrize("mode", ["cells", "edges"])
+def test_recomputation_changes_no_value_batch_norm_statistics_included(mode):
+    """A step with recomputation gives the gradients of one without, and leaves every batch norm's
+    running statistics and batch count as one pass sets them: `checkpoint: auto` may pick either mode."""
+    import copy
+
+    plain, x, y = tiny_step_setting(Weighting())
+    recomputing = copy.deepcopy(plain)
+    recomputing.checkpoint = mode
+    for model in (plain, recomputing):
+        F.cross_entropy(model(x), y).backward()
+    for (name, expected), (_, kept) in zip(plain.state_dict().items(), recomputing.state_dict().items()):
+        assert torch.equal(kept, expected), name
+    for (name, expected), (_, found) in zip(plain.named_parameters(), recomputing.named_parameters()):
+        assert torch.allclose(found.grad, expected.grad), name
+
+
+def test_auto_checkpoint_recomputes_only_where_a_step_would_not_fit(monkeypatch, caplog):
+    from nasrun.supernets import memory
+
+    strategy = GdasSearch(**TINY_SEARCH)  # Gumbel draws: the memory probe must not consume torch's random numbers
+    strategy.bind(DartsSpace(C=4, layers=3), 0, 1)
+    model = strategy.build_supernet(DartsSpace(C=4, layers=3), (3, 8, 8), 10)
+    assert strategy.checkpoint == "auto" and model.checkpoint == "none"
+    before, random_state = copy_state(model), torch.get_rng_state()
+    per_sample = memory.activation_bytes(model, (3, 8, 8), "cpu") / memory.PROBE_BATCH
+    assert memory.activation_bytes(model, (3, 8, 8), "cpu", batch=8) == pytest.approx(8 * per_sample, rel=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(before, copy_state(model)))  # the probe ran on a copy
+    assert torch.equal(torch.get_rng_state(), random_state)
+    need = per_sample * strategy.batch_size * memory.STEP_MARGIN
+    hardware = Hardware(device="cpu")
+    for free, mode in ((4 * need, "none"), (need, "edges")):
+        monkeypatch.setattr(Hardware, "free_memory", lambda self, free=free: (int(free), "a test's RAM"))
+        with caplog.at_level("INFO", logger="nasrun"):
+            assert strategy.choose_checkpoint(model, (3, 8, 8), hardware) == mode == model.checkpoint
+        assert f"strategy.checkpoint=auto: {mode} (a step at batch 16 without recomputation" in caplog.text
+    model.checkpoint = "none"
+    assert DartsSearch(checkpoint="cells").choose_checkpoint(model, (3, 8, 8), hardware) == "none"  # set: kept
+
+
+def copy_state(model) -> list[torch.Tensor]:
+    return [t.clone() for t in model.state_dict().values()]
+
+
 # --- strategies ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("make, space", [
     (lambda: DartsSearch(order=1, **TINY_SEARCH), DartsSpace(C=4, layers=3)),
@@ -250,6 +312,19 @@ def test_resumed_search_continues_identically(make, tmp_path):
     assert read_jsonl(tmp_path / "straight" / "alphas.jsonl") == read_jsonl(tmp_path / "resumed" / "alphas.jsonl")
 
 
+def test_search_reports_every_step_counted_over_all_epochs(tmp_path):
+    steps, epochs = [], []
+    run_search(GdasSearch(**{**TINY_SEARCH, "epochs": 3, "steps_per_epoch": None}), NB201Space(C=4, N=1), tmp_path,
+               report=lambda epoch, total, metrics: epochs.append((epoch, len(steps))),
+               steps=lambda *step: steps.append(step))
+    assert steps == [(done, 2, 3) for done in range(1, 7)]     # halves of 32 images, batches of 16
+    assert epochs == [(1, 2), (2, 4), (3, 6)]                  # every epoch ends after its own steps
+    capped = []
+    run_search(DartsSearch(**{**TINY_SEARCH, "steps_per_epoch": 1}), NB201Space(C=4, N=1), tmp_path / "capped",
+               steps=lambda *step: capped.append(step))
+    assert capped == [(1, 1, 2), (2, 1, 2)]
+
+
 def test_skip_connect_guard_stops_early(tmp_path):
     strategy = DartsSearch(stop_at_skip_connects=0, **TINY_SEARCH)  # 0: stop at the first epoch's end
     run_search(strategy, DartsSpace(C=4, layers=3), tmp_path)
@@ -303,6 +378,37 @@ def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
     parse_arch(best["arch"])
     assert "test_accuracy" in best["metrics"]
     assert set(read_jsonl(run_dir / "alphas.jsonl")[0]["alphas"]) == {"cell"}
+
+
+@pytest.mark.slow
+def test_cli_search_progress_counts_steps_and_the_cost_estimate_changes_nothing(tmp_path):
+    """The supernet bar counts steps (6/6, not epochs 2/2); the expected cost is printed once, names real
+    keys of the run's config and is kept in summary.json; without it (estimate=false) the run is the same."""
+    args = ["strategy=darts", "scale=tiny", "strategy.epochs=2", "strategy.steps_per_epoch=3", "report=false"]
+    result = run_cli([*args, "progress=true", "hydra.run.dir=estimated"], tmp_path)
+    plain = run_cli([*args, "progress=false", "estimate=false", "hydra.run.dir=plain"], tmp_path)
+    assert result.returncode == 0 and plain.returncode == 0, result.stderr[-2000:] + plain.stderr[-2000:]
+    bar = next(line for line in result.stderr.splitlines() if line.startswith("supernet search"))
+    assert "6/6" in bar and "epoch 2/2" in bar
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("expected: ")]
+    assert "for the supernet search on this CPU" in line and "s/step x 3 steps/epoch x 2 epochs" in line
+    assert "strategy.epochs (now 2)" in line and "strategy.steps_per_epoch (now 3)" in line
+    assert line in (tmp_path / "estimated" / "nasrun.log").read_text()
+    config = OmegaConf.load(tmp_path / "estimated" / ".hydra" / "config.yaml")
+    assert (config.strategy.epochs, config.strategy.steps_per_epoch) == (2, 3)
+    cost = json.loads((tmp_path / "estimated" / "summary.json").read_text())["cost"]
+    assert cost["phase"] == "supernet search" and cost["factors"] == {"steps_per_epoch": 3, "epochs": 2}
+    assert cost["expected_seconds"] == pytest.approx(cost["seconds_per_unit"] * 6, rel=1e-3)
+    assert cost["actual_seconds"] > 0
+    assert "expected: " not in plain.stderr and "cost" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+
+    def search(run):
+        trials = read_jsonl(run / "trials.jsonl")
+        timeless = [{k: v for k, v in t.items() if k not in ("seconds", "metrics")} for t in trials]
+        metrics = [{k: v for k, v in t["metrics"].items() if "seconds" not in k} for t in trials]
+        return read_jsonl(run / "alphas.jsonl"), timeless, metrics
+
+    assert search(tmp_path / "estimated") == search(tmp_path / "plain")
 
 
 def test_strategy_options_select_a_cell_space_by_default(compose_cfg):

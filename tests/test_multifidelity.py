@@ -134,6 +134,31 @@ def test_bohb_proposes_from_its_model_once_it_has_enough_results():
     assert history == again                          # seeded: the same search twice
 
 
+@pytest.mark.parametrize("make, first", [(lambda: SuccessiveHalving(eta=3), 9), (lambda: Hyperband(eta=3), 9),
+                                         (lambda: ASHA(eta=3), 3)], ids=["successive_halving", "hyperband", "asha"])
+def test_random_start_lasts_until_the_first_promotion(make, first):
+    strategy = make()
+    strategy.fit_fidelity(9, "fake")
+    assert strategy.random_start(ToySpace(width=4, options=4)).trials == first
+    history = drive(make(), quality, rounds=first + 3)
+    promotions = [index for index, (_, _, continues, _) in enumerate(history) if continues is not None]
+    assert promotions[0] == first                     # every evaluation before it is a fresh random configuration
+    single_rung = make()
+    single_rung.fit_fidelity(2, "fake")               # max_epochs 2 < eta * min_epochs: no promotion ever
+    assert single_rung.random_start(ToySpace()).always
+
+
+def test_bohb_is_random_until_its_model_has_decisions_plus_two_results():
+    space = ToySpace(width=4, options=4)
+    strategy = BOHB(min_epochs=1, eta=3, random_fraction=0.0)
+    strategy.fit_fidelity(9, "fake")
+    assert strategy.random_start(space).trials == len(space.decisions()) + 2 == 6
+    for rounds, modelled in ((6, False), (9, True)):
+        strategy = BOHB(min_epochs=1, eta=3, random_fraction=0.0)
+        drive(strategy, quality, rounds=rounds)
+        assert (strategy.model_proposals > 0) == modelled
+
+
 def test_best_trial_is_taken_at_the_highest_fidelity():
     low = Trial(0, [0], metrics={"val_accuracy": 0.99}, fidelity=1)
     high = Trial(1, [1], metrics={"val_accuracy": 0.80}, fidelity=9)
@@ -171,13 +196,16 @@ def test_successive_halving_on_worker_processes_equals_the_local_run(tmp_path):
     assert runs["processes"] == runs["local"]
 
 
-@pytest.mark.parametrize("strategy", ["successive_halving", "asha"])
-def test_a_search_killed_mid_bracket_resumes_exactly(tmp_path, monkeypatch, compose_cfg, strategy):
+@pytest.mark.parametrize("strategy, full_save_seconds", [("successive_halving", 0.0), ("asha", 0.0),
+                                                        ("successive_halving", 1e9), ("hyperband", 1e9)])
+def test_a_search_killed_mid_bracket_resumes_exactly(tmp_path, monkeypatch, compose_cfg, strategy, full_save_seconds):
     from test_resume import Crash, crash_on_call, start_run
     from nasrun.commands.resume import resume_run
+    from nasrun.run import checkpoint
 
     cfg = compose_cfg([f"strategy={strategy}", "estimator.epochs=3", "budget.trials=6", "seed=2", *TINY_MF])
     start_run(cfg, tmp_path / "reference")
+    monkeypatch.setattr(checkpoint, "FULL_SAVE_SECONDS", full_save_seconds)
     with monkeypatch.context() as patch:
         crash_on_call(patch, FullTraining, "evaluate", 4)   # trial 3, the first promotion, is pending
         with pytest.raises(Crash):

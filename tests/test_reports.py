@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 from nasrun.experiment import run_experiment
 from nasrun.nets.nb201 import format_arch
 from nasrun.reports.drawing import draw_architecture
-from nasrun.reports.plots import write_run_report
+from nasrun.reports.run_report import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
 from conftest import run_cli
@@ -82,6 +83,8 @@ def test_report_command_draws_alpha_trajectories(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr
     for name in ("alphas_normal.png", "alphas_reduce.png", "best_so_far_trials.png", "best_architecture.png"):
         assert_real_png(run_dir / "plots" / name)
+    page = (run_dir / "report.html").read_text()
+    assert "α over epochs: normal cell" in page and "α over epochs: reduce cell" in page
     assert run_cli([str(tmp_path / "nothing")], tmp_path, command="nasrun-report").returncode == 2
 
 
@@ -100,7 +103,7 @@ def test_a_failing_plot_warns_and_the_rest_are_drawn(finished_run, tmp_path, cap
     (run_dir / "best_architecture.json").write_text(json.dumps({"space": "nb201", "arch": "|garbage|"}))
     with caplog.at_level(logging.WARNING, logger="nasrun"):
         written = write_run_report(run_dir)
-    assert {p.name for p in written} == {"best_so_far_trials.png", "best_so_far_time.png"}
+    assert {p.name for p in written} == {"best_so_far_trials.png", "best_so_far_time.png", "report.html"}
     assert "could not draw best architecture" in caplog.text
 
 
@@ -141,16 +144,17 @@ def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
 
     sources = []
 
-    def fake_dot(command, **kwargs):
-        assert command[:2] == ["dot", "-Tpng"]
-        sources.append(Path(command[2]).read_text())
-        Path(command[-1]).write_bytes(b"\x89PNG\r\n\x1a\n")
+    def fake_dot(command, input, **kwargs):  # the PNG comes back on stdout (written whole by nasrun)
+        assert command == ["dot", "-Tpng"]
+        sources.append(input.decode())
+        return subprocess.CompletedProcess(command, 0, stdout=b"\x89PNG\r\n\x1a\n", stderr=b"")
 
     monkeypatch.setattr(drawing.shutil, "which", lambda name: "/usr/bin/dot")
     monkeypatch.setattr(drawing.subprocess, "run", fake_dot)
     macro = {"stem": 8, "layers": [{"op": "conv3x3", "width": 8, "stride": 2, "skips": []},
                                    {"op": "identity", "width": 8, "stride": 1, "skips": [0]}]}
     assert draw_architecture("macro", macro, tmp_path / "a.png") == tmp_path / "a.png"
+    assert (tmp_path / "a.png").read_bytes() == b"\x89PNG\r\n\x1a\n"
     assert '"0_n1" [label="conv3x3\\n8 ↓2"];' in sources[0]
     assert '"0_n0" -> "0_n2" [label="", style=dashed];' in sources[0]
     draw_architecture("darts", GENOTYPE, tmp_path / "b.png")

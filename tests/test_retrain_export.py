@@ -22,8 +22,17 @@ MACRO_ARCH = {"stem": 8, "layers": [{"op": "conv3x3", "width": 8, "stride": 2, "
 NB201_ARCH = format_arch(["nor_conv_3x3", "skip_connect", "avg_pool_3x3", "none", "nor_conv_1x1", "skip_connect"])
 
 
+NORMALIZE = {"mean": [0.3], "std": [0.4]}
+
+
 def spec_for(space: str, arch, options=None) -> dict:
-    return {"space": space, "arch": arch, "network": {"input_shape": [1, 8, 8], "num_classes": 10, "options": options or {}}}
+    """A best_architecture.json-like spec whose inputs were normalised with NORMALIZE during training."""
+    return {"space": space, "arch": arch, "network": {"input_shape": [1, 8, 8], "num_classes": 10, "options": options or {}},
+            "input": {"shape": [1, 8, 8], "range": [0.0, 1.0], "normalize": NORMALIZE}, "classes": list("0123456789")}
+
+
+def normalized(images: torch.Tensor) -> torch.Tensor:
+    return (images - NORMALIZE["mean"][0]) / NORMALIZE["std"][0]
 
 
 def trained_like(spec: dict) -> torch.nn.Module:
@@ -43,13 +52,15 @@ def test_exports_give_the_model_outputs(space, arch, options, tmp_path):
     spec = spec_for(space, arch, options)
     model = trained_like(spec)
     written = export_model(model, spec, tmp_path)
-    assert set(written) == {"json", "weights", "torchscript", "onnx"}
+    assert set(written) == {"json", "weights", "pt2", "torchscript", "onnx"}
     assert written["weights"] == "weights.safetensors"
     x = sample_input(spec, batch=5)
+    assert 0 <= x.min() and x.max() <= 1  # images as a user has them; the export normalises them itself
     with torch.no_grad():
-        expected = model(x)
+        expected = model(normalized(x))
         torch.testing.assert_close(load_exported(tmp_path)(x), expected, rtol=0, atol=0)
         torch.testing.assert_close(torch.jit.load(str(tmp_path / "model.torchscript.pt"))(x), expected)
+        torch.testing.assert_close(torch.export.load(str(tmp_path / "model.pt2")).module()(x), expected)
     onnx = pytest.importorskip("onnx")
     from onnx.reference import ReferenceEvaluator
 
@@ -74,13 +85,13 @@ def test_exports_load_without_search_code(tmp_path):
     model = trained_like(spec)
     export_model(model, spec, tmp_path, formats=("json", "weights", "torchscript"))
     x = sample_input(spec, batch=3)
-    torch.save(model(x).detach(), tmp_path / "expected.pt")
+    torch.save(model(normalized(x)).detach(), tmp_path / "expected.pt")
     nets_only = ("nasrun.spaces", "nasrun.strategies", "nasrun.estimators", "nasrun.run.runner", "nasrun.experiment")
     scripts = {
         nets_only: "from nasrun.evaluation.export import load_exported, sample_input\n"
                    "import json; spec = json.load(open('architecture.json'))\n"
                    "out = load_exported('.')(sample_input(spec, batch=3))",
-        ("nasrun",): "out = torch.jit.load('model.torchscript.pt')(torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)))",
+        ("nasrun",): "out = torch.jit.load('model.torchscript.pt')(torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)))",
     }
     for blocked, body in scripts.items():
         code = (f"BLOCKED = {blocked!r}\n{BLOCK_SEARCH_CODE}\nimport torch\n{body}\n"
@@ -114,10 +125,11 @@ def test_retrain_from_run_dir_reports_mean_and_std_and_exports(search_run, tmp_p
     assert report["recipe"]["augment"] == {"crop_padding": 0, "flip": True, "cutout": 2}
     assert report["environment"]["versions"]["torch"] == torch.__version__
     assert {Path(p).name for p in report["export"].values()} == {"architecture.json", "weights.safetensors",
-                                                                  "model.torchscript.pt", "model.onnx"}
+                                                                  "model.pt2", "model.torchscript.pt", "model.onnx"}
+    assert report["architecture"]["classes"] == [str(digit) for digit in range(10)]
     final = load_exported(out / "export")
     weights = torch.load(out / "weights" / f"seed_{report['final_model_seed']}.pt", weights_only=True)
-    assert all(torch.equal(final.state_dict()[k], v) for k, v in weights.items())
+    assert all(torch.equal(final.network.state_dict()[k], v) for k, v in weights.items())
 
 
 def test_retrain_is_reproducible_and_uses_drop_path_and_auxiliary_head(tmp_path, monkeypatch):
@@ -174,4 +186,4 @@ def test_export_of_a_search_run(search_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_exported(tmp_path / "export")
     weights = torch.load(search_run / "checkpoints" / "best_model.pt", weights_only=True)
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    assert all(torch.equal(model.network.state_dict()[k], v) for k, v in weights.items())

@@ -173,3 +173,31 @@ def test_trials_are_ranked_by_score_only():
     child = strategy.ask(1)[0]
     assert sum(x != y for x, y in zip(child, archs[3])) == 1   # a mutation of the fittest, not the most accurate
     assert math.isclose(max(m[1] for m in strategy.population), 1.0)
+
+
+# --- random start: how many trials a strategy is random search for -----------------------------------------
+@pytest.mark.parametrize("name, setting, value", [
+    ("evolution", "population_size", 12), ("regularized_evolution", "population_size", 12),
+    ("local_search", "initial_samples", 6), ("local_search_first", "initial_samples", 6),
+    ("tpe", "n_startup_trials", 6), ("nsga2", "population_size", 6), ("random", None, math.inf),
+    ("reinforce", None, 1),
+])
+def test_random_start_is_what_the_config_sets(name, setting, value):
+    overrides = {setting: value} if setting else {}
+    if name == "nsga2":
+        overrides.update(objectives=None, constraints=None)
+    start = make_strategy(name, **overrides).random_start(ToySpace())
+    assert (start.trials, start.setting) == (value, f"strategy.{setting}" if setting else None)
+
+
+@pytest.mark.parametrize("name", ["evolution", "regularized_evolution", "local_search"])
+def test_within_its_random_start_a_strategy_proposes_what_random_search_does(name):
+    space = ToySpace()
+    key = "initial_samples" if name.startswith("local_search") else "population_size"
+    strategy, random_search = make_strategy(name, **{key: 12}), make_strategy("random")
+    start = int(strategy.random_start(space).trials)
+    for each in (strategy, random_search):
+        each.bind(space, 0, start + 6)
+    guided, plain = (run_search(each, space, 0, start + 6) for each in (strategy, random_search))
+    assert [t.arch for t in guided[:start]] == [t.arch for t in plain[:start]]
+    assert [t.arch for t in guided[start:]] != [t.arch for t in plain[start:]]   # then it uses the results

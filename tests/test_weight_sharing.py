@@ -41,12 +41,12 @@ def macro_space(**options) -> MacroSpace:
     return MacroSpace(**{"min_layers": 2, "max_layers": 4, "widths": (4, 8, 12), **options})
 
 
-def estimator(space, data=None, run_dir=None, **options) -> WeightSharing:
+def estimator(space, data=None, run_dir=None, steps=None, **options) -> WeightSharing:
     torch.manual_seed(0)
     options = {"epochs": 1, "batch_size": 32, "calibration_batches": 1, "calibration_batch_size": 16,
                "retrain": {"enabled": False}, **options}
     ws = WeightSharing(**options)
-    ws.bind(space, data or tiny_data(), CPU, run_dir)
+    ws.bind(space, data or tiny_data(), CPU, run_dir, steps=steps)
     return ws
 
 
@@ -310,6 +310,16 @@ def test_interrupted_supernet_training_resumes_from_the_last_finished_epoch(tmp_
         torch.testing.assert_close(a, b)
 
 
+def test_supernet_training_reports_every_step_and_keeps_no_reference_to_the_report(tmp_path):
+    steps = []
+    ws = estimator(macro_space(), run_dir=tmp_path, steps=lambda *step: steps.append(step), epochs=2)
+    assert steps == [(done, 3, 2) for done in range(1, 7)]     # 96 images in batches of 32, 2 epochs
+    pickle.dumps(ws)                                           # worker processes still get the estimator
+    loaded = []
+    estimator(macro_space(), run_dir=tmp_path, steps=lambda *step: loaded.append(step), epochs=2)
+    assert loaded == []                                        # a trained supernet is loaded, not stepped
+
+
 def test_estimator_pickles_with_its_trained_supernet():
     ws = estimator(NB201Space(C=4, N=1))
     arch = ws.space.sample(random.Random(0))
@@ -347,10 +357,15 @@ def test_final_test_with_and_without_retraining(tmp_path):
 
 @pytest.mark.slow
 def test_cli_weight_sharing_writes_both_scores(tmp_path):
-    result = run_cli(["estimator=weight_sharing", *TINY], tmp_path)
+    result = run_cli(["estimator=weight_sharing", *TINY, "progress=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
     summary = json.loads((run / "summary.json").read_text())
+    steps = -(-1079 // 64)                                      # digits' training split, estimator batches
+    assert summary["cost"]["phase"] == "supernet training"
+    assert summary["cost"]["factors"] == {"steps_per_epoch": steps, "epochs": 1}
+    bar = next(line for line in result.stderr.splitlines() if line.startswith("supernet training"))
+    assert f"{steps}/{steps}" in bar                            # the bar counted steps, not the one epoch
     assert summary["trials"] == 2 and summary["estimator"] == "weight_sharing"
     assert {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy"} <= set(summary["test"])
     assert (run / "checkpoints" / "supernet.pt").is_file() and (run / "checkpoints" / "retrained_model.pt").is_file()

@@ -133,6 +133,23 @@ class Objectives:
         return sum((1.0 if o.weight is None else o.weight) * o.sign * v / self.scale(o)
                    for o, v in zip(self.objectives, values))
 
+    def describe_fitness(self) -> str:
+        """What `fitness` is, as a formula: e.g. `fitness = val_accuracy - 0.5·latency_ms/10`."""
+        if self.scalarization == "mnasnet":
+            factors = [f"({o.metric}/{self.scale(o):g})^{o.sign * (0.07 if o.weight is None else o.weight):g}"
+                       for o in self.objectives[1:]]
+            formula = " · ".join([self.objectives[0].metric, *factors]) + " (MnasNet)"
+        else:
+            terms = []
+            for o in self.objectives:
+                coefficient = o.sign * (1.0 if o.weight is None else o.weight)
+                scaled = o.metric if self.scale(o) == 1 else f"{o.metric}/{self.scale(o):g}"
+                term = scaled if abs(coefficient) == 1 else f"{abs(coefficient):g}·{scaled}"
+                terms.append(("- " if coefficient < 0 else "+ ") + term)
+            formula = " ".join(terms).removeprefix("+ ")
+        violated = "; -inf where a constraint is violated" if self.constraints else ""
+        return f"fitness = {formula}{violated}"
+
     def scale(self, objective: Objective) -> float:
         if objective.scale is not None:
             return objective.scale

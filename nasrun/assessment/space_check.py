@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 
-from nasrun.console import console
+from nasrun.console import console, escape
 
 log = logging.getLogger("nasrun")
 
@@ -57,5 +57,5 @@ def check_space(space, budget: int) -> list[str]:
     warnings = design_warnings(space, budget)
     for warning in warnings:
         log.warning("search space %s: %s", space.name, warning)
-        console.print(f"[bold yellow]nasrun: search-space warning:[/] {space.name}: {warning}", highlight=False)
+        console.print(f"[bold yellow]nasrun: search-space warning:[/] {escape(f'{space.name}: {warning}')}", highlight=False)
     return warnings

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from nasrun.commands.common import run_command
 from nasrun.reports.compare import __doc__ as compare_doc
-from nasrun.reports.compare import compare, comparison_table
+from nasrun.reports.compare import compare, comparison_table, verdict_lines
 from nasrun.rundir import RunDir
 
 
@@ -24,8 +24,14 @@ def main(argv=None) -> None:
         comparison = compare(args.sweep_dir, plot=not args.no_plot)
         console = Console(width=max(Console().width, 120))
         console.print(comparison_table(comparison))
-        console.print(f"wrote {RunDir(args.sweep_dir).comparison}" +
-                      (f" and {comparison['plot']}" if "plot" in comparison else ""))
+        test = comparison["test"]
+        if comparison["pairs"]:
+            console.print(f"{test['name']} per pair ({test['adjustment']}-adjusted over the pairs, "
+                          f"alpha {test['alpha']}):", highlight=False)
+        for line in verdict_lines(comparison):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+        written = [str(RunDir(args.sweep_dir).comparison), comparison["page"], comparison.get("plot")]
+        console.print("wrote " + ", ".join(p for p in written if p), highlight=False, soft_wrap=True)
 
     run_command("nasrun-compare", compare_sweep)
 

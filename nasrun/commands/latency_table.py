@@ -9,7 +9,7 @@ from nasrun.assessment.latency_table import LatencyTable
 from nasrun.assessment.latency_table import __doc__ as latency_doc
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config, run_command
-from nasrun.console import console
+from nasrun.console import console, say
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> None:
             table = LatencyTable.measure(space, data.input_shape, data.num_classes, hardware.device, args.warmup,
                                          args.min_seconds, lambda n, key: status.update(f"measured {n}: {key}"))
         table.save(args.out)
-        console.print(f"{len(table.entries)} parts measured on {table.info['device_name']} ({hardware.device}) "
-                      f"at input {list(data.input_shape)}; written {args.out}\n"
-                      f"use it with: nasrun metrics.latency=table metrics.latency_table={args.out.resolve()}")
+        say(f"{len(table.entries)} parts measured on {table.info['device_name']} ({hardware.device}) "
+            f"at input {list(data.input_shape)}; written {args.out}\n"
+            f"use it with: nasrun metrics.latency=table metrics.latency_table={args.out.resolve()}")
 
     run_command("nasrun-latency-table", measure)
 

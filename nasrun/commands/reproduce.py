@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from nasrun.commands.common import run_command
 from nasrun.config import load_saved_config
-from nasrun.console import console
+from nasrun.console import console, escape, say
 from nasrun.experiment import run_experiment
 from nasrun.rundir import RunDir, atomic_write
 
@@ -46,10 +46,10 @@ def reproduce(run_dir: Path, out_dir: Path | None = None, overrides: list[str] =
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir = out_dir or Path("outputs") / "reproduce" / f"{run_dir.name}_{stamp}"
-    run = RunDir(out_dir)
-    atomic_write(run.config, OmegaConf.to_yaml(cfg))
-    run.attach_log(console_warnings=False)
-    run_experiment(cfg, out_dir, show_progress=show_progress)
+    with RunDir(out_dir).writing() as run:
+        atomic_write(run.config, OmegaConf.to_yaml(cfg))
+        run.attach_log(console_warnings=False)
+        run_experiment(cfg, out_dir, show_progress=show_progress)
     return out_dir
 
 
@@ -64,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
 
     def reproduce_and_check() -> int:
         new_dir = reproduce(args.run_dir.resolve(), args.out, args.overrides, show_progress=not args.no_progress)
-        console.print(f"reproduced into {new_dir}")
+        say(f"reproduced into {new_dir}")
         if not args.check:
             return 0
         problems = compare_trials(args.run_dir, new_dir)
         if problems:
-            console.print("[bold red]trials differ:[/]\n" + "\n".join(problems), highlight=False)
+            console.print("[bold red]trials differ:[/]\n" + escape("\n".join(problems)), highlight=False)
             return 1
         console.print("[green]identical trials[/]")
         return 0

@@ -10,7 +10,8 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nasrun.errors import ConfigError
+from nasrun.datasets.source import DatasetSource  # noqa: F401 (re-exported)
+from nasrun.errors import ConfigError, DataError
 
 
 @dataclass
@@ -71,16 +72,27 @@ class TensorSplit(Dataset):
         return TensorSplit(self.images[indices], self.labels[indices])
 
 
-class DatasetSource:
-    """Base of every `conf/dataset/` component: `load()` returns the run's DataBundle."""
+@dataclass(frozen=True)
+class InputTransform:
+    """How an image as a user has it becomes the network's input: `preprocessing` (in words) turns it into
+    float32 NCHW values in [0, 1] (pixel / `pixel_max`), and the network sees `(x - mean) / std` per channel.
+    Saved with the run (best_architecture.json) so that an export takes [0, 1] images and normalises itself."""
 
-    def load(self) -> "DataBundle":
-        raise NotImplementedError
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    pixel_max: float = 255.0
+    preprocessing: tuple[str, ...] = ()
+
+    def to_json(self, input_shape: Sequence[int]) -> dict:
+        return {"shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "range": [0.0, 1.0],
+                "pixel_max": self.pixel_max, "preprocessing": [*self.preprocessing, f"pixel / {self.pixel_max:g}"],
+                "normalize": {"mean": list(self.mean), "std": list(self.std)}}
 
 
 @dataclass
 class DataBundle:
-    """What an estimator trains and scores on. The test split is used once, for the final architecture."""
+    """What an estimator trains and scores on. The test split is used once, for the final architecture.
+    `transform` and `classes`, where the source knows them, are saved with the run for deployment."""
 
     name: str
     train: Dataset
@@ -89,6 +101,20 @@ class DataBundle:
     num_classes: int
     input_shape: tuple
     augment: Augment = field(default_factory=Augment)
+    transform: InputTransform | None = None
+    classes: list[str] | None = None
+
+    def __post_init__(self):
+        """The minimum that makes a score mean something: 2 classes, and at least one image in every split
+        (a split without one would train on nothing, or score an empty validation set)."""
+        if self.num_classes < 2:
+            raise DataError(f"dataset {self.name} has {self.num_classes} class(es); a classification search "
+                            "needs at least 2")
+        sizes = self.sizes()
+        empty = [split for split, size in sizes.items() if size == 0]
+        if empty:
+            raise DataError(f"dataset {self.name}: no images in the {' and '.join(empty)} split ({sizes}); every "
+                            "split needs at least one: add images, or change the split fractions or subsets")
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                num_workers: int = 0, drop_last: bool = False) -> Iterator:
@@ -99,6 +125,15 @@ class DataBundle:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    def describe_input(self) -> dict:
+        """`{"dataset", "input", "classes"}` for best_architecture.json: what an exported model is fed."""
+        described: dict = {"dataset": self.name}
+        if self.transform is not None:
+            described["input"] = self.transform.to_json(self.input_shape)
+        if self.classes is not None:
+            described["classes"] = [str(name) for name in self.classes]
+        return described
 
 
 def batches(data: Dataset, batch_size: int, shuffle: bool, seed: int, augment: Augment | None = None,
@@ -143,11 +178,12 @@ def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.T
     return parts
 
 
-def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    """Normalise every split with the training split's per-channel mean and std."""
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> tuple[list[torch.Tensor], tuple, tuple]:
+    """Normalise every split with the training split's per-channel mean and std; also returns those
+    (as tuples of floats, for the run's InputTransform)."""
     mean = train.mean(dim=(0, 2, 3), keepdim=True)
     std = train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    return [(t - mean) / std for t in (train, *others)]
+    return [(t - mean) / std for t in (train, *others)], tuple(mean.flatten().tolist()), tuple(std.flatten().tolist())
 
 
 def resolve_root(root: str | Path) -> Path:

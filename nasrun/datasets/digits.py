@@ -6,11 +6,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from nasrun.datasets.base import DataBundle, DatasetSource, TensorSplit, split_indices, standardise
+from nasrun.datasets.source import DatasetSource
+
+if TYPE_CHECKING:
+    from nasrun.datasets.base import DataBundle
 
 
 class Digits(DatasetSource):
@@ -18,11 +21,15 @@ class Digits(DatasetSource):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
 
     def load(self) -> DataBundle:
+        import torch  # here, not at the top: a run that loads no data never imports torch
+
+        from nasrun.datasets.base import DataBundle, InputTransform, TensorSplit, split_indices, standardise
+
         pixels, targets = read_digits()
         images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
         labels = torch.tensor(targets, dtype=torch.long)
         val_idx, test_idx, train_idx = split_indices(len(labels), [self.val_fraction, self.test_fraction], self.split_seed)
-        train, val, test = standardise(images[train_idx], images[val_idx], images[test_idx])
+        (train, val, test), mean, std = standardise(images[train_idx], images[val_idx], images[test_idx])
         return DataBundle(
             name="digits",
             train=TensorSplit(train, labels[train_idx]),
@@ -30,6 +37,9 @@ class Digits(DatasetSource):
             test=TensorSplit(test, labels[test_idx]),
             num_classes=10,
             input_shape=(1, 8, 8),
+            transform=InputTransform(mean, std, pixel_max=16.0,
+                                     preprocessing=("scikit-learn's 8x8 digit images, pixel values 0-16",)),
+            classes=[str(digit) for digit in range(10)],
         )
 
 

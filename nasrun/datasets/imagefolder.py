@@ -17,9 +17,9 @@ import torchvision
 from torchvision import datasets as tv
 from torchvision import transforms as T
 
-from nasrun.datasets.base import Augment, DataBundle, DatasetSource, limit, resolve_root, split_indices
+from nasrun.datasets.base import Augment, DataBundle, DatasetSource, InputTransform, limit, resolve_root, split_indices
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset, decode, load_or_decode
-from nasrun.errors import ConfigError, DatasetMissing
+from nasrun.errors import ConfigError, DataError, DatasetMissing
 
 log = logging.getLogger("nasrun")
 
@@ -37,6 +37,16 @@ class _Folder(tv.ImageFolder):
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
         return classes, {name: index for index, name in enumerate(classes)}
+
+
+def load_image(path: str):
+    """An image file as torchvision's ImageFolder opens it; one that cannot be decoded (empty, truncated,
+    not an image) is a one-line DataError naming it."""
+    try:
+        return tv.folder.default_loader(path)
+    except Exception as err:  # noqa: BLE001 - whatever PIL raises for a broken file, the file is named
+        reason = str(err).splitlines()[0][:120] if str(err) else ""
+        raise DataError(f"imagefolder: cannot read the image {path} ({type(err).__name__}: {reason})") from None
 
 
 class _ToRGB:
@@ -90,7 +100,7 @@ class ImageFolderDataset(DatasetSource):
 
     def _open(self, folder: Path, transform) -> _Folder:
         try:
-            return _Folder(str(folder), transform=transform)
+            return _Folder(str(folder), transform=transform, loader=load_image)
         except (FileNotFoundError, RuntimeError) as err:
             raise DatasetMissing(f"imagefolder: {str(err).splitlines()[0]} {self.expected()}") from None
 
@@ -112,6 +122,14 @@ class ImageFolderDataset(DatasetSource):
         """The transform of images decoded on every access (also what the cache reproduces)."""
         normalise = T.Normalize([self.mean] * self.channels, [self.std] * self.channels)
         return T.Compose([*self._pixels(), T.ToTensor(), normalise])
+
+    def input_transform(self) -> InputTransform:
+        """What turns an image file into the network's input (`_pixels`, then ToTensor and Normalize), in words."""
+        mode = "grayscale (PIL convert('L'))" if self.channels == 1 else "RGB (PIL convert('RGB'))"
+        steps = (f"convert to {mode}", f"resize the shorter side to {self.image_size} (bilinear, antialiased)",
+                 f"center-crop {self.image_size}x{self.image_size}")
+        return InputTransform((float(self.mean),) * self.channels, (float(self.std),) * self.channels,
+                              preprocessing=steps)
 
     def settings(self) -> dict:
         return {"format": CACHE_FORMAT, "image_size": self.image_size, "channels": self.channels,
@@ -186,4 +204,6 @@ class ImageFolderDataset(DatasetSource):
             augment=Augment(crop_padding=self.image_size // 8 if self.augment else 0, flip=self.augment,
                             cutout=self.cutout),
             workers=0 if cached else self.num_workers,
+            transform=self.input_transform(),
+            classes=list(classes),
         )

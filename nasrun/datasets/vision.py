@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torchvision import datasets as tv
 
-from nasrun.datasets.base import Augment, DataBundle, DatasetSource, TensorSplit, limit, resolve_root, split_indices, standardise
+from nasrun.datasets.base import (Augment, DataBundle, DatasetSource, InputTransform, TensorSplit, limit, resolve_root,
+                                  split_indices, standardise)
 from nasrun.errors import ConfigError, DatasetMissing
 
 # name -> (torchvision class, files that must exist under root, what to put there, classes, augmentation)
@@ -104,7 +105,7 @@ class VisionDataset(DatasetSource):
         train_x, train_y = _tensors(train_set)
         test_x, test_y = _tensors(test_set)
         val_idx, train_idx = split_indices(len(train_y), [self.val_fraction], self.split_seed)
-        train, val, test = standardise(train_x[train_idx], train_x[val_idx], test_x)
+        (train, val, test), mean, std = standardise(train_x[train_idx], train_x[val_idx], test_x)
         augment = augment_default if self.augment is None else self.augment
         return DataBundle(
             name=self.name,
@@ -114,8 +115,9 @@ class VisionDataset(DatasetSource):
             num_classes=num_classes,
             input_shape=tuple(train.shape[1:]),
             augment=Augment(crop_padding=4 if augment else 0, flip=bool(augment), cutout=self.cutout),
+            transform=InputTransform(mean, std, preprocessing=(f"{self.name} images as uint8 pixels",)),
+            classes=list(train_set.classes),
         )
-
 
     def _read(self, cls, what: str, train: bool):
         """One official split through torchvision; any file it cannot read is a one-line error."""

@@ -28,10 +28,11 @@ from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
 from nasrun.estimators.full_training import FullTraining
 from nasrun.hardware import seed_everything
+from nasrun.nets.size import check_network_size
 from nasrun.records import to_jsonable
 from nasrun.supernets import Supernet, build_supernet
 from nasrun.supernets.training import Distillation, PathPlan, recalibrate_batch_norm, train_supernet_epoch
-from nasrun.training import DivergedError, accuracy, count_parameters
+from nasrun.training import DivergedError, StepReport, accuracy, count_parameters
 
 log = logging.getLogger("nasrun")
 
@@ -58,8 +59,11 @@ class WeightSharing(Estimator):
         self.supernet: Supernet | None = None
 
     # --- the supernet, trained once per run --------------------------------------------------------
-    def bind(self, space, data, hardware, run_dir=None, seed: int = 0) -> None:
+    def bind(self, space, data, hardware, run_dir=None, seed: int = 0, steps: StepReport = None) -> None:
+        """Train the supernet (or load it); `steps` hears every training step (the Runner's progress bar)."""
         super().bind(space, data, hardware, run_dir, seed)
+        check_network_size(lambda: build_supernet(space, data.input_shape, data.num_classes), data.input_shape,
+                           "search_space (its weight-sharing supernet)", self.network_limits)
         seed_everything(self.seed)
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
         self.plan.check(self.supernet)
@@ -67,7 +71,7 @@ class WeightSharing(Estimator):
         group = distributed.current()
         group.broadcast_parameters(list(self.supernet.parameters()) + list(self.supernet.buffers()))
         with group.batch_norm_synced(self.supernet):
-            self.epochs_trained = self.train_supernet()
+            self.epochs_trained = self.train_supernet(steps)
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -82,7 +86,7 @@ class WeightSharing(Estimator):
             "recipe": vars(self.recipe), "sampling": vars(self.plan), "kd": vars(self.kd), "seed": self.seed,
         }), sort_keys=True)
 
-    def train_supernet(self) -> int:
+    def train_supernet(self, steps: StepReport = None) -> int:
         """Train (or resume, or load) the supernet; returns the number of epochs it has been trained."""
         optimizer = self.recipe.make_optimizer(self.supernet.parameters())
         scheduler = self.recipe.make_scheduler(optimizer, -(-len(self.data.train) // self.recipe.batch_size))
@@ -93,7 +97,7 @@ class WeightSharing(Estimator):
         for epoch in range(start + 1, self.recipe.epochs + 1):
             try:
                 loss = train_supernet_epoch(self.supernet, self.data, self.recipe, self.plan, self.kd, optimizer,
-                                            scheduler, self.hardware, self.seed, epoch, self.teacher_network)
+                                            scheduler, self.hardware, self.seed, epoch, self.teacher_network, steps)
                 loss = distributed.current().mean_over_ranks({"loss": loss})["loss"]
             except DivergedError as err:
                 raise ConfigError(f"estimator: supernet training diverged in epoch {epoch} ({err}); "

@@ -21,8 +21,10 @@ from torch import nn
 
 from nasrun.assessment.metrics import ArchitectureMetrics, MetricsConfig
 from nasrun.build import build_components
+from nasrun.console import add_row, new_table, number_column
 from nasrun.config import load_saved_config
 from nasrun.errors import CheckpointError, NasrunError
+from nasrun.nets.size import NetworkLimits, check_network_size
 from nasrun.rundir import RunDir, load_checkpoint, read_json
 from nasrun.training import accuracy, logits_of
 
@@ -78,10 +80,10 @@ def robustness(model: nn.Module, data, device: str, sigmas: Sequence[float], eps
 class RunBenchmark:
     """Rebuilds a run's components and benchmarks architectures of it."""
 
-    def __init__(self, run_dir: Path, overrides: Sequence[str] = ()):
+    def __init__(self, run_dir: Path, overrides: Sequence[str] = (), limits: NetworkLimits | None = None):
         from omegaconf import OmegaConf
 
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.limits = Path(run_dir), limits
         self.files = RunDir(run_dir)
         cfg = load_saved_config(self.run_dir)
         self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
@@ -103,8 +105,13 @@ class RunBenchmark:
         return [{"trial": entry["trial"], "arch": entry["arch"]} for entry in entries]
 
     def model_for(self, trial_id: int, arch: Any) -> tuple[nn.Module, str]:
-        """The trained network: the run's checkpoint when it is this trial's, else retrained."""
-        model = self.space.build(self.space.from_json(arch), self.data.input_shape, self.data.num_classes)
+        """The trained network: the run's checkpoint when it is this trial's, else retrained. A network over
+        the size limits is refused before it is built."""
+        arch = self.space.from_json(arch)
+        shape, classes = self.data.input_shape, self.data.num_classes
+        check_network_size(lambda: self.space.build(arch, shape, classes), shape,
+                           f"{self.files.config} (search_space) for trial {trial_id}", self.limits)
+        model = self.space.build(arch, shape, classes)
         best = self.files.read_best() if self.files.best.is_file() else {}
         checkpoint = self.files.best_weights
         if best.get("trial") == trial_id and checkpoint.is_file():
@@ -115,7 +122,7 @@ class RunBenchmark:
                 log.warning("retraining trial %d: %s", trial_id, str(err).splitlines()[0])
         trial = self.trials.get(trial_id)
         seed = trial.seed if trial is not None and trial.seed is not None else int(self.cfg.seed)
-        evaluation = self.estimator.evaluate(self.space.from_json(arch), seed)
+        evaluation = self.estimator.evaluate(arch, seed)
         if evaluation.weights is None:
             raise NasrunError(f"trial {trial_id} has no checkpoint and the run's estimator does not train "
                               f"networks, so there are no weights to benchmark")
@@ -135,22 +142,25 @@ class RunBenchmark:
 
 
 def results_tables(results: list[dict]) -> list[Table]:
-    """Accuracy and cost per architecture; then accuracy under noise and FGSM."""
-    costs = Table(title="nasrun-benchmark: accuracy and cost", title_justify="left")
-    for column in ("trial", "weights", "train", "val", "test", "params", "MFLOPs", "ms@1", "ms@batch", "MiB"):
-        costs.add_column(column, justify="right")
+    """Accuracy per split, cost, then accuracy under noise and FGSM: one table each, so each fits 80 columns."""
+    accuracy_table = new_table("nasrun-benchmark: accuracy")
+    for column in ("trial", "weights", "train", "val", "test"):
+        number_column(accuracy_table, column)
+    cost = new_table("cost (latency in milliseconds at batch 1 and at --latency-batch, peak forward memory)")
+    for column in ("trial", "params", "MFLOPs", "ms@1", "ms@batch", "MiB"):
+        number_column(cost, column)
     for r in results:
-        costs.add_row(str(r["trial"]), r["weights"], f"{r['train_accuracy']:.4f}", f"{r['val_accuracy']:.4f}",
-                      f"{r['test_accuracy']:.4f}", f"{r['params']:,}", f"{r['flops'] / 1e6:.3f}",
-                      f"{r['latency_ms']:.3f}", f"{r['latency_ms_batch']:.3f}", f"{r['memory_mb']:.2f}")
+        add_row(accuracy_table, r["trial"], r["weights"], *(f"{r[f'{split}_accuracy']:.4f}" for split in ("train", "val", "test")))
+        add_row(cost, r["trial"], f"{r['params']:,}", f"{r['flops'] / 1e6:.3f}", f"{r['latency_ms']:.3f}",
+                f"{r['latency_ms_batch']:.3f}", f"{r['memory_mb']:.2f}")
     first = results[0]["robustness"]
-    robust = Table(title=f"robustness ({first['split']} accuracy)", title_justify="left")
-    robust.add_column("trial", justify="right")
+    robust = new_table(f"robustness ({first['split']} accuracy)")
+    number_column(robust, "trial")
     for sigma in first["gaussian_noise"]:
-        robust.add_column(f"σ={sigma}", justify="right")
+        number_column(robust, f"σ={sigma}")
     for epsilon in first["fgsm"]:
-        robust.add_column(f"FGSM ε={epsilon}", justify="right")
+        number_column(robust, f"FGSM ε={epsilon}")
     for r in results:
         values = [*r["robustness"]["gaussian_noise"].values(), *r["robustness"]["fgsm"].values()]
-        robust.add_row(str(r["trial"]), *(f"{v:.4f}" for v in values))
-    return [costs, robust]
+        add_row(robust, r["trial"], *(f"{v:.4f}" for v in values))
+    return [accuracy_table, cost, robust]

@@ -1,32 +1,45 @@
-"""Plots of runs, shared by the run report (`nasrun-report`) and `nasrun-compare`.
+"""Plots of runs, shared by the run report (nasrun/reports/run_report.py) and `nasrun-compare`.
 
-The run report (written at the end of every run into `<run dir>/plots/`, redrawn by `nasrun-report RUN_DIR`):
-  best_so_far_trials.png   each trial's score and the best so far, by trial
-  best_so_far_time.png     the same against wall-clock time since the run started
-  alphas_<cell>.png        α (softmax weights) per edge and op across epochs, when alphas.jsonl exists
-  best_architecture.png    the best architecture as its space draws it (`SearchSpace.graphs`, rendered by
-                           `nasrun.reports.drawing`: graphviz when `dot` exists, else matplotlib)
-Matplotlib is used through its object API (no pyplot), so no display or backend is needed.
+Every plot is titled with what it shows and the run it comes from (strategy · space · estimator · dataset ·
+seed), keeps its legend beside the axes (never over the points), and counts trials by their ids (0-based,
+as trials.jsonl and the tables write them) on integer ticks. Matplotlib is used through its object API
+(no pyplot), so no display or backend is needed.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import math
 from pathlib import Path
 
-from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial
-from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.figures import new_figure, save_figure
-from nasrun.rundir import RunDir
-
-log = logging.getLogger("nasrun")
 
 
 def score_label(trials: list[Trial]) -> str:
     return "fitness" if any("fitness" in t.metrics for t in trials) else "validation accuracy"
+
+
+def direction_label(metric: str, direction: str) -> str:
+    """`latency_ms (lower is better)`: a direction never reads as a unit (`(min)` looked like minutes)."""
+    return f"{metric} ({'higher' if direction == 'max' else 'lower'} is better)"
+
+
+def legend_beside(ax, **kwargs) -> None:
+    """The legend right of the axes (constrained layout makes room), so it hides no point."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+                  **kwargs)
+
+
+def integer_ticks(axis) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def titled(ax, title: str, context: str | None) -> None:
+    ax.set_title(f"{title}\n{context}" if context else title, fontsize=10)
 
 
 # --- best so far -------------------------------------------------------------------------------------------
@@ -38,85 +51,53 @@ def best_so_far(scores: list[float]) -> list[float]:
     return out
 
 
-def plot_best_so_far(trials: list[Trial], path: str | Path, times: list[float] | None = None) -> Path:
-    """Each trial's score (dots; failed trials as crosses at the bottom) and the running best (a step line),
-    against the trial number, or against `times` (seconds since the run started) when given."""
-    fig = new_figure()
+def violates(trial: Trial) -> bool:
+    """A successful trial outside the constraints (its fitness is -inf, but it did not fail)."""
+    return trial.ok and not trial.metrics.get("feasible", 1)
+
+
+def plot_best_so_far(trials: list[Trial], path: str | Path, times: list[float] | None = None,
+                     context: str | None = None, note: str | None = None) -> Path:
+    """Each trial's score (dots, one colour per fidelity in a multi-fidelity search), the best so far (a step
+    line per fidelity), failed trials and constraint violators marked apart at the bottom; against trial
+    ids, or against `times` (seconds since the run started) when given."""
+    fig = new_figure(7.5, 4.2)
     ax = fig.add_subplot()
-    x = times if times is not None else list(range(1, len(trials) + 1))
-    scores = [t.score() for t in trials]
-    ok = [(xi, s) for xi, s in zip(x, scores) if s > -math.inf]
-    failed = [xi for xi, s in zip(x, scores) if s == -math.inf]
-    if ok:
-        ax.scatter(*zip(*ok), s=18, color="tab:blue", alpha=0.6, label="trial")
-    if failed:
-        floor = min((s for _, s in ok), default=0.0)
-        ax.scatter(failed, [floor] * len(failed), marker="x", color="tab:red", label="failed trial")
-    ax.step(x, best_so_far(scores), where="post", color="tab:orange", linewidth=2, label="best so far")
-    ax.set_xlabel("wall-clock time since start (s)" if times is not None else "trial")
+    x = times if times is not None else [t.id for t in trials]
+    scored = [(xi, t) for xi, t in zip(x, trials) if t.score() > -math.inf]
+    floor = min((t.score() for _, t in scored), default=0.0)
+    fidelities = sorted({t.fidelity for _, t in scored if t.fidelity is not None})
+    for number, fidelity in enumerate(fidelities or [None]):
+        group = [(xi, t) for xi, t in scored if t.fidelity == fidelity or fidelity is None]
+        colour = f"C{number}" if fidelities else "tab:blue"
+        label = f"{fidelity} epoch{'s' if fidelity != 1 else ''}" if fidelity is not None else "trial"
+        ax.scatter([xi for xi, _ in group], [t.score() for _, t in group], s=18, color=colour, alpha=0.6,
+                   label=f"{label} ({len(group)})")
+        steps = best_so_far([t.score() for _, t in group])
+        ax.step([xi for xi, _ in group], steps, where="post", color=colour if fidelities else "tab:orange",
+                linewidth=2, label=f"best so far, {label}" if fidelities else "best so far")
+    for kind, chosen, style in (("failed", [t for t in trials if not t.ok], dict(marker="x", color="tab:red")),
+                                ("violates constraints", [t for t in trials if violates(t)],
+                                 dict(marker="v", color="tab:purple"))):
+        if chosen:
+            xs = [xi for xi, t in zip(x, trials) if t in chosen]
+            ax.scatter(xs, [floor] * len(xs), label=f"{kind} ({len(chosen)})", **style)
+    if times is None:
+        integer_ticks(ax.xaxis)
+    ax.set_xlabel("wall-clock time since start (s)" if times is not None else "trial id (queries, in order)")
     ax.set_ylabel(score_label(trials))
-    ax.set_title(f"best so far: {max(scores):.4f}" if ok else "no successful trial")
+    best = max((t.score() for _, t in scored), default=None)
+    headline = f"best so far: {best:.4f}" if best is not None else "no successful trial"
+    titled(ax, headline + (f" — {note}" if note else ""), context)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    legend_beside(ax)
     return save_figure(fig, path)
 
 
-# --- α trajectories ---------------------------------------------------------------------------------------
-def read_alphas(path: str | Path) -> list[dict]:
-    """The records of alphas.jsonl by epoch; an epoch written twice (a resumed search) keeps its last record."""
-    by_epoch = {}
-    for line in Path(path).read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash
-        by_epoch[record["epoch"]] = record
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
-
-
-def plot_alphas(records: list[dict], out_dir: str | Path) -> list[Path]:
-    """One PNG per cell: a small panel per edge with one line per op (softmax weight vs epoch)."""
-    if not records:
-        return []
-    ops, epochs = records[-1]["ops"], [r["epoch"] for r in records]
-    marker = "o" if len(epochs) <= 12 else None  # a line of one point is invisible
-    paths = []
-    for cell in records[-1]["alphas"]:
-        series = [r["alphas"][cell] for r in records]  # epoch × edge × op
-        edges = len(series[-1])
-        columns = min(edges, 4)
-        rows = math.ceil(edges / columns)
-        height = 2.2 * rows + 0.9
-        fig = new_figure(3.0 * columns, height, layout=None)
-        fig.subplots_adjust(left=0.1, right=0.98, bottom=0.5 / height, top=1 - 0.75 / height, hspace=0.45,
-                            wspace=0.12)
-        axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
-        for edge in range(rows * columns):
-            ax = axes[edge // columns][edge % columns]
-            if edge >= edges:
-                ax.set_visible(False)
-                continue
-            for index, op in enumerate(ops):
-                ax.plot(epochs, [s[edge][index] for s in series], label=op, marker=marker, markersize=3)
-            ax.set_title(f"edge {edge}", fontsize=9)
-            ax.tick_params(labelbottom=True)
-            ax.grid(alpha=0.3)
-        from matplotlib.ticker import MaxNLocator
-
-        axes[0][0].xaxis.set_major_locator(MaxNLocator(integer=True))  # shared by every panel
-        fig.supxlabel("epoch")
-        fig.supylabel("α (softmax)", x=0.01)
-        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="upper center", ncols=min(len(ops), 4), fontsize=8,
-                   frameon=False)
-        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in str(cell))
-        paths.append(save_figure(fig, Path(out_dir) / f"alphas_{safe}.png"))
-    return paths
-
-
 # --- Pareto front -------------------------------------------------------------------------------------------
-def plot_pareto(trials: list[Trial], objectives, path: str | Path) -> Path:
+def plot_pareto(trials: list[Trial], objectives, path: str | Path, context: str | None = None) -> Path:
     """Every successful trial on the first two objectives, the Pareto front highlighted and joined,
-    constraint violators crossed."""
+    constraint violators crossed, and each constraint on those two metrics drawn as its bound."""
     first, second = objectives.objectives[:2]
     front_ids = {t.id for t in objectives.pareto_front(trials)}
     measured = [t for t in trials if objectives.point(t) is not None]
@@ -128,7 +109,7 @@ def plot_pareto(trials: list[Trial], objectives, path: str | Path) -> Path:
     styles = {"feasible": dict(c="tab:gray", marker="o", alpha=0.6),
               "violates constraints": dict(c="tab:red", marker="x"),
               "Pareto front": dict(c="tab:blue", marker="o", s=60, edgecolors="black", zorder=3)}
-    fig = new_figure(6, 4.5)
+    fig = new_figure(7.5, 4.8)
     ax = fig.add_subplot()
     for label, group in groups.items():
         if group:
@@ -141,12 +122,31 @@ def plot_pareto(trials: list[Trial], objectives, path: str | Path) -> Path:
     for trial in front:
         ax.annotate(str(trial.id), (trial.metrics[first.metric], trial.metrics[second.metric]),
                     textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel(f"{first.metric} ({first.direction})")
-    ax.set_ylabel(f"{second.metric} ({second.direction})")
-    ax.set_title(f"Pareto front: {len(front)} of {len(trials)} trials")
-    ax.legend(fontsize=8)
+    draw_constraints(ax, objectives.constraints, first.metric, second.metric)
+    ax.set_xlabel(direction_label(first.metric, first.direction))
+    ax.set_ylabel(direction_label(second.metric, second.direction))
+    titled(ax, f"Pareto front: {len(front)} of {len(trials)} trials (labels: trial ids)", context)
+    legend_beside(ax)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def draw_constraints(ax, constraints, x_metric: str, y_metric: str) -> None:
+    """Each bound on the plotted metrics as a dashed line, the side that violates it shaded."""
+    for constraint in constraints:
+        for bound, side in ((constraint.max, "max"), (constraint.min, "min")):
+            if bound is None or constraint.metric not in (x_metric, y_metric):
+                continue
+            sign = "≤" if side == "max" else "≥"
+            label = f"constraint {constraint.metric} {sign} {bound:g}"
+            vertical = constraint.metric == x_metric
+            line = ax.axvline if vertical else ax.axhline
+            line(bound, color="tab:red", linestyle="--", linewidth=1.2, label=label)
+            low, high = ax.get_xlim() if vertical else ax.get_ylim()
+            span = ax.axvspan if vertical else ax.axhspan
+            span(*((bound, max(high, bound)) if side == "max" else (min(low, bound), bound)), color="tab:red",
+                 alpha=0.06)
+            (ax.set_xlim if vertical else ax.set_ylim)(low, high)
 
 
 # --- anytime curves (nasrun-compare) ------------------------------------------------------------------------
@@ -163,11 +163,9 @@ def anytime_band(curves: list[list[float]]) -> tuple[list[float], list[float]]:
 
 
 def plot_anytime(curves: dict[str, list[list[float]]], path: str | Path, ylabel: str = "best validation score",
-                 title: str = "Best so far vs queries (mean ± std over seeds)") -> Path:
+                 title: str = "Best so far vs queries (mean ± std over seeds)", context: str | None = None) -> Path:
     """One line per group: the mean best-so-far curve with a ± std band."""
-    from matplotlib.ticker import MaxNLocator
-
-    fig = new_figure(7, 4.5)
+    fig = new_figure(8, 4.5)
     ax = fig.add_subplot()
     for label, runs in curves.items():
         runs = [run for run in runs if run]
@@ -177,52 +175,10 @@ def plot_anytime(curves: dict[str, list[list[float]]], path: str | Path, ylabel:
         queries = range(1, len(means) + 1)
         ax.plot(queries, means, label=f"{label} (n={len(runs)})")
         ax.fill_between(queries, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)], alpha=0.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("queries (trials)")
+    integer_ticks(ax.xaxis)
+    ax.set_xlabel("queries (trials evaluated)")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    titled(ax, title, context)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    legend_beside(ax)
     return save_figure(fig, path)
-
-
-# --- the run report ----------------------------------------------------------------------------------------
-def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
-    """When each trial finished (from the runner checkpoint), else the running sum of trial durations."""
-    finished = RunDir(run_dir).finished_at()
-    if trials and all(t.id in finished for t in trials):
-        return [finished[t.id] for t in trials]
-    total, times = 0.0, []
-    for trial in trials:
-        total += trial.seconds or 0.0
-        times.append(total)
-    return times
-
-
-def write_run_report(run_dir: str | Path) -> list[Path]:
-    """Draw every plot the run's files allow; a plot that fails is a warning, never an error."""
-    run = RunDir(run_dir)
-    out = run.plots
-    trials = run.read_trials()
-    jobs = []
-    if trials:
-        jobs.append(("best so far by trial", lambda: [plot_best_so_far(trials, out / "best_so_far_trials.png")]))
-        jobs.append(("best so far by time", lambda: [plot_best_so_far(trials, out / "best_so_far_time.png",
-                                                                      wall_times(run.path, trials))]))
-    if trials and run.pareto.exists():
-        record = json.loads(run.pareto.read_text())
-        objectives = Objectives(record["objectives"], record["constraints"] or None)
-        jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run.pareto_plot)]))
-    if run.alphas.exists():
-        jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run.alphas), out)))
-    if run.best.exists():
-        spec = json.loads(run.best.read_text())
-        jobs.append(("best architecture", lambda: [draw_architecture(spec.get("space"), spec.get("arch"),
-                                                                     out / "best_architecture.png")]))
-    written = []
-    for name, job in jobs:
-        try:
-            written += [p for p in job() if p is not None]
-        except Exception as err:  # noqa: BLE001 - a report must never fail the run it describes
-            log.warning("report: could not draw %s: %s: %s", name, type(err).__name__, err)
-    return written

@@ -25,8 +25,9 @@ class RunObserver:
     def on_record(self, trial: Trial, evaluation: Evaluation | None, best: Trial | None, new_best: bool) -> None:
         """A trial finished (assessed, its arch in JSON form); `best` is the best so far."""
 
-    def on_ask(self, strategy, told: int) -> None:
-        """The strategy proposed (and has been told `told` trials): its state may be saved."""
+    def on_ask(self, strategy, told: int, asked: int | None = None) -> None:
+        """The strategy was asked for `asked` architectures (the jobs of its proposals are submitted) after
+        being told `told` trials: its state may be saved. `asked` None: no ask, the search has ended."""
 
     def on_test(self, best: Trial, test_metrics: dict) -> None:
         """The best trial was scored on the test split."""
@@ -39,10 +40,12 @@ class RunObserver:
 
 
 class RunDirRecorder(RunObserver):
-    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json."""
+    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json.
+    `data` (DataBundle.describe_input: dataset, input transform, class names) goes into best_architecture.json."""
 
-    def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True):
-        self.files, self.space, self.network_shape = RunDir(run_dir), space, network_shape
+    def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True,
+                 data: dict | None = None):
+        self.files, self.space, self.network_shape, self.data = RunDir(run_dir), space, network_shape, data or {}
         self.log = TrialLog(self.files.trials, durable=durable_log)
 
     def on_record(self, trial, evaluation, best, new_best) -> None:
@@ -65,5 +68,6 @@ class RunDirRecorder(RunObserver):
             "trial": trial.id,
             "metrics": {**trial.metrics, **test_metrics},
             "network": {**self.network_shape, "options": self.space.network_options()},
+            **self.data,
             "rebuild": f"from nasrun.nets import load_network; net = load_network('{RunDir.best}')",
         })

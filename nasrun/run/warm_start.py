@@ -15,13 +15,16 @@ import logging
 import math
 import random
 import time
+from typing import TYPE_CHECKING
 
 from nasrun.errors import ConfigError
-from nasrun.estimators.proxies import PROXIES
-from nasrun.estimators.zero_cost import ZeroCost
 from nasrun.rundir import RunDir, atomic_write_json
+from nasrun.state import read_json_object
 from nasrun.strategies import Strategy
 from nasrun.strategies.novelty import Novelty
+
+if TYPE_CHECKING:
+    from nasrun.estimators.zero_cost import ZeroCost
 
 log = logging.getLogger("nasrun")
 
@@ -31,6 +34,8 @@ def warmup_scorer(strategy: Strategy) -> ZeroCost | None:
     settings = strategy.warmup
     if settings.proxy is None:
         return None
+    from nasrun.estimators.zero_cost import ZeroCost  # torch: only a run with a warm start loads it here
+
     try:
         return ZeroCost(proxy=settings.proxy, batch_size=settings.batch_size, batches=settings.batches)
     except ConfigError as err:
@@ -39,7 +44,11 @@ def warmup_scorer(strategy: Strategy) -> ZeroCost | None:
 
 def warmup_needs_data(strategy: Strategy) -> bool:
     proxies = strategy.warmup.proxy
-    return any(PROXIES[name].needs_data for name in ([proxies] if isinstance(proxies, str) else proxies or []))
+    if not proxies:
+        return False
+    from nasrun.estimators.proxies import PROXIES
+
+    return any(PROXIES[name].needs_data for name in ([proxies] if isinstance(proxies, str) else proxies))
 
 
 def warm_start(strategy: Strategy, space, data, hardware, seed: int, network_shape: dict, run_dir=None) -> dict | None:
@@ -78,4 +87,4 @@ def recorded_warm_start(run_dir) -> dict | None:
     path = RunDir(run_dir).warmup
     if run_dir is None or not path.is_file():
         return None
-    return {k: v for k, v in json.loads(path.read_text()).items() if k != "architectures"}
+    return {k: v for k, v in read_json_object(path, "warm start record").items() if k != "architectures"}

@@ -6,11 +6,13 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import InvalidArchitecture
+from nasrun.nets.size import NetworkLimits, check_network_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,23 @@ class SearchSpace:
                     result.append(neighbour)
         return result
 
+    def decision_values(self, arch: Any) -> dict[str, Any]:
+        """{decision name: chosen option} of an architecture in JSON form (what trackers record as parameters)."""
+        return {d.name: d.choices[i] for d, i in zip(self.decisions(), self.encode(self.from_json(arch)))}
+
     def network_options(self) -> dict:
         """Keyword arguments besides (arch, input_shape, num_classes) that rebuild the network."""
         return {}
+
+    def check_network_sizes(self, input_shape: Sequence[int], num_classes: int, limits: NetworkLimits | None,
+                            samples: int = 3) -> None:
+        """Refuse (NetworkTooLarge naming `search_space`) a space whose networks are over `limits`, before any
+        is built: the networks of `samples` architectures drawn with a seed of their own, built on meta."""
+        rng = random.Random(0)
+        for _ in range(samples):
+            arch = self.sample(rng)
+            check_network_size(lambda: self.build(arch, input_shape, num_classes), tuple(input_shape),
+                               "search_space", limits)
 
     # --- JSON ------------------------------------------------------------------------------------
     def to_json(self, arch: Any) -> Any:
@@ -135,6 +151,12 @@ class SearchSpace:
     def graphs(arch: Any) -> list[Graph] | None:
         """`arch` as labelled DAGs for `nasrun.reports.drawing` (best_architecture.png); None: not drawn.
         A static method, so a saved architecture is drawn knowing only its space's name."""
+        return None
+
+    @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """Names ("node ← input") of a cell's `edges` edges in a supernet's α order, for the α plots;
+        None: the space has no such cell. Labels may hold matplotlib mathtext ($c_{k-2}$)."""
         return None
 
     def describe(self, arch: Any) -> str:

@@ -21,6 +21,7 @@ from nasrun.spaces.darts_genotypes import PUBLISHED, format_genotype, parse_geno
 
 __all__ = ["DartsSpace", "format_genotype", "parse_genotype"]  # the notation lives in darts_genotypes
 
+INPUTS, OUTPUT = ("$c_{k-2}$", "$c_{k-1}$"), "$c_{k}$"  # the cell's inputs and output, as matplotlib mathtext
 SEARCH_OPS = tuple(op for op in DARTS_OPS if op != "none")  # `none` never appears in a derived cell
 SHORT = {"none": "0", "max_pool_3x3": "mp3", "avg_pool_3x3": "ap3", "skip_connect": "id", "sep_conv_3x3": "sc3",
          "sep_conv_5x5": "sc5", "sep_conv_7x7": "sc7", "dil_conv_3x3": "dc3", "dil_conv_5x5": "dc5",
@@ -100,6 +101,16 @@ class DartsSpace(SearchSpace):
                          for cell in CELL_TYPES)
 
     @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """`node 1 ← $c_{k-1}$` and so on: node i's edges from both inputs and every earlier node, node by
+        node (the α order of the DARTS supernet); None unless `edges` fits a whole number of nodes."""
+        names, node = [], 0
+        while len(names) < edges:
+            names += [f"node {node} ← {state_name(source)}" for source in range(node + 2)]
+            node += 1
+        return names if len(names) == edges else None
+
+    @staticmethod
     def graphs(genotype: dict) -> list[Graph]:
         """DARTS genotype: {"normal": [[op, input], ...] (two per node), "normal_concat": [...], "reduce": ...}."""
         graphs = []
@@ -109,8 +120,8 @@ class DartsSpace(SearchSpace):
             graph = Graph(f"{cell} cell")
             pairs = genotype[cell]
             steps = math.ceil(len(pairs) / 2)
-            graph.nodes = [("c0", "c_{k-2}"), ("c1", "c_{k-1}"), *[(f"s{i}", f"{i}") for i in range(steps)],
-                           ("out", "c_{k}")]
+            graph.nodes = [("c0", INPUTS[0]), ("c1", INPUTS[1]), *[(f"s{i}", f"node {i}") for i in range(steps)],
+                           ("out", OUTPUT)]
             graph.positions = {"c0": (0.0, 1.2), "c1": (0.0, -1.2), "out": (2.0 * (steps + 1), 0.0),
                                **{f"s{i}": (2.0 * (i + 1), 1.0 if i % 2 == 0 else -1.0) for i in range(steps)}}
             names = ["c0", "c1", *[f"s{i}" for i in range(steps)]]
@@ -120,3 +131,8 @@ class DartsSpace(SearchSpace):
             graph.edges += [(names[int(node)], "out", "", True) for node in concat]
             graphs.append(graph)
         return graphs
+
+
+def state_name(state: int) -> str:
+    """A genotype input index as a name: the two cell inputs, then the intermediate nodes."""
+    return INPUTS[state] if state < 2 else f"node {state - 2}"

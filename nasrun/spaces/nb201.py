@@ -3,10 +3,13 @@ benchmark's strings `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
+from nasrun.nets.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, parse_arch
 from nasrun.spaces.base import Decision, Graph, SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.nets.nb201 import NB201Net
 
 
 class NB201Space(SearchSpace):
@@ -28,7 +31,9 @@ class NB201Space(SearchSpace):
     def key(self, arch: Any) -> str:
         return self.validate(arch)
 
-    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> NB201Net:
+    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> "NB201Net":
+        from nasrun.nets.nb201 import NB201Net  # torch: a tabular run never builds a network
+
         return NB201Net(arch, input_shape, num_classes, C=self.C, N=self.N)
 
     def network_options(self) -> dict:
@@ -43,12 +48,23 @@ class NB201Space(SearchSpace):
         return arch
 
     @staticmethod
+    def edge_names(edges: int) -> list[str] | None:
+        """`node 2 ← node 1` and so on, in the order of the architecture string (and of a supernet's α)."""
+        if edges != len(NB201_EDGES):
+            return None
+        return [f"{node_name(target)} ← {node_name(source)}" for target, source in NB201_EDGES]
+
+    @staticmethod
     def graphs(arch: str) -> list[Graph]:
         """The cell's four nodes with its non-`none` edges labelled by their ops."""
         graph = Graph("NAS-Bench-201 cell")
-        graph.nodes = [(f"{i}", "input" if i == 0 else ("output" if i == 3 else f"node {i}")) for i in range(4)]
-        graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.0), "2": (4.0, -1.0), "3": (6.0, 0.0)}
+        graph.nodes = [(f"{i}", node_name(i)) for i in range(4)]
+        graph.positions = {"0": (0.0, 0.0), "1": (2.0, 1.4), "2": (4.0, -1.4), "3": (6.0, 0.0)}
         for (target, source), op in zip(NB201_EDGES, parse_arch(arch)):
             if op != "none":
                 graph.edges.append((f"{source}", f"{target}", op, False))
         return [graph]
+
+
+def node_name(node: int) -> str:
+    return "input" if node == 0 else ("output" if node == 3 else f"node {node}")

@@ -1,5 +1,5 @@
 """Search strategies: one file per strategy, all on the interface in `base.py`."""
 
-from nasrun.strategies.base import OneShotStrategy, Proposal, SearchContext, Strategy
+from nasrun.strategies.base import OneShotStrategy, Proposal, RandomStart, SearchContext, Strategy
 
-__all__ = ["OneShotStrategy", "Proposal", "SearchContext", "Strategy"]
+__all__ = ["OneShotStrategy", "Proposal", "RandomStart", "SearchContext", "Strategy"]

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasrun.strategies.base import Proposal
-from nasrun.strategies.fidelity import MultiFidelity, most_rungs, rung_epochs, top
+from nasrun.strategies.base import Proposal, RandomStart
+from nasrun.strategies.fidelity import SINGLE_RUNG, MultiFidelity, most_rungs, rung_epochs, top
 
 
 class ASHA(MultiFidelity):
+    def all_rungs(self) -> list[int]:
+        rungs = most_rungs(self.min_epochs, self.max_epochs, self.eta)
+        return rung_epochs(self.min_epochs, self.max_epochs, self.eta, rungs)
+
+    def random_start(self, space) -> RandomStart:
+        """A promotion needs eta results at the lowest rung (never with a single rung)."""
+        return RandomStart(self.eta, "strategy.eta") if len(self.all_rungs()) > 1 else SINGLE_RUNG
+
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
-        self.rungs = rung_epochs(self.min_epochs, self.max_epochs, self.eta,
-                                 most_rungs(self.min_epochs, self.max_epochs, self.eta))
+        self.rungs = self.all_rungs()
         self.promoted: dict[str, list[int]] = {}   # str(rung epochs) -> trial ids promoted from that rung
 
     def ask(self, n: int) -> list[Any]:

@@ -8,15 +8,20 @@ Every strategy owns a `random.Random` seeded from the run seed, and its whole st
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasrun.errors import ConfigError
+from nasrun.nets.size import NetworkLimits
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.training import StepReport
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,26 @@ class Warmup:
         return self.keep if self.keep is not None else max(1, self.candidates // 4)
 
 
+@dataclass(frozen=True)
+class RandomStart:
+    """How many of a strategy's first proposals are random samples whatever the results: a search of at
+    most `trials` trials is random search. `setting` says what decides it, `fix` how to shorten it."""
+
+    trials: float             # math.inf: every proposal is a random sample
+    setting: str | None = None
+    fix: str | None = None    # default: "lower <setting>" when the setting is one config key
+
+    @property
+    def always(self) -> bool:
+        return math.isinf(self.trials)
+
+    @property
+    def advice(self) -> str | None:
+        if self.fix or not self.setting or " " in self.setting:
+            return self.fix
+        return f"lower {self.setting}"
+
+
 class Strategy:
     one_shot = False
     multi_fidelity = False  # True: ask returns Proposals with a fidelity (fit_fidelity is called before bind)
@@ -88,6 +113,12 @@ class Strategy:
         self.space, self.seed, self.budget = space, int(seed), int(budget)
         self.rng = random.Random(self.seed)
 
+    def random_start(self, space: SearchSpace) -> RandomStart:
+        """How many trials it takes before this strategy proposes anything but random samples (before
+        `bind`; multi-fidelity strategies after `fit_fidelity`). A strategy that learns from its first
+        result keeps this default."""
+        return RandomStart(0)
+
     def ask(self, n: int) -> list[Any]:
         """Up to `n` architectures (or Proposals) to evaluate next (fewer while waiting for results)."""
         raise NotImplementedError
@@ -111,6 +142,7 @@ class SearchContext:
     RNG states, epoch) and `load_state()` when they start: a resumed run continues from there.
     Per-epoch records go to `<run_dir>/alphas.jsonl`, one JSON line per epoch:
     {"epoch": int, "ops": [op names], "alphas": {"<cell>": [[softmax weight per op] per edge]}, ...}.
+    `report(epoch, epochs, metrics)` hears every epoch, `steps(done, per_epoch, epochs)` every training step.
     """
 
     space: SearchSpace
@@ -119,6 +151,8 @@ class SearchContext:
     run_dir: Path | None
     seed: int
     report: Callable[[int, int, dict], None] | None = None
+    steps: StepReport = None
+    limits: NetworkLimits | None = None   # the size limits of the supernet (None: the defaults)
 
     @property
     def records_path(self) -> Path | None:
@@ -151,6 +185,27 @@ class OneShotStrategy(Strategy):
 
     def ask(self, n: int) -> list[Any]:
         raise TypeError("one-shot strategies are run through search(), not ask/tell")
+
+
+# --- numeric settings: the rule as a message reads it, and its test -------------------------------------
+POSITIVE = ("a number > 0", lambda v: v > 0)
+AT_LEAST_0 = ("a number >= 0", lambda v: v >= 0)
+FRACTION = ("a number in [0, 1)", lambda v: 0 <= v < 1)
+WHOLE = ("a whole number >= 0", lambda v: v >= 0 and float(v).is_integer())
+
+
+def check_number(key: str, value, rule: tuple) -> None:
+    """ConfigError naming `strategy.<key>` unless `value` is a finite number the rule holds for."""
+    text, holds = rule
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not holds(value):
+        raise ConfigError(f"strategy.{key} must be {text}, got {value!r}")
+
+
+def pair(value, key: str) -> list:
+    """`value` as a list of two items, or ConfigError naming `strategy.<key>`."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"strategy.{key} must be a pair of numbers, got {value!r}")
+    return list(value)
 
 
 def rng_state(rng: random.Random) -> list:

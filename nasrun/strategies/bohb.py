@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from nasrun.errors import ConfigError
+from nasrun.strategies.base import RandomStart
 from nasrun.strategies.hyperband import Hyperband
 from nasrun.strategies.tpe import load_optuna
 
@@ -24,6 +25,11 @@ class BOHB(Hyperband):
             raise ConfigError(f"bohb: need 0 <= random_fraction <= 1 and n_ei_candidates >= 1, "
                               f"got {random_fraction}, {n_ei_candidates}")
         self.random_fraction, self.n_ei_candidates = float(random_fraction), int(n_ei_candidates)
+
+    def random_start(self, space) -> RandomStart:
+        """Random until the model has decisions + 2 results or the first rung promotes, whichever comes first."""
+        model = RandomStart(len(space.decisions()) + 2, "the space's decisions + 2")
+        return min(super().random_start(space), model, key=lambda start: start.trials)
 
     def bind(self, space, seed, budget):
         self.optuna = load_optuna()

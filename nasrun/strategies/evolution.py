@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
@@ -27,6 +27,10 @@ class Evolution(Strategy):
             raise ConfigError(f"evolution: probabilities must be in [0, 1], got {crossover_prob}, {mutation_prob}")
         self.population_size, self.tournament_size = int(population_size), int(tournament_size)
         self.crossover_prob, self.mutation_prob, self.elites = float(crossover_prob), float(mutation_prob), int(elites)
+
+    def random_start(self, space) -> RandomStart:
+        """The first generation is random; the second is bred once all of it is told."""
+        return RandomStart(self.population_size, "strategy.population_size")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

@@ -16,8 +16,13 @@ from typing import Any
 
 from nasrun.errors import ConfigError
 from nasrun.records import Trial
-from nasrun.strategies.base import Proposal, Strategy
+from nasrun.strategies.base import Proposal, RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
+
+
+# A schedule of one rung never promotes: every evaluation is a fresh random configuration.
+SINGLE_RUNG = RandomStart(math.inf, "a single rung: max_epochs < eta * min_epochs",
+                          "raise strategy.max_epochs or lower strategy.min_epochs or strategy.eta")
 
 
 def rung_epochs(min_epochs: int, max_epochs: int, eta: int, rungs: int) -> list[int]:

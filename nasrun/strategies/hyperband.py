@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from nasrun.strategies.base import RandomStart
 from nasrun.strategies.fidelity import most_rungs, rung_epochs
 from nasrun.strategies.successive_halving import SuccessiveHalving
 
@@ -15,6 +16,11 @@ from nasrun.strategies.successive_halving import SuccessiveHalving
 class Hyperband(SuccessiveHalving):
     def __init__(self, min_epochs: int = 1, max_epochs: int | None = None, eta: int = 3):
         super().__init__(min_epochs, max_epochs, eta)
+
+    def random_start(self, space) -> RandomStart:
+        """The first bracket, the widest, starts eta^(rungs - 1) random configurations."""
+        start = super().random_start(space)
+        return start if start.always else RandomStart(start.trials, "eta^(rungs - 1)", "raise strategy.min_epochs")
 
     def plan(self, bracket: int) -> list[tuple[int, int]]:
         s_max = most_rungs(self.min_epochs, self.max_epochs, self.eta) - 1

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
@@ -25,6 +25,10 @@ class LocalSearch(Strategy):
                               f"got {initial_samples}, {restart_samples}")
         self.initial_samples, self.restart_samples = int(initial_samples), int(restart_samples)
         self.first_improvement = bool(first_improvement)
+
+    def random_start(self, space) -> RandomStart:
+        """The first climb starts from the best of the initial samples; its first step is trial initial_samples + 1."""
+        return RandomStart(self.initial_samples, "strategy.initial_samples")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

@@ -16,7 +16,7 @@ from typing import Any
 from nasrun.errors import ConfigError
 from nasrun.assessment.objectives import Objectives, crowding_distance, non_dominated_sort
 from nasrun.records import Trial
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 
 log = logging.getLogger("nasrun")
 
@@ -32,6 +32,9 @@ class NSGA2(Strategy):
         if not self.objectives.multi:
             log.warning("nsga2 with one objective is a plain genetic algorithm; give it two or more, e.g. "
                         "objectives='[{metric:val_accuracy,direction:max},{metric:params,direction:min}]'")
+
+    def random_start(self, space) -> RandomStart:
+        return RandomStart(self.population_size, "strategy.population_size")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

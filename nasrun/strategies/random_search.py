@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
 class RandomSearch(Strategy):
+    def random_start(self, space) -> RandomStart:
+        return RandomStart(math.inf)
+
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
         self.novelty = Novelty(space, self.rng, self.preferred)

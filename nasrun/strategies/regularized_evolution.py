@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
@@ -20,6 +20,9 @@ class RegularizedEvolution(Strategy):
             raise ConfigError(f"regularized_evolution: need 1 <= sample_size <= population_size, "
                               f"got {sample_size}, {population_size}")
         self.population_size, self.sample_size = int(population_size), int(sample_size)
+
+    def random_start(self, space) -> RandomStart:
+        return RandomStart(self.population_size, "strategy.population_size")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

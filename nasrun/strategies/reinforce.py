@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
@@ -58,6 +58,10 @@ class Reinforce(Strategy):
                               f"got {lr}, {baseline_decay}, {grad_clip}, {hidden_size}")
         self.lr, self.baseline_decay, self.entropy_weight = float(lr), float(baseline_decay), float(entropy_weight)
         self.grad_clip, self.hidden_size, self.dedupe = float(grad_clip), int(hidden_size), bool(dedupe)
+
+    def random_start(self, space) -> RandomStart:
+        """The first proposal comes from the untrained controller; each result updates it."""
+        return RandomStart(1)
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

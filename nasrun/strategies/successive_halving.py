@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.fidelity import MultiFidelity, most_rungs, rung_epochs, top
+from nasrun.strategies.base import RandomStart
+from nasrun.strategies.fidelity import SINGLE_RUNG, MultiFidelity, most_rungs, rung_epochs, top
 
 
 class SuccessiveHalving(MultiFidelity):
@@ -26,6 +27,12 @@ class SuccessiveHalving(MultiFidelity):
                              most_rungs(self.min_epochs, self.max_epochs, self.eta))
         first = self.configs or self.eta ** (len(epochs) - 1)
         return [(max(1, first // self.eta ** k), e) for k, e in enumerate(epochs)]
+
+    def random_start(self, space) -> RandomStart:
+        """The first rung of the first bracket is fresh random configurations; promotions start once it is
+        all told (never with a single rung: then every bracket is random configurations)."""
+        plan = self.plan(0)
+        return RandomStart(plan[0][0], "strategy.configs") if len(plan) > 1 else SINGLE_RUNG
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

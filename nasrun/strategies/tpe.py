@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.novelty import Novelty
 
 
@@ -34,6 +34,10 @@ class TPE(Strategy):
                               f"got {n_startup_trials}, {n_ei_candidates}, {max_retries}")
         self.n_startup_trials, self.n_ei_candidates = int(n_startup_trials), int(n_ei_candidates)
         self.max_retries = int(max_retries)
+
+    def random_start(self, space) -> RandomStart:
+        """TPE's start-up trials are random samples (optuna's own), the model fits from then on."""
+        return RandomStart(self.n_startup_trials, "strategy.n_startup_trials")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)

@@ -6,7 +6,6 @@ from an epoch checkpoint continues exactly as an uninterrupted one would."""
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +21,9 @@ from nasrun.datasets import DataBundle
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets import load_network
+from nasrun.state import read_json_object
 from nasrun.supernets.base import Supernet
-from nasrun.training import DivergedError, Recipe, logits_of
+from nasrun.training import DivergedError, Recipe, StepReport, logits_of
 
 SAMPLINGS = ("uniform", "sandwich", "progressive_shrinking")
 
@@ -65,7 +65,7 @@ class Distillation:
         if not spec_path.is_file():
             raise ConfigError(f"estimator.kd.teacher: {spec_path} not found (use 'largest', null, or a run's "
                               f"best_architecture.json)")
-        spec = json.loads(spec_path.read_text())
+        spec = read_json_object(spec_path, "teacher architecture")
         shape, classes = spec.get("network", {}).get("input_shape"), spec.get("network", {}).get("num_classes")
         if shape is None or tuple(shape) != tuple(data.input_shape) or classes != data.num_classes:
             raise ConfigError(f"estimator.kd.teacher: {spec_path} is a network for input {shape} and {classes} "
@@ -128,9 +128,10 @@ class PathPlan:
 
 def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, plan: PathPlan, kd: Distillation,
                          optimizer, scheduler, hardware: Hardware, seed: int, epoch: int,
-                         teacher_network: nn.Module | None = None) -> float:
+                         teacher_network: nn.Module | None = None, steps: StepReport = None) -> float:
     """One pass over the training split; returns the mean loss per trained subnet (of this rank's samples).
-    In a distributed run each rank trains the same paths on its shard of every batch, with averaged gradients."""
+    In a distributed run each rank trains the same paths on its shard of every batch, with averaged gradients.
+    `steps` hears every step, counted over all `recipe.epochs`."""
     group = distributed.current()
     supernet.train()
     steps_per_epoch = -(-len(data.train) // recipe.batch_size)
@@ -167,6 +168,8 @@ def train_supernet_epoch(supernet: Supernet, data: DataBundle, recipe: Recipe, p
             nn.utils.clip_grad_norm_(supernet.parameters(), recipe.grad_clip)
         optimizer.step()
         scheduler.step()
+        if steps is not None:
+            steps(step + 1, steps_per_epoch, recipe.epochs)
     return total / max(count, 1)
 
 
