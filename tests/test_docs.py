@@ -193,7 +193,8 @@ def run_python(block: Block, cwd: Path, monkeypatch) -> None:
 def test_every_page_is_found():
     assert {p.name for p in PAGES} >= {"README.md", "search-spaces.md", "strategies.md", "estimators.md",
                                        "differentiable.md", "multi-objective.md", "run-directory.md",
-                                       "scaling-out.md", "extending.md"}
+                                       "scaling-out.md", "extending.md", "datasets.md", "recipes.md",
+                                       "retrain-export.md", "watching.md", "comparing.md", "performance.md"}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
@@ -220,3 +221,29 @@ def test_every_command_on_the_page_runs(page, tmp_path, monkeypatch):
             run_bash(block, tmp_path, env, variables)
         elif block.language == "python":
             run_python(block, tmp_path, monkeypatch)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's ids of `page`'s headings: lower case, punctuation but `-` and `_` dropped, spaces as `-`."""
+    headings = re.findall(r"^#+\s+(.*)$", page.read_text(), flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
+def test_every_relative_link_leads_to_a_file_and_heading(page):
+    for target in LINK.findall(page.read_text()):
+        if re.match(r"\w+:", target):
+            continue  # https:, mailto:
+        path, _, anchor = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        assert linked.exists(), f"{page.relative_to(REPO)}: link to {target}: no such file"
+        if anchor and linked.suffix == ".md":
+            assert anchor in anchors(linked), f"{page.relative_to(REPO)}: link to {target}: no such heading"
+
+
+def test_the_readme_links_every_docs_page():
+    linked = {Path(target.partition("#")[0]).name for target in LINK.findall((REPO / "README.md").read_text())}
+    assert {p.name for p in PAGES[1:]} <= linked
