@@ -23,6 +23,7 @@ from nasrun.run import spawn
 from nasrun.run.budget_check import random_start_warning
 from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
+from nasrun.run.proxy_scoring import check_proxy_settings, strategy_needs_data
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.assessment.space_check import check_space
@@ -40,6 +41,7 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     hardware = parts.hardware
     assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
     warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
+    check_proxy_settings(parts.strategy)
     if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
         parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
     if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
@@ -57,7 +59,8 @@ def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress:
     hardware.apply()
     if group.enabled:
         spawn.require_supernet(strategy, estimator)
-    needs_data = estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy)
+    needs_data = (estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy, space)
+                  or strategy_needs_data(strategy, space))
     data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)

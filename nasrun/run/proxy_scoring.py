@@ -1,0 +1,81 @@
+"""Zero-cost proxies a strategy reads during its search (`Strategy.proxy_settings`, e.g. proxy_guided) or
+before it (the warm start, nasrun/run/warm_start.py): a ZeroCost scorer bound to the run, which looks
+the scores up in the NB201 zero-cost table where that holds them (nasrun/estimators/nb201_zc.py) and
+computes them on the run's data otherwise. Also the development-only restriction of the NB201 space to
+the rows that table holds so far (`search_space.partial_table=true`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from nasrun.errors import ConfigError
+from nasrun.estimators.nb201_zc import load_zc_table, table_fits
+from nasrun.estimators.proxies import PROXIES
+from nasrun.estimators.zero_cost import ZeroCost
+from nasrun.strategies import Strategy
+
+log = logging.getLogger("nasrun")
+
+
+def restrict_to_scored(space) -> str | None:
+    """With `search_space.partial_table=true`: keep only the NB201 architectures the zero-cost table has
+    scored; returns the label every output carries ("partial table: ..."), None without the option."""
+    if not getattr(space, "partial_table", False):
+        return None
+    table = load_zc_table()
+    if not table.done():
+        raise ConfigError("search_space.partial_table=true: no row of the NB201 zero-cost table is scored by "
+                          "every proxy yet; `python scripts/nb201_zc_table.py` scores them")
+    space.restrict(table.archs())
+    label = f"partial table: the space is the {table.describe()} scored so far"
+    log.warning("search space restricted (%s)", label)
+    return label
+
+
+def proxies_need_data(proxies: str | Sequence[str] | None, space, batch_size: int = 64, batches: int = 1) -> bool:
+    """Whether scoring `proxies` needs training data: some need it and the zero-cost table cannot stand in."""
+    names = [proxies] if isinstance(proxies, str) else list(proxies or [])
+    wanted = [name for name in names if name in PROXIES and PROXIES[name].needs_data]
+    return bool(wanted) and not table_fits(space, names, batch_size, batches)
+
+
+def scorer(proxies, batch_size: int, batches: int, table, where: str) -> ZeroCost:
+    """A ZeroCost scorer of these settings; a bad setting is a ConfigError naming `where` (e.g. strategy.warmup)."""
+    try:
+        return ZeroCost(proxy=proxies, batch_size=batch_size, batches=batches, table=table)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("estimator.", f"{where}.", 1)) from None
+
+
+def bind_scorer(zero_cost: ZeroCost, space, data, hardware, seed: int, network_shape: dict, where: str) -> ZeroCost:
+    """Bind `zero_cost` to the run (no data: networks of `network_shape`, looked up where possible)."""
+    if data is None and proxies_need_data(zero_cost.proxies, space, zero_cost.batch_size, zero_cost.batches):
+        raise ConfigError(f"{where}: a proxy needs training data but this run loads none (a tabular estimator); "
+                          "use a data-free proxy (synflow, params, flops), or the NB201 space at C=16, N=5 where the "
+                          "zero-cost table holds them")
+    zero_cost.shape = None if data is not None else network_shape
+    zero_cost.bind(space, data, hardware, None, seed)
+    return zero_cost
+
+
+def strategy_needs_data(strategy: Strategy, space) -> bool:
+    settings = strategy.proxy_settings
+    return settings is not None and proxies_need_data(settings.proxies, space, settings.batch_size, settings.batches)
+
+
+def attach_proxies(strategy: Strategy, space, data, hardware, seed: int, network_shape: dict) -> None:
+    """Hand a strategy that reads proxies its scorer (before its `bind`)."""
+    settings = strategy.proxy_settings
+    if settings is None:
+        return
+    zero_cost = scorer(list(settings.proxies), settings.batch_size, settings.batches, settings.table, "strategy")
+    strategy.use_proxies(bind_scorer(zero_cost, space, data, hardware, seed, network_shape, "strategy"))
+
+
+def check_proxy_settings(strategy: Strategy) -> None:
+    """An unknown proxy or bad scorer setting of the strategy, as a ConfigError before anything trains."""
+    settings = strategy.proxy_settings
+    if settings is not None:
+        scorer(list(settings.proxies), settings.batch_size, settings.batches, settings.table, "strategy")
