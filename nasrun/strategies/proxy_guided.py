@@ -6,8 +6,9 @@ results how far to trust them.
    each new best result, scored on the run's data by the runner's zero-cost scorer (as the warm start is).
 2. The first `initial` queries are the pool's best by the proxies' vote (mean quantile rank).
 3. Then a Gaussian process over the proxy ranks and the architecture's encoding (proxy_model.py) is fit
-   to every result so far; its fitted weight on the proxy kernel is the trust in the proxies (0..1). The
-   unproposed candidate of highest expected improvement is queried.
+   to every result so far; its fitted weight on the proxy kernel is the trust in the proxies (0..1).
+   Among the `focus` fraction of the pool the vote ranks best (at least 10), the unproposed candidate of
+   highest expected improvement is queried: the proxies say where to look, the model what to train.
 4. After `patience` results without improvement the proxies have stopped helping: the search narrows to
    the neighbours (within `radius` decisions) of the best trained architecture, still ranked by the
    model, i.e. local search whose steps are ordered by everything learned so far; a new best widens it
@@ -32,7 +33,7 @@ from nasrun.strategies.base import ProxySettings, Strategy, rng_from_state, rng_
 from nasrun.strategies.novelty import Novelty
 from nasrun.strategies.proxy_model import PoolGP, expected_improvement, first_best, quantile_ranks
 
-DEFAULT_PROXIES = ("synflow", "jacob_cov", "naswot", "snip", "grad_norm", "fisher", "params", "flops")
+DEFAULT_PROXIES = ("synflow", "jacob_cov", "naswot", "params")
 
 
 def finite_or_none(value: float) -> float | None:
@@ -40,10 +41,11 @@ def finite_or_none(value: float) -> float | None:
 
 
 class Pool:
-    """The candidates with their proxy scores: quantile ranks, vote, encodings, the model over them, and
-    which of them were never proposed (`open`)."""
+    """The candidates with their proxy scores: quantile ranks, vote, encodings, the model over them, which
+    of them were never proposed (`open`), and the `focus` fraction (at least `min_focus`) best by the vote."""
 
-    def __init__(self, space, archs: list, raw: np.ndarray, sources: list[str], proposed: set[str]):
+    def __init__(self, space, archs: list, raw: np.ndarray, sources: list[str], proposed: set[str], focus: float,
+                 min_focus: int = 10):
         self.archs, self.raw, self.sources = archs, raw, sources
         keys = [space.key(arch) for arch in archs]
         self.positions = {key: position for position, key in enumerate(keys)}
@@ -51,15 +53,18 @@ class Pool:
         self.vote = self.z.mean(axis=1)
         self.codes = np.array([space.encode(arch) for arch in archs])
         self.model = PoolGP(self.z, self.codes)
+        top = max(min_focus, math.ceil(focus * len(archs)))
+        self.focused = np.zeros(len(archs), dtype=bool)
+        self.focused[np.argsort(-self.vote, kind="stable")[:top]] = True
         self.open = np.array([key not in proposed for key in keys], dtype=bool)
 
 
 class ProxyGuided(Strategy):
     warm_startable = False   # its first proposals are the proxies' own choice
 
-    def __init__(self, proxies: list[str] | tuple[str, ...] = DEFAULT_PROXIES, initial: int = 1, patience: int = 3,
-                 radius: int = 1, pool: int = 200, mutations: int = 20, batch_size: int = 64, batches: int = 1,
-                 table: bool | str = "auto"):
+    def __init__(self, proxies: list[str] | tuple[str, ...] = DEFAULT_PROXIES, initial: int = 1, focus: float = 0.02,
+                 patience: int = 3, radius: int = 1, pool: int = 200, mutations: int = 20, batch_size: int = 64,
+                 batches: int = 1, table: bool | str = "auto"):
         names = [proxies] if isinstance(proxies, str) else list(proxies or [])
         if not names or len(set(names)) < len(names):
             raise ConfigError(f"proxy_guided: proxies must be a non-empty list of distinct names, got {proxies!r}")
@@ -67,7 +72,9 @@ class ProxyGuided(Strategy):
                                   ("pool", pool, 2), ("mutations", mutations, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ConfigError(f"proxy_guided: {key} must be an integer >= {least}, got {value!r}")
-        self.proxies = tuple(names)
+        if isinstance(focus, bool) or not isinstance(focus, (int, float)) or not 0 < focus <= 1:
+            raise ConfigError(f"proxy_guided: focus must be a fraction in (0, 1], got {focus!r}")
+        self.proxies, self.focus = tuple(names), float(focus)
         self.initial, self.patience, self.radius = initial, patience, radius
         self.pool_size, self.mutations = pool, mutations
         self.proxy_settings = ProxySettings(self.proxies, batch_size, batches, table)
@@ -101,7 +108,7 @@ class ProxyGuided(Strategy):
             archs = [self.space.from_json(arch) for arch, _, _ in self.scored]
             raw = np.array([[np.nan if v is None else v for v in values] for _, values, _ in self.scored])
             sources = [source for _, _, source in self.scored]
-        self.cache = Pool(self.space, archs, raw, sources, self.novelty.seen)
+        self.cache = Pool(self.space, archs, raw, sources, self.novelty.seen, self.focus)
         return self.cache
 
     def _fresh_samples(self, count: int) -> list:
@@ -127,7 +134,8 @@ class ProxyGuided(Strategy):
         self.cache = None   # the ranks changed
 
     def _grow_pool(self, around: Any) -> None:
-        """Computed pools: add mutants of a new best architecture (and keep the pool open to new samples)."""
+        """Computed pools: add neighbours and mutants of a new best architecture."""
+        self._pool()   # a resumed search learns here, before any ask, whether its pool is the table's
         if self.table_pool is not None or not self.mutations:
             return
         mutants = [self.space.mutate(self.space.from_json(around), self.pool_rng) for _ in range(self.mutations)]
@@ -165,6 +173,9 @@ class ProxyGuided(Strategy):
                 near = candidates[(pool.codes[candidates] != pool.codes[best]).sum(axis=1) <= self.radius]
                 if len(near):
                     candidates, phase = near, "local"
+            if phase == "proxies":
+                focused = candidates[pool.focused[candidates]]
+                candidates = focused if len(focused) else candidates
             pool.model.fit(positions, y)
             mean, std = pool.model.predict(candidates)
             index = first_best(expected_improvement(mean, std, float(y.max())))
