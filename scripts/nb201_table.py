@@ -54,7 +54,7 @@ PUBLISHED = [  # (method, the budget column it belongs in or None, {dataset: "me
 RESNET_CELL = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
 
 
-def nb201_config(name: str, dataset: str, overrides: list[str], partial: bool = False):
+def nb201_config(name: str, dataset: str, overrides: list[str], partial: str | None = None):
     """The config `nasrun strategy=<name> search_space=nb201 estimator=nb201` composes, with the
     `name.key=value` overrides meant for this strategy applied as `strategy.key=value`."""
     from nasrun.commands.common import compose_run_config
@@ -63,7 +63,7 @@ def nb201_config(name: str, dataset: str, overrides: list[str], partial: bool = 
     mine = [f"strategy.{o.partition('.')[2]}" for o in overrides if o.partition(".")[0] == name]
     return compose_run_config([f"strategy={base}", "search_space=nb201", "estimator=nb201",
                                f"estimator.dataset={dataset}", "hardware=cpu", *extra, *mine,
-                               *(["search_space.partial_table=true"] if partial else [])])
+                               *([f"search_space.partial_table={partial}"] if partial else [])])
 
 
 def search(strategy, estimator, space, hardware, seed: int, queries: int, budgets=None):
@@ -94,7 +94,7 @@ def search(strategy, estimator, space, hardware, seed: int, queries: int, budget
     return tested(len(trials)), curve
 
 
-def components(name: str, dataset: str, overrides: list[str], partial: bool = False):
+def components(name: str, dataset: str, overrides: list[str], partial: str | None = None):
     import torch
 
     from nasrun.build import build_components
@@ -166,7 +166,11 @@ def write_markdown(path: Path, args, results: dict, seeds_used: dict, budgets: l
     from nasrun.estimators.nb201_zc import load_zc_table
 
     table, zc = load_table(), load_zc_table()
-    partial = " — **PARTIAL TABLE: pools restricted to the scored rows; not the final numbers**" if args.partial_table else ""
+    partial = ""
+    if args.partial_table:
+        names = None if args.partial_table == "true" else args.partial_table.strip("[]").split(",")
+        partial = (f" — **PARTIAL TABLE: every strategy searched only the {len(zc.done(names)):,} architectures "
+                   f"scored by {', '.join(names) if names else 'every proxy'}; not the final numbers**")
     lines = ["# NAS-Bench-201 at small budgets (`scripts/nb201_table.py`)", "",
              f"- command: `python scripts/nb201_table.py {' '.join(sys.argv[1:])}`",
              f"- machine: {machine()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
@@ -194,8 +198,9 @@ def main(argv=None) -> int:
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     parser.add_argument("--set", nargs="*", default=[], metavar="STRATEGY.KEY=VALUE", help="override a strategy default")
-    parser.add_argument("--partial-table", action="store_true",
-                        help="development only: restrict the NB201 space to the rows the zero-cost table holds so far")
+    parser.add_argument("--partial-table", nargs="?", const="true", metavar="[PROXIES]",
+                        help="development only: restrict the NB201 space to the rows the zero-cost table has scored "
+                             "so far, by every proxy or by those listed (e.g. [synflow,params])")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--chunk", type=int, default=25, help="seeds per worker job")
     parser.add_argument("--md", default=str(REPO / "results" / "nb201_small_budgets.md"), help="markdown table here")

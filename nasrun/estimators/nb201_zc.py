@@ -10,7 +10,7 @@ lookups use these CIFAR-10 scores: `SOURCE` says so in every trial that used one
 While the table is incomplete (the script runs for hours, resumably: synflow for every row first, then
 the data proxies), a lookup of a score not computed yet is a one-line error naming the script that
 completes it; `search_space.partial_table=true` (development only) restricts the NB201 space to the rows
-every proxy has scored so far.
+every proxy has scored so far (or a list: the rows those proxies have scored).
 """
 
 from __future__ import annotations

@@ -20,16 +20,21 @@ log = logging.getLogger("nasrun")
 
 
 def restrict_to_scored(space) -> str | None:
-    """With `search_space.partial_table=true`: keep only the NB201 architectures the zero-cost table has
-    scored; returns the label every output carries ("partial table: ..."), None without the option."""
-    if not getattr(space, "partial_table", False):
+    """With `search_space.partial_table` (true: every proxy; or a list of proxies): keep only the NB201
+    architectures the zero-cost table has scored by them; returns the label every output carries
+    ("partial table: ..."), None without the option."""
+    wanted = getattr(space, "partial_table", False)
+    if wanted is False:
         return None
     table = load_zc_table()
-    if not table.done():
-        raise ConfigError("search_space.partial_table=true: no row of the NB201 zero-cost table is scored by "
-                          "every proxy yet; `python scripts/nb201_zc_table.py` scores them")
-    space.restrict(table.archs())
-    label = f"partial table: the space is the {table.describe()} scored so far"
+    names = None if wanted is True else list(wanted)
+    unknown = sorted(set(names or []) - set(table.proxies))
+    if unknown or not table.done(names):
+        raise ConfigError(f"search_space.partial_table: the NB201 zero-cost table has no rows scored by "
+                          f"{names or 'every proxy'} yet (its proxies: {list(table.proxies)}); "
+                          "`python scripts/nb201_zc_table.py` scores them")
+    space.restrict(table.archs(names))
+    label = f"partial table: the space is the {table.describe(names)} scored so far"
     log.warning("search space restricted (%s)", label)
     return label
 

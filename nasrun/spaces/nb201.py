@@ -1,9 +1,10 @@
 """The NAS-Bench-201 cell space: 6 edges, each one of 5 ops; 15,625 architectures, written as the
 benchmark's strings `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`.
 
-`partial_table: true` (development only, while `scripts/nb201_zc_table.py` is still scoring the space)
-asks the runner to restrict the space to the architectures the zero-cost table holds so far (`restrict`):
-samples, mutations, crossovers and neighbourhoods then stay inside that subset.
+`partial_table` (development only, while `scripts/nb201_zc_table.py` is still scoring the space): `true`
+or a list of proxies asks the runner to restrict the space to the architectures the zero-cost table has
+scored so far by every proxy, or by those listed (`restrict`): samples, mutations, crossovers and
+neighbourhoods then stay inside that subset.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 from functools import lru_cache
 from typing import Any, Sequence
 
+from nasrun.errors import ConfigError
 from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
 from nasrun.spaces.base import Decision, Graph, SearchSpace
 
@@ -31,8 +33,10 @@ def canonical(arch: str) -> str:
 class NB201Space(SearchSpace):
     name = "nb201"
 
-    def __init__(self, C: int = 16, N: int = 5, partial_table: bool = False):
-        self.C, self.N, self.partial_table = int(C), int(N), bool(partial_table)
+    def __init__(self, C: int = 16, N: int = 5, partial_table: bool | list = False):
+        if not isinstance(partial_table, (bool, list)):
+            raise ConfigError(f"search_space.partial_table must be true, false or a list of proxies, got {partial_table!r}")
+        self.C, self.N, self.partial_table = int(C), int(N), partial_table
         self._decisions = [Decision(f"edge{src}->{dst}", NB201_OPS) for dst, src in NB201_EDGES]
         self.allowed: list[str] | None = None   # the subset `restrict` keeps, None: the whole space
         self._allowed_keys: frozenset = frozenset()

@@ -62,7 +62,7 @@ class Pool:
 class ProxyGuided(Strategy):
     warm_startable = False   # its first proposals are the proxies' own choice
 
-    def __init__(self, proxies: list[str] | tuple[str, ...] = DEFAULT_PROXIES, initial: int = 1, focus: float = 0.02,
+    def __init__(self, proxies: list[str] | tuple[str, ...] = DEFAULT_PROXIES, initial: int = 1, focus: float = 0.01,
                  patience: int = 3, radius: int = 1, pool: int = 200, mutations: int = 20, batch_size: int = 64,
                  batches: int = 1, table: bool | str = "auto"):
         names = [proxies] if isinstance(proxies, str) else list(proxies or [])
@@ -138,8 +138,11 @@ class ProxyGuided(Strategy):
         self._pool()   # a resumed search learns here, before any ask, whether its pool is the table's
         if self.table_pool is not None or not self.mutations:
             return
-        mutants = [self.space.mutate(self.space.from_json(around), self.pool_rng) for _ in range(self.mutations)]
-        self._score_into_pool([*self.space.neighbours(self.space.from_json(around))[:self.mutations], *mutants])
+        arch = self.space.from_json(around)
+        neighbours = self.space.neighbours(arch)
+        self.pool_rng.shuffle(neighbours)
+        mutants = [self.space.mutate(arch, self.pool_rng) for _ in range(self.mutations)]
+        self._score_into_pool([*neighbours[:self.mutations], *mutants])
 
     # --- ask / tell -------------------------------------------------------------------------------------
     def ask(self, n: int) -> list[Any]:
@@ -208,7 +211,7 @@ class ProxyGuided(Strategy):
             computed = sum(source == "computed" for _, _, source in self.scored)
             looked_up = len(self.scored) - computed
         return {"zero_cost": {"proxies": list(self.proxies), "looked_up": looked_up, "computed": computed,
-                              "queries": len(self.results)}}
+                              "results": len(self.results)}}
 
     # --- state ------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:
