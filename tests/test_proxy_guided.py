@@ -124,48 +124,7 @@ def test_bad_settings_are_config_errors():
             make(name, **bad)
 
 
-# --- the NB201 zero-cost table ------------------------------------------------------------------------
-def test_a_score_the_table_lacks_is_a_one_line_error_naming_the_script():
-    from nasrun.estimators.nb201_zc import ZeroCostTable
-
-    table = ZeroCostTable(("synflow", "naswot"), {3: (1.0, None), 7: (2.0, float("nan"))})
-    assert table.scores(table.archs(["synflow"])[1], ["synflow"]) == {"synflow": 2.0}
-    with pytest.raises(ConfigError, match=r"holds 1 of 15,625 .* by every proxy .*scripts/nb201_zc_table.py"):
-        table.scores(table.archs(["synflow"])[0])
-
-
-def test_the_nb201_space_restricted_to_scored_rows_stays_inside(tmp_path):
-    from nasrun.spaces.nb201 import NB201Space
-
-    scored = load_zc_table().archs()
-    space = NB201Space()
-    space.restrict(scored[:40])
-    rng = random.Random(0)
-    inside = set(space.allowed)
-    for _ in range(30):
-        arch = space.sample(rng)
-        assert arch in inside and space.mutate(arch, rng) in inside
-        assert set(space.neighbours(arch)) <= inside
-    result = run_cli([*PARTIAL, "strategy=regularized_evolution", "budget.trials=15", "seed=2",
-                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert {t["arch"] for t in read_jsonl(tmp_path / "run" / "trials.jsonl")} <= set(scored)
-    assert "partial table" in json.loads((tmp_path / "run" / "summary.json").read_text())["partial_table"]
-
-
-def test_zero_cost_estimator_looks_the_table_up(tmp_path):
-    result = run_cli(["search_space=nb201", "estimator=zero_cost", "estimator.proxy=[params,flops]", "estimator.table=true",
-                      "estimator@estimator.final=nb201", "budget.trials=4", "progress=false", "report=false",
-                      f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-2000:]
-    table = load_zc_table()
-    for trial in read_jsonl(tmp_path / "run" / "trials.jsonl"):
-        assert trial["metrics"]["zc_source"] == "table (CIFAR-10 images)"
-        assert trial["metrics"]["zc_params"] == table.scores(trial["arch"], ["params"])["params"]
-    result = run_cli(["estimator=zero_cost", "estimator.table=true", *TINY], cwd=tmp_path)
-    assert result.returncode == 2 and "estimator.table=true" in result.stderr and "Traceback" not in result.stderr
-
-
+# --- on the NB201 table ---------------------------------------------------------------------------------
 def test_proxy_guided_on_nb201_equals_the_table_script_seed_by_seed(tmp_path):
     seeds = [10_000, 10_001]
     result = run_cli(["-m", *PARTIAL, "strategy=proxy_guided", "budget.trials=20", f"seed={','.join(map(str, seeds))}",
