@@ -103,18 +103,22 @@ def test_failures_and_batches_do_not_stop_the_search(name):
     assert any(not t.ok for t in trials) and any(t.ok for t in trials)
 
 
-def test_proxy_guided_records_predictions_and_trusts_a_good_proxy():
-    space = ToySpace()
-    strategy = make("proxy_guided", proxies=["good"], patience=50)
-    strategy.bind(space, 0, 20)
-    trials = run_search(strategy, space, 0, 20)
-    notes = [strategy.trial_notes(a) for a in strategy.ask(1)]
-    assert {"guide_phase", "proxy_vote", "predicted_score", "predicted_std", "proxy_trust", "proxy_good",
-            "proxy_source"} <= set(notes[0])
-    assert notes[0]["proxy_trust"] > 0.5 and notes[0]["proxy_source"] == "computed"
-    assert max(t.score() for t in trials) >= 0.9
-    report = strategy.report()["zero_cost"]
-    assert report["computed"] == strategy.proxy_scorer.computed and report["looked_up"] == 0
+def test_proxy_guided_records_predictions_and_trusts_a_good_proxy_more_than_noise():
+    space, trust = ToySpace(), {}
+    for proxy in ("good", "bad"):
+        for focus in (0.01, 1.0):   # 1.0: the model sees the whole pool, not only the proxies' best
+            strategy = make("proxy_guided", proxies=[proxy], patience=50, focus=focus)
+            strategy.bind(space, 0, 20)
+            trials = run_search(strategy, space, 0, 20)
+            note = strategy.trial_notes(strategy.ask(1)[0])
+            assert {"guide_phase", "proxy_vote", "predicted_score", "predicted_std", "proxy_trust", f"proxy_{proxy}",
+                    "proxy_source"} <= set(note) and note["proxy_source"] == "computed"
+            trust[proxy, focus] = note["proxy_trust"]
+            report = strategy.report()["zero_cost"]
+            assert report["computed"] == strategy.proxy_scorer.computed and report["looked_up"] == 0
+            if proxy == "good":
+                assert max(t.score() for t in trials) >= 0.9
+    assert trust["good", 0.01] > trust["bad", 0.01] == 0.0 and trust["good", 1.0] > 0.5 > trust["bad", 1.0]
 
 
 def test_bad_settings_are_config_errors():

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nasrun.errors import ConfigError
-from nasrun.strategies.base import Strategy
+from nasrun.strategies.base import RandomStart, Strategy
 from nasrun.strategies.encodings import features
 from nasrun.strategies.novelty import Novelty
 
@@ -94,6 +94,9 @@ class Bananas(Strategy):
             raise ConfigError(f"bananas: need lr > 0 and encoding auto | path | one_hot, got {lr}, {encoding!r}")
         vars(self).update(settings)
         self.lr, self.encoding = float(lr), encoding
+
+    def random_start(self, space) -> RandomStart:
+        return RandomStart(self.initial, "strategy.initial")
 
     def bind(self, space, seed, budget):
         super().bind(space, seed, budget)
