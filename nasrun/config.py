@@ -8,7 +8,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrun.build import check_config
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.size import NetworkLimits
 from nasrun.rundir import RunDir
+from nasrun.state import read_yaml
 
 GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
 
@@ -34,21 +36,30 @@ def validate(cfg: DictConfig) -> None:
     seconds = budget.get("seconds")
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, Number) or seconds <= 0):
         raise ConfigError(f"budget.seconds must be a positive number or null, got {seconds!r}")
-    for flag in ("final_test", "progress", "report", "debug", "estimate"):
+    for flag in ("final_test", "progress", "report", "tensorboard", "debug", "estimate"):
         if flag in cfg and not isinstance(cfg[flag], bool):
             raise ConfigError(f"{flag} must be true or false, got {cfg[flag]!r}")
+    network_limits(cfg)
     check_config(cfg)
 
 
+def network_limits(cfg: DictConfig) -> NetworkLimits:
+    """The size limits of the networks a search builds (`limits`; defaults where a key is left out)."""
+    node = cfg.get("limits")
+    if node is not None and not isinstance(node, DictConfig):
+        raise ConfigError(f"limits must be a mapping (max_params, max_memory_gb, max_modules), got {node!r}")
+    return NetworkLimits.from_config(OmegaConf.to_container(node) if node is not None else None)
+
+
 def load_saved_config(run_dir) -> DictConfig:
-    """A run directory's saved config, checked to be data (every `_target_` a nasrun component class)."""
-    path = RunDir(run_dir).config
+    """A run directory's saved config, checked to be data: the directory has no link leading out of it,
+    the file is within the size cap and has no YAML alias (nasrun.state.reads), and every `_target_` is
+    a nasrun component class."""
+    run = RunDir(run_dir).check()
+    path = run.config
     if not path.is_file():
         raise NasrunError(f"{path} not found: RUN_DIR must be a nasrun run directory")
-    try:
-        cfg = OmegaConf.load(path)
-    except Exception as err:
-        raise NasrunError(f"{path} is not a readable config: {str(err).splitlines()[0]}") from None
+    cfg = read_yaml(path, "saved config")
     if not isinstance(cfg, DictConfig):
         raise NasrunError(f"{path} is not a nasrun run config (a mapping of config groups)")
     check_config(cfg)

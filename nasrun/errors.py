@@ -19,8 +19,18 @@ class DatasetMissing(NasrunError):
     """Dataset files that are not on disk (and may not be downloaded)."""
 
 
+class DataError(NasrunError):
+    """A dataset that cannot give a meaningful result (fewer than 2 classes, an empty split) or holds a
+    file that cannot be read."""
+
+
 class CheckpointError(NasrunError):
     """A checkpoint or run-directory file that is missing, truncated or corrupt."""
+
+
+class RunDirError(NasrunError):
+    """A run directory that cannot be used safely: a link leading out of it, another command using it,
+    a file too big to read, or a write that failed (read-only, disk full)."""
 
 
 class NoResult(NasrunError):

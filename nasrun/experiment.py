@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 import nasrun
-from nasrun import distributed
 from nasrun.assessment.assess import assessment_settings, build_assessment
 from nasrun.build import Components, build_components
-from nasrun.config import validate
+from nasrun.config import network_limits, validate
 from nasrun.errors import NoResult
-from nasrun.hardware import seed_everything
+from nasrun.hardware import seed_everything, torch_loaded
 from nasrun.reports.run_report import write_run_report
 from nasrun.console import print_table
 from nasrun.run.progress import summary_table
-from nasrun.run import spawn
+from nasrun.run.ranks import takes_run_lock
 from nasrun.run.budget_check import random_start_warning
 from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.proxy_scoring import check_proxy_settings, strategy_needs_data
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
+from nasrun.rundir import RunDir
 from nasrun.assessment.space_check import check_space
 
 log = logging.getLogger("nasrun")
@@ -33,7 +36,14 @@ log = logging.getLogger("nasrun")
 
 def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
-    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py)."""
+    With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py).
+    The run directory is held (RunDir.writing: its lock, no link leading out) from the start."""
+    holds_lock = run_dir is not None and takes_run_lock()
+    with RunDir(run_dir).writing() if holds_lock else contextlib.nullcontext():
+        return _plan_and_run(cfg, run_dir, show_progress, resume)
+
+
+def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bool, resume: bool) -> dict:
     validate(cfg)
     tracker_names(cfg)  # an unknown tracker or a missing package, before anything is built
     seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers
@@ -44,41 +54,52 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
     check_proxy_settings(parts.strategy)
     if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
         parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
+    if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's variable
+        return _run(cfg, parts, run_dir, show_progress, resume)  # one process: torch.distributed stays unloaded
+    from nasrun import distributed
+    from nasrun.run import spawn
+
     if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
         return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
     try:
-        return _run(cfg, parts, run_dir, show_progress, resume)
+        group = distributed.init(hardware)  # one of the processes torchrun or `hardware.devices` started
+        hardware.device = distributed.rank_device(hardware, group)
+        spawn.require_supernet(parts.strategy, parts.estimator)
+        return _run(cfg, parts, run_dir, show_progress, resume, follower=not group.is_main)
     finally:
         distributed.finish()
 
 
-def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress: bool, resume: bool) -> dict:
+def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress: bool, resume: bool,
+         follower: bool = False) -> dict:
     hardware, space, strategy, estimator = parts.hardware, parts.search_space, parts.strategy, parts.estimator
-    group = distributed.init(hardware)
-    hardware.device = distributed.rank_device(hardware, group)
-    hardware.apply()
-    if group.enabled:
-        spawn.require_supernet(strategy, estimator)
     needs_data = (estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy, space)
                   or strategy_needs_data(strategy, space))
+    scores_proxies = strategy.proxy_settings is not None or strategy.warmup.proxy is not None
+    threads = hardware.apply() if needs_data or scores_proxies or torch_loaded() else None  # a lookup: no torch
+    if threads is not None:
+        log.info("CPU threads: %d (%s); idle threads wait: %s", threads.threads, threads.why, threads.openmp_wait)
     data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
     check_space(space, cfg.budget.trials)
-    if not group.is_main:
+    if follower:  # a rank but 0 of a distributed one-shot search
+        from nasrun.run import spawn
+
         return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
     budget_warning = random_start_warning(cfg.strategy.get("name", cfg.strategy._target_), strategy, space,
                                           cfg.budget.trials)
     if budget_warning:
         log.warning(budget_warning)
     assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
-    info = {**run_info(cfg, hardware), "tabular": not estimator.needs_data}  # a lookup: no training time
+    info = {**run_info(cfg, hardware, threads), "tabular": not estimator.needs_data}  # a lookup: no training time
     trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
     runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
                     Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
                     final_test=cfg.get("final_test", True), run_info={**info, **watch},
                     assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers,
-                    cost=cost_estimate(cfg, parts, scale_choice()))
+                    cost=cost_estimate(cfg, parts, scale_choice()), limits=network_limits(cfg),
+                    tensorboard=cfg.get("tensorboard", True))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
@@ -103,8 +124,8 @@ def durable_log(cfg: DictConfig, estimator) -> bool:
     return estimator.needs_data if value is None else bool(value)
 
 
-def run_info(cfg: DictConfig, hardware) -> dict:
-    """What a summary needs to tell two runs apart: components, versions, device, git commit."""
+def run_info(cfg: DictConfig, hardware, threads=None) -> dict:
+    """What a summary needs to tell two runs apart: components, versions, device, CPU threads, git commit."""
     return {
         "strategy": cfg.strategy.get("name", cfg.strategy._target_),
         "search_space": cfg.search_space.get("name", cfg.search_space._target_),
@@ -112,6 +133,7 @@ def run_info(cfg: DictConfig, hardware) -> dict:
         "dataset": cfg.dataset.get("name", cfg.dataset._target_),
         "executor": cfg.executor.get("name", cfg.executor._target_),
         **environment(hardware),
+        "cpu_threads": threads.record() if threads is not None else None,
     }
 
 
@@ -132,19 +154,22 @@ def package_version(name: str) -> str | None:
 
 
 def environment(hardware) -> dict:
-    """Device, library versions, platform and the nasrun checkout's commit (also used by nasrun-train)."""
+    """Device, library versions, platform and the nasrun checkout's commit (also used by nasrun-train).
+    A run that never loaded torch (a table lookup) ran on no device: device, cuda and cudnn are null."""
     import hydra
     import numpy
     import omegaconf
-    import torch
 
+    torch = sys.modules.get("torch")
     return {
-        "device": hardware.device,
-        "device_name": hardware.name(),
-        "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(), "torch": torch.__version__,
+        "device": hardware.device if torch else None,
+        "device_name": hardware.name() if torch else None,
+        "versions": {"nasrun": nasrun.__version__, "python": platform.python_version(),
+                     "torch": torch.__version__ if torch else package_version("torch"),
                      "torchvision": package_version("torchvision"), "hydra": hydra.__version__,
                      "omegaconf": omegaconf.__version__, "numpy": numpy.__version__,
-                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+                     "cuda": torch.version.cuda if torch else None,
+                     "cudnn": torch.backends.cudnn.version() if torch else None},
         "platform": platform.platform(),
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),

@@ -1,15 +1,15 @@
-"""Trial records and the append-only trial log (atomic writes of other files: nasrun.rundir)."""
+"""Trial records and the trial log (an append-only JSON-lines log: nasrun.state.jsonlines)."""
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from nasrun.errors import CheckpointError
+from nasrun.state import JsonLines
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -54,49 +54,29 @@ class Trial:
         return float(value) if value is not None and math.isfinite(value) else -math.inf
 
     def to_dict(self) -> dict:
-        return to_jsonable(asdict(self))
+        return to_jsonable({name: getattr(self, name) for name in self.__dataclass_fields__})  # new containers
 
     @classmethod
     def from_dict(cls, obj: dict) -> "Trial":
         return cls(**{k: obj.get(k) for k in cls.__dataclass_fields__ if k in obj})
 
 
-class TrialLog:
+class TrialLog(JsonLines):
     """`trials.jsonl`: one JSON line per finished trial, appended as each trial ends; fsynced too when
     `durable` (a line then survives a power cut; tabular runs turn it off for speed)."""
 
     def __init__(self, path: str | Path, durable: bool = True):
-        self.path, self.durable = Path(path), durable
+        super().__init__(path, durable, what="trial log")
 
     def append(self, trial: Trial) -> None:
-        with open(self.path, "a") as handle:
-            handle.write(json.dumps(trial.to_dict()) + "\n")
-            if self.durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+        super().append(trial.to_dict())
 
     def read(self) -> list[Trial]:
-        """Every trial. Only a last line cut short by a crash (no newline after it) is ignored; any
-        other unreadable line is a CheckpointError naming it, since dropping it would change what a
-        resumed strategy is told."""
-        if not self.path.exists():
-            return []
-        try:
-            text = self.path.read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{self.path} cannot be read ({type(err).__name__}: {err})") from None
-        lines = text.split("\n")
-        torn = lines.pop()  # "" when the file ends with a newline, else the torn last line
-        trials = []
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                trials.append(parse_trial_line(line, self.path, number))
-        if torn.strip():
-            try:
-                trials.append(parse_trial_line(torn, self.path, len(lines) + 1))
-            except CheckpointError:
-                pass  # cut short by a crash mid-write
-        return trials
+        """Every trial of a complete line (a last line without its newline is being written, or was cut
+        short by a crash). Any unreadable complete line is a CheckpointError naming it, since dropping it
+        would change what a resumed strategy is told."""
+        return [parse_trial_line(line, self.path, number)
+                for number, line in enumerate(self.lines(), start=1) if line.strip()]
 
 
 def parse_trial_line(line: str, path: Path, number: int) -> Trial:
@@ -104,10 +84,23 @@ def parse_trial_line(line: str, path: Path, number: int) -> Trial:
         record = json.loads(line)
         if not isinstance(record, dict) or not {"id", "arch", "status"} <= set(record):
             raise ValueError("not a trial record (needs id, arch, status)")
+        check_trial_fields(record)
         return Trial.from_dict(record)
     except (ValueError, TypeError) as err:
         raise CheckpointError(f"{path}: line {number} is corrupt ({str(err).splitlines()[0][:120]}); "
                               "repair or remove that line") from None
+
+
+def check_trial_fields(record: dict) -> None:
+    """ValueError naming the first field of a trial record of the wrong type (ids are whole numbers)."""
+    for key in ("id", "seed", "fidelity", "continues"):
+        value = record.get(key)
+        if (value is not None or key == "id") and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"'{key}' must be a whole number >= 0, got {value!r}")
+    if record["status"] not in ("ok", "failed"):
+        raise ValueError(f"'status' must be 'ok' or 'failed', got {record['status']!r}")
+    if not isinstance(record.get("metrics", {}), dict):
+        raise ValueError(f"'metrics' must be a mapping, got {record['metrics']!r}")
 
 
 def best_trial(trials: Iterable[Trial], metric: str | None = None) -> Trial | None:

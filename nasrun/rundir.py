@@ -13,13 +13,18 @@ that resume, compare, report, benchmark and the other commands use.
     tensorboard/                TensorBoard scalars
     retrain.json                what `nasrun-train` measured
     checkpoints/best_model.pt   weights of the best network (retrained_model.pt: after retraining)
-    checkpoints/runner.json     the runner's resume state (trial_times.jsonl: when each trial finished)
+    checkpoints/runner.json     the runner's resume state (runner_journal.jsonl: the asks since it was
+                                written; trial_times.jsonl: when each trial finished)
     checkpoints/search_state.pt a one-shot search's state; supernet.pt: a weight-sharing supernet
     checkpoints/fidelity/trial_N.pt   a multi-fidelity trial's training state, until a promotion continues it
                                       or the search ends (the best network's weights are in best_model.pt)
+    .nasrun.lock                held by the command writing to the directory (nasrun.state.lock)
 
-Every rewritten file goes through `atomic_write` (temp file in the same folder + rename: a crash never
-leaves half a file); tensors are read back with `weights_only=True`, so a file can never run code.
+A run directory is data (nasrun/state/ says how it is read and written): `RunDir.writing()` holds its
+lock and refuses a link leading out of it, `RunDir.check()` does the latter for readers; every file is
+written whole through `atomic_write` (temp file + rename: a crash never leaves half a file, a link is
+replaced, never followed) or appended whole (`JsonLines`); every read is bounded; tensors are read back
+with `weights_only=True`, so a file can never run code.
 """
 
 from __future__ import annotations
@@ -28,34 +33,18 @@ import io
 import json
 import logging
 import os
-import tempfile
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, Iterator
 
 from nasrun.errors import CheckpointError
 from nasrun.records import Trial, TrialLog, to_jsonable
+from nasrun.state import (HeldLogHandler, JsonLines, RunLock, RunLogHandler, atomic_write, check_links,
+                          open_bounded, read_json, read_json_object)
+from nasrun.state.files import write_error
+from nasrun.state.links import within
 
-
-def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> None:
-    """Write `data` to `path` via a temp file and a rename: never half a file. `durable` also fsyncs
-    (survives a power cut); without it a killed process still leaves the old or the new file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+__all__ = ["RunDir", "atomic_write", "atomic_write_json", "load_checkpoint", "read_json", "save_checkpoint"]
 
 
 def atomic_write_json(path: str | Path, obj: Any, durable: bool = True, compact: bool = False) -> None:
@@ -65,33 +54,28 @@ def atomic_write_json(path: str | Path, obj: Any, durable: bool = True, compact:
 
 def save_checkpoint(obj: Any, path: str | Path) -> None:
     """Tensors (and plain containers of them) to `path`, atomically."""
+    import torch  # here: reading and writing the run's JSON files needs no torch
+
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
-    """What `save_checkpoint` wrote; a missing, truncated or unsafe file is a one-line CheckpointError."""
+    """What `save_checkpoint` wrote; a missing, oversized, truncated or unsafe file is a one-line CheckpointError."""
+    import torch
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with open_bounded(path, "checkpoint", "checkpoint") as handle:
+            return torch.load(handle, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} not found") from None
+    except CheckpointError:
+        raise
     except Exception as err:  # truncated zip, garbage bytes, unsafe pickle
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
                               f"{str(err).splitlines()[0][:160]}); delete it to start that part afresh") from None
-
-
-def read_json(path: str | Path, what: str = "file") -> Any:
-    """A JSON file, or a one-line CheckpointError naming it when it is missing or corrupt."""
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} {path} not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{what} {path} is corrupt or truncated ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:120]})") from None
 
 
 class _File:
@@ -124,6 +108,7 @@ class RunDir:
     best_weights = _File("checkpoints/best_model.pt")
     retrained_weights = _File("checkpoints/retrained_model.pt")
     runner_state = _File("checkpoints/runner.json")
+    runner_journal = _File("checkpoints/runner_journal.jsonl")
     trial_times = _File("checkpoints/trial_times.jsonl")
     search_state = _File("checkpoints/search_state.pt")
     supernet = _File("checkpoints/supernet.pt")
@@ -138,18 +123,43 @@ class RunDir:
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
 
+    # --- opening it -------------------------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator["RunDir"]:
+        """Hold the directory's lock (creating the directory) and refuse it when a link leads out of it:
+        every command that writes to a run directory runs inside this."""
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise write_error(self.path, err) from None
+        with RunLock(self.path):
+            check_links(self.path)
+            yield self
+
+    def check(self, what: str = "run directory") -> "RunDir":
+        """Refuse the directory when a link leads out of it (for commands that only read it)."""
+        if self.path.is_dir():
+            check_links(self.path, what)
+        return self
+
+    def contains(self, path: str | Path) -> bool:
+        """Whether `path` names something inside this directory (as written, links aside)."""
+        return within(os.path.abspath(path), os.path.abspath(self.path))
+
     def training_state(self, trial: int) -> Path:
         """Where multi-fidelity trial `trial` leaves its training state for a promotion to continue."""
         return self.training_states / f"trial_{int(trial)}.pt"
 
-    def attach_log(self, console_warnings: bool = True) -> None:
-        """Log on into this run's nasrun.log (as `nasrun` does through Hydra), warnings to the console too."""
+    def attach_log(self, console_warnings: bool = True, hold: bool = False) -> None:
+        """Log on into this run's nasrun.log (as `nasrun` does through Hydra), warnings to the console too.
+        With `hold`, records wait in memory until `nasrun.state.release_held_logs()` (a resume, until its
+        saved state is read back: a refused resume changes no file)."""
         root = logging.getLogger()
-        self.path.mkdir(parents=True, exist_ok=True)
-        if not any(getattr(h, "baseFilename", None) == str(self.log.resolve()) for h in root.handlers):
-            handler = logging.FileHandler(self.log)
+        log_file = os.path.abspath(self.log)
+        if not any(getattr(getattr(h, "target", h), "baseFilename", None) == log_file for h in root.handlers):
+            handler = RunLogHandler(log_file)
             handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-            root.addHandler(handler)
+            root.addHandler(HeldLogHandler(handler) if hold else handler)
         if console_warnings and not any(type(h) is logging.StreamHandler for h in root.handlers):
             console_handler = logging.StreamHandler()
             console_handler.setLevel(logging.WARNING)
@@ -167,10 +177,10 @@ class RunDir:
         return TrialLog(self.trials).read()
 
     def read_summary(self) -> dict:
-        return read_json(self.summary, "run summary")
+        return read_json_object(self.summary, "run summary")
 
     def read_best(self) -> dict:
-        return read_json(self.best, "best architecture")
+        return read_json_object(self.best, "best architecture")
 
     def weights_for_best(self) -> Path | None:
         """The best network's weights: retrained ones when there are, else those found by the search."""
@@ -179,7 +189,7 @@ class RunDir:
     def finished_at(self) -> dict[int, float]:
         """Seconds since the run started at which each trial finished (for wall-time plots); {} if unknown."""
         times = {}
-        for line in self.trial_times.read_text().splitlines() if self.trial_times.exists() else []:
+        for line in JsonLines(self.trial_times, what="trial times").lines():
             try:
                 record = json.loads(line)
                 times[int(record["id"])] = float(record["finished_at"])
@@ -191,6 +201,28 @@ class RunDir:
         """This run, or for a multirun sweep directory the job directories in it (in job order)."""
         if self.is_run() or not self.path.is_dir():
             return [self]
+        check_links(self.path, "sweep directory")
         jobs = sorted((p.parent.parent for p in self.path.glob("*/" + RunDir.config)),
                       key=lambda p: (len(p.name), p.name))
         return [RunDir(job) for job in jobs] or [self]
+
+
+def run_of(source: str | Path) -> RunDir | None:
+    """The run directory that `source` is (a folder) or lies in (a file of a run), else None."""
+    source = Path(source)
+    if source.is_dir():
+        return RunDir(source)
+    parent = RunDir(source.parent)
+    return parent if parent.is_run() else None
+
+
+def guard_output(source: str | Path | None, out: str | Path, own_folder: bool = False) -> AbstractContextManager:
+    """What a command that reads `source` (a run, or a file of one) and writes `out` holds while it runs:
+    the run's lock when `out` lies inside the run, else the run checked for links out of it (and, with
+    `own_folder`, `out`'s own lock: a folder such as nasrun-train's, which it fills like a run)."""
+    run = run_of(source) if source is not None else None
+    if run is not None and run.contains(out):
+        return run.writing()
+    if run is not None:
+        run.check()
+    return RunDir(out).writing() if own_folder else nullcontext()

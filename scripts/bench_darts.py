@@ -5,8 +5,9 @@ The setting of the DARTS paper's CIFAR-10 search: supernet C=16, 8 cells, 32x32 
 batch 32 (`--batch`). Every nasrun variant is built from its packaged config (`strategy=darts|pcdarts|
 gdas` plus the overrides in VARIANTS, through build_components), so it measures what `nasrun` runs.
 One step = one α update (on the α half's batch) + one weight update (on the training half's batch),
-exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess: one warm-up step, the
-timed steps, then one more step whose memory is measured.
+exactly what `strategy.search()` runs. Each variant runs in a fresh subprocess (with the OpenMP wait
+policy `nasrun` sets, nasrun/machine.py): one warm-up step, the timed steps, then one more step whose
+memory is measured.
 
 Memory. `step GB` is the peak of that last step above the memory live before it, i.e. above the
 process's baseline of Python, torch, the weights and the optimiser state: glibc is told to return every
@@ -19,22 +20,26 @@ which keeps freed memory in its arenas and so can stand well above what a step n
 Variants: `reference1` is the DARTS search network written the plain way (scripts/darts_reference.py:
 every op on every edge, NCHW, no recomputation) stepped the plain way (`plain_step`: the original DARTS
 code's first-order step, `loss.backward()` over all parameters for each update); `darts1` /
-`darts2` / `pcdarts` / `gdas` are nasrun's strategies at their configs' `checkpoint` (edges); the
-`_cells` / `_none` variants recompute only cells / nothing; `pcdarts_plain_conv` is PC-DARTS without the
+`darts2` / `pcdarts` / `gdas` are nasrun's strategies at their configs' `checkpoint` (auto: the `mode`
+column says what it chose here); the `_edges` / `_cells` / `_none` variants set the recomputation;
+`pcdarts_plain_conv` is PC-DARTS without the
 strided-1x1-conv work-around of nasrun/nets/conv.py (what the work-around costs). That variant is only
 safe where oneDNN does not pick its AVX2 kernel (CPUs with AVX-512): on an AVX2-only CPU it corrupts the
 heap, so it runs under glibc's heap checks and a crash is reported as such.
 `--paper-batches` measures the PC-DARTS paper's claim (batch 256 of PC-DARTS fits where DARTS fits 64):
 the reference and DARTS at batch 64, PC-DARTS at 256, each of nasrun's without recomputation (the
-papers' own execution) and with its configured recomputation.
+papers' own execution) and with edge recomputation.
+`--original PATH` adds `original1`: the original DARTS code itself (a checkout of
+github.com/quark0/darts; its `cnn/model_search.py` and `cnn/architect.py` are imported from PATH, never
+copied here), stepped as its `train_search.py` steps it at first order (`architect.step(...,
+unrolled=False)`, then the weight update), on NCHW inputs; its `.cuda()` calls are no-ops on a machine
+without CUDA. It runs first, and the ratios then divide by it too.
 Printed ratios divide by figures measured in this invocation only: time and step memory against
-`reference1`, step memory against nasrun's first-order DARTS at the same recomputation (`darts1`,
-`darts1_cells` or `darts1_none`).
-
-External figures, for context only (never divided by): the original DARTS code at this setting, first
-order, on a 2-core x86 machine took 25.6 s/step and 6.3 GB (measured for nasrun's issue 13).
+`reference1` (and `original1` when given), step memory against nasrun's first-order DARTS at the same
+recomputation (`darts1`, `darts1_edges`, `darts1_cells` or `darts1_none`).
 
     python scripts/bench_darts.py [--steps 3] [--threads 2] [--batch 32] [--variants reference1 darts1 pcdarts]
+    python scripts/bench_darts.py --original ~/src/darts --variants reference1 darts1 darts1_edges pcdarts gdas
     python scripts/bench_darts.py --paper-batches --steps 1
 """
 
@@ -52,22 +57,26 @@ import sys
 import time
 
 VARIANTS = {  # variant: (strategy config, overrides); every nasrun variant runs its config's `checkpoint` unless named
+    "original1": ("darts", ["strategy.order=1"]),
     "reference1": ("darts", ["strategy.order=1"]),
     "darts1": ("darts", ["strategy.order=1"]),
+    "darts1_edges": ("darts", ["strategy.order=1", "strategy.checkpoint=edges"]),
     "darts1_cells": ("darts", ["strategy.order=1", "strategy.checkpoint=cells"]),
     "darts1_none": ("darts", ["strategy.order=1", "strategy.checkpoint=none"]),
     "darts2": ("darts", ["strategy.order=2"]),
     "pcdarts": ("pcdarts", []),
+    "pcdarts_edges": ("pcdarts", ["strategy.checkpoint=edges"]),
     "pcdarts_cells": ("pcdarts", ["strategy.checkpoint=cells"]),
     "pcdarts_none": ("pcdarts", ["strategy.checkpoint=none"]),
     "pcdarts_plain_conv": ("pcdarts", []),
     "gdas": ("gdas", []),
 }
-DEFAULT_VARIANTS = ("reference1", "darts1", "darts1_cells", "darts2", "pcdarts", "pcdarts_cells",
+DEFAULT_VARIANTS = ("reference1", "darts1", "darts1_edges", "darts2", "pcdarts", "pcdarts_edges",
                     "pcdarts_plain_conv", "gdas")
+BASELINES = ("original1", "reference1")  # stepped the original code's way, on NCHW inputs
 # The PC-DARTS paper's claim, in its own terms: batch 256 of PC-DARTS fits where DARTS fits batch 64.
-PAPER_BATCHES = (("reference1", 64), ("darts1_none", 64), ("pcdarts_none", 256), ("darts1", 64),
-                 ("pcdarts", 256))
+PAPER_BATCHES = (("reference1", 64), ("darts1_none", 64), ("pcdarts_none", 256), ("darts1_edges", 64),
+                 ("pcdarts_edges", 256))
 HEAP_CHECKS = {"MALLOC_CHECK_": "3"}
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (glibc malloc.h)
 
@@ -81,6 +90,36 @@ def make_components(variant: str, batch: int):
     cfg = compose_run_config([f"strategy={option}", *overrides, f"strategy.batch_size={batch}"])
     parts = build_components(cfg, ["search_space", "strategy"])
     return parts.search_space, parts.strategy
+
+
+def build_original(path: str, strategy):
+    """The original DARTS search network and its Architect, imported from a checkout at `path`."""
+    import argparse as arguments
+
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, os.path.join(os.path.abspath(os.path.expanduser(path)), "cnn"))
+    if not torch.cuda.is_available():
+        torch.Tensor.cuda = lambda tensor, *args, **kwargs: tensor  # its alphas are created with .cuda()
+    from architect import Architect
+    from model_search import Network
+
+    model = Network(strategy.C, 10, strategy.layers, nn.CrossEntropyLoss())
+    args = arguments.Namespace(momentum=strategy.momentum, weight_decay=strategy.weight_decay,
+                               arch_learning_rate=strategy.arch_lr, arch_weight_decay=strategy.arch_weight_decay)
+    return model, Architect(model, args)
+
+
+def original_step(model, architect, w_optimizer, x, y, x_arch, y_arch, lr: float, grad_clip: float) -> None:
+    """One step as the original `train_search.py` takes it at first order."""
+    import torch
+
+    architect.step(x, y, x_arch, y_arch, lr, w_optimizer, unrolled=False)
+    w_optimizer.zero_grad()
+    model._loss(x, y).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    w_optimizer.step()
 
 
 def build_model(variant: str, space, strategy):
@@ -100,27 +139,42 @@ def build_model(variant: str, space, strategy):
     return model.to(memory_format=torch.channels_last)
 
 
-def child(variant: str, steps: int, threads: int, batch: int) -> None:
+def child(variant: str, steps: int, threads: int, batch: int, original: str | None = None) -> None:
+    from nasrun.machine import prepare_openmp
+
+    prepare_openmp()  # every variant under the OpenMP wait policy `nasrun` runs with, set before torch loads
     import torch
 
+    from nasrun.hardware import Hardware
     from nasrun.strategies.differentiable import to_device
 
     torch.set_num_threads(threads)
     space, strategy = make_components(variant, batch)
     strategy.bind(space, 0, 1)
-    model = build_model(variant, space, strategy)
-    w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
-                                  weight_decay=strategy.weight_decay)
-    arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
-                                      weight_decay=strategy.arch_weight_decay)
+    mode = "-"
+    if variant == "original1":
+        torch.manual_seed(0)
+        model, architect = build_original(original, strategy)
+        w_optimizer = torch.optim.SGD(model.parameters(), strategy.lr, momentum=strategy.momentum,
+                                      weight_decay=strategy.weight_decay)
+    else:
+        model = build_model(variant, space, strategy)
+        if variant != "reference1":
+            mode = strategy.choose_checkpoint(model, (3, 32, 32), Hardware("cpu", threads=threads))
+        w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
+                                      weight_decay=strategy.weight_decay)
+        arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
+                                          weight_decay=strategy.arch_weight_decay)
     model.train()
-    feed = (lambda t: t) if variant == "reference1" else (lambda t: to_device(t, "cpu"))  # NCHW vs as search() feeds
+    feed = (lambda t: t) if variant in BASELINES else (lambda t: to_device(t, "cpu"))  # NCHW vs as search() feeds
     generator = torch.Generator().manual_seed(0)
     batches = [(feed(torch.randn(batch, 3, 32, 32, generator=generator)),
                 torch.randint(0, 10, (batch,), generator=generator)) for _ in range(2)]
     (x, y), (x_arch, y_arch) = batches
 
     def step():
+        if variant == "original1":
+            return original_step(model, architect, w_optimizer, x, y, x_arch, y_arch, strategy.lr, strategy.grad_clip)
         if variant == "reference1":
             return plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.grad_clip)
         strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)
@@ -133,8 +187,8 @@ def child(variant: str, steps: int, threads: int, batch: int) -> None:
         if i:
             times.append(time.perf_counter() - start)
     peak_gb = max_rss_gb()  # the whole process, under glibc's default (retaining) malloc
-    print(json.dumps({"variant": variant, "batch": batch, "seconds": statistics.median(times), "peak_gb": peak_gb,
-                      "step_gb": live_step_peak_gb(step)}))
+    print(json.dumps({"variant": variant, "batch": batch, "mode": mode, "seconds": statistics.median(times),
+                      "peak_gb": peak_gb, "step_gb": live_step_peak_gb(step)}))
 
 
 def plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, grad_clip) -> None:
@@ -179,11 +233,12 @@ def proc_status_kib(field: str) -> int:
         return next(int(line.split()[1]) for line in handle if line.startswith(field + ":"))
 
 
-def run_child(variant: str, steps: int, threads: int, batch: int) -> dict | str:
+def run_child(variant: str, steps: int, threads: int, batch: int, original: str | None = None) -> dict | str:
     """The variant's figures, or why it produced none (e.g. a heap-corruption abort)."""
     env = {**os.environ, **(HEAP_CHECKS if variant == "pcdarts_plain_conv" else {})}
     out = subprocess.run([sys.executable, __file__, "--child", variant, "--steps", str(steps), "--threads",
-                          str(threads), "--batch", str(batch)], capture_output=True, text=True, env=env)
+                          str(threads), "--batch", str(batch), *(["--original", original] if original else [])],
+                         capture_output=True, text=True, env=env)
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["?"])[-1]
         return f"exit {out.returncode} ({tail[:80]})"
@@ -192,29 +247,34 @@ def run_child(variant: str, steps: int, threads: int, batch: int) -> dict | str:
 
 def darts_counterpart(variant: str) -> str | None:
     """nasrun's first-order DARTS at the same recomputation as `variant` (None for DARTS-1 and the reference)."""
-    if variant.startswith(("darts1", "reference")):
+    if variant.startswith(("darts1", "reference", "original")):
         return None
-    return "darts1" + next((suffix for suffix in ("_cells", "_none") if variant.endswith(suffix)), "")
+    return "darts1" + next((suffix for suffix in ("_edges", "_cells", "_none") if variant.endswith(suffix)), "")
 
 
-def print_rows(rows: list[tuple[str, int]], steps: int, threads: int) -> dict:
-    """Run each (variant, batch) in a fresh process, print its figures and its ratios to the reference and
+def ratio(value: dict, base: dict | None, key: str) -> str:
+    return f"{value[key] / base[key]:.2f}x" if base else "-"
+
+
+def print_rows(rows: list[tuple[str, int]], steps: int, threads: int, original: str | None = None) -> dict:
+    """Run each (variant, batch) in a fresh process, print its figures and its ratios to the baselines and
     to its DARTS counterpart, each the first such row measured above it in this invocation."""
-    print(f"{'variant':19} {'batch':>5} {'s/step':>7} {'step GB':>8} {'peak GB':>8} {'time vs ref':>12}"
-          f" {'step mem vs ref':>16} {'step mem vs DARTS-1 (same recomputation)':>41}")
+    print(f"{'variant':19} {'batch':>5} {'mode':>5} {'s/step':>7} {'step GB':>8} {'peak GB':>8} "
+          f"{'time vs ref':>12} {'step mem vs ref':>16} {'time vs orig':>13} {'step mem vs orig':>17}"
+          f" {'step mem vs DARTS-1 (same recomputation)':>41}")
     results = {}
     for variant, batch in rows:
-        r = results[variant, batch] = run_child(variant, steps, threads, batch)
+        r = results[variant, batch] = run_child(variant, steps, threads, batch, original)
         if isinstance(r, str):
             print(f"{variant:19} {batch:5} {r}", flush=True)
             continue
-        ref, darts = (next((v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
-                      for k in ("reference1", darts_counterpart(variant)))
-        time_ratio = f"{r['seconds'] / ref['seconds']:.2f}x" if ref and variant != "reference1" else "-"
-        mem_ratio = f"{r['step_gb'] / ref['step_gb']:.2f}x" if ref and variant != "reference1" else "-"
-        vs_darts = f"{r['step_gb'] / darts['step_gb']:.2f}x ({darts_counterpart(variant)})" if darts else "-"
-        print(f"{variant:19} {batch:5} {r['seconds']:7.2f} {r['step_gb']:8.2f} {r['peak_gb']:8.2f} {time_ratio:>12}"
-              f" {mem_ratio:>16} {vs_darts:>41}", flush=True)
+        ref, orig, darts = (None if k == variant else next(
+            (v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
+            for k in ("reference1", "original1", darts_counterpart(variant)))
+        vs_darts = f"{ratio(r, darts, 'step_gb')} ({darts_counterpart(variant)})" if darts else "-"
+        print(f"{variant:19} {batch:5} {r['mode']:>5} {r['seconds']:7.2f} {r['step_gb']:8.2f} {r['peak_gb']:8.2f} "
+              f"{ratio(r, ref, 'seconds'):>12} {ratio(r, ref, 'step_gb'):>16} {ratio(r, orig, 'seconds'):>13} "
+              f"{ratio(r, orig, 'step_gb'):>17} {vs_darts:>41}", flush=True)
     return results
 
 
@@ -226,19 +286,23 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--paper-batches", action="store_true",
                         help="the PC-DARTS claim instead: " + ", ".join(f"{v} at batch {b}" for v, b in PAPER_BATCHES))
+    parser.add_argument("--original", metavar="PATH", help="a checkout of github.com/quark0/darts: adds original1")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child, args.steps, args.threads, args.batch)
+        return child(args.child, args.steps, args.threads, args.batch, args.original)
     import torch
 
     from nasrun.hardware import cpu_name
 
+    if args.original and not os.path.isfile(os.path.join(os.path.expanduser(args.original), "cnn", "model_search.py")):
+        sys.exit(f"--original {args.original}: no cnn/model_search.py there (a checkout of github.com/quark0/darts)")
+    variants = [*(["original1"] if args.original else []), *args.variants]
     rows = list(PAPER_BATCHES) if args.paper_batches else \
-        [(v, args.batch) for v in VARIANTS if v in args.variants]  # the baselines first
+        [(v, args.batch) for v in VARIANTS if v in variants]  # the baselines first
     print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} threads; C=16, 8 cells, 32x32; "
           f"median of {args.steps} steps", flush=True)
-    print_rows(rows, args.steps, args.threads)
+    print_rows(rows, args.steps, args.threads, args.original)
 
 
 if __name__ == "__main__":

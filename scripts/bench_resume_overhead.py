@@ -1,6 +1,7 @@
-"""What crash safety costs per trial: the runner with its checkpoint (runner.json after every ask,
-trial_times.jsonl) against the same runner with checkpointing switched off, on an instant estimator
-(the worst case: a tabular benchmark, where the runner's own work is all there is).
+"""What crash safety costs per trial: the runner with its checkpoint (runner.json at most once a second, a
+runner_journal.jsonl line for every ask in between, trial_times.jsonl) against the same runner with
+checkpointing switched off, on an instant estimator (the worst case: a tabular benchmark, where the
+runner's own work is all there is).
 
     python scripts/bench_resume_overhead.py [--trials 2000]
 """
@@ -17,7 +18,6 @@ from nasrun.estimators import Estimator, Evaluation
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.run.runner import Budget, Runner
-from nasrun.run.tensorboard import TensorBoardLog
 
 
 class InstantEstimator(Estimator):
@@ -35,8 +35,8 @@ def run_seconds(trials: int, checkpointing: bool) -> float:
                              ["hardware", "search_space", "strategy", "executor"])
     with tempfile.TemporaryDirectory() as run_dir:
         runner = Runner(parts.search_space, parts.strategy, InstantEstimator(), parts.executor, None, parts.hardware,
-                        Path(run_dir), seed=0, budget=Budget(trials), show_progress=False, final_test=False)
-        runner.observers = [o for o in runner.observers if not isinstance(o, TensorBoardLog)]
+                        Path(run_dir), seed=0, budget=Budget(trials), show_progress=False, final_test=False,
+                        tensorboard=False)
         if not checkpointing:
             runner.observers.remove(runner.checkpoint)
         start = time.perf_counter()

@@ -8,7 +8,7 @@ process would be at the line `sys.exit(main())`: its own pid, working directory,
 stdout/stderr files, and exit status (a signal shows as a negative return code, as with `subprocess`).
 
 Protocol (one JSON object per line): request {"command", "args", "cwd", "env", "stdout", "stderr",
-"timeout"} on stdin; reply {"returncode", "timed_out"} on stdout.
+"timeout", "limits"} on stdin (limits: tests/child_limits.py); reply {"returncode", "timed_out"} on stdout.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import sys
 import time
 import traceback
 from importlib.metadata import entry_points
+
+import child_limits  # from this tests/ folder, before sys.path[0] changes
 
 # A console script's sys.path starts with its own bin/ folder, not this tests/ folder.
 sys.path[0] = os.path.dirname(sys.executable)
@@ -40,7 +42,8 @@ def command_mains() -> dict:
 
 # What the commands import on first use (the first optimizer imports torch._dynamo, 2 s; data loaders,
 # TensorBoard, TPE, plots): loaded here once instead of in every child. Ray is not: it starts threads.
-PRELOADED = ("torch._dynamo", "torch.utils.tensorboard", "torchvision.datasets", "torchvision.transforms", "optuna",
+PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "tensorboard.compat.proto.summary_pb2",
+             "torchvision.datasets", "torchvision.transforms", "optuna",
              "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg")
 
 
@@ -71,7 +74,9 @@ def run_child(main, request: dict) -> None:
     os.dup2(devnull, 0)
     os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
     os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
+    child_limits.apply(request.get("limits") or {})
     sys.argv = [os.path.join(os.path.dirname(sys.executable), request["command"]), *request["args"]]
+    sys.modules["__main__"].__file__ = sys.argv[0]  # what a spawned worker re-runs as __mp_main__: the script
     code = 0
     try:
         main()

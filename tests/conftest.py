@@ -22,6 +22,7 @@ CONF = REPO / "conf"
 
 sys.path.insert(0, str(REPO / "scripts"))
 from cifar10_sample import sample_path  # noqa: E402  (where the real CIFAR-10 sample is; tests skip without it)
+import child_limits  # noqa: E402
 
 CIFAR10_SAMPLE = sample_path()
 
@@ -55,22 +56,24 @@ def compose_cfg():
 STARTUP_VARIABLES = ("OMP_", "MKL_", "ONEDNN_", "DNNL_", "MALLOC_", "LD_", "PYTHON", "KMP_", "OPENBLAS_")
 
 
-def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False) -> subprocess.CompletedProcess:
+def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False,
+            limits: dict | None = None) -> subprocess.CompletedProcess:
     """Run an installed console script (from this interpreter's venv) in a process of its own.
 
     By default the process is forked from `cli_zygote` (the imports done once per test worker);
-    `fresh=True`, or an `env` that sets a start-up variable, starts the console script itself."""
+    `fresh=True`, or an `env` that sets a start-up variable, starts the console script itself.
+    `limits` (tests/child_limits.py) bound its CPU time, memory and file sizes, or make folders read-only."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     environment.pop("HYDRA_FULL_ERROR", None)
     startup = {key: value for key, value in (env or {}).items() if key.startswith(STARTUP_VARIABLES)}
     if fresh or startup not in ({}, {"OMP_NUM_THREADS": "1"}):  # the fork server runs with exactly that
         executable = str(Path(sys.executable).with_name(command))
         return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, preexec_fn=(lambda: child_limits.apply(limits)) if limits else None)
     zygote = CliZygote.get()
     if not zygote.fork_works:  # this machine's torch does not survive a fork: start the script itself
-        return run_cli(args, cwd, command, env, timeout, fresh=True)
-    return zygote.run(command, [str(a) for a in args], cwd, environment, timeout)
+        return run_cli(args, cwd, command, env, timeout, fresh=True, limits=limits)
+    return zygote.run(command, [str(a) for a in args], cwd, environment, timeout, limits)
 
 
 class CliZygote:
@@ -104,11 +107,11 @@ class CliZygote:
             self.process.kill()
         shutil.rmtree(self.outputs, ignore_errors=True)
 
-    def run(self, command, args, cwd, environment, timeout) -> subprocess.CompletedProcess:
+    def run(self, command, args, cwd, environment, timeout, limits=None) -> subprocess.CompletedProcess:
         self.count += 1
         out, err = self.outputs / f"{self.count}.out", self.outputs / f"{self.count}.err"
         request = dict(command=command, args=args, cwd=str(cwd), env=environment, stdout=str(out),
-                       stderr=str(err), timeout=timeout)
+                       stderr=str(err), timeout=timeout, limits=limits)
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         reply = json.loads(self.process.stdout.readline())

@@ -83,6 +83,28 @@ def test_help_says_what_each_group_is_for_and_lists_the_commands(tmp_path):
             assert any(line.startswith(f"{command} ") for line in lines), command
 
 
+# Runs `nasrun ARGS` in a fresh interpreter and says afterwards whether anything imported torch.
+TORCH_PROBE = ("import sys\nfrom nasrun.commands.search import main\nsys.argv = ['nasrun', *sys.argv[1:]]\n"
+               "try:\n    main()\nfinally:\n    print('torch imported:', 'torch' in sys.modules)")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"], ["strategy=darts", "--help"],
+                                  ["search_space=nb201", "estimator=nb201", "strategy=random", "budget.trials=20"]])
+def test_help_config_and_table_lookups_never_import_torch(tmp_path, args):
+    """torch takes seconds to import: the commands that only show the config, and a search whose
+    estimator is a table lookup, never load it."""
+    search = not any(arg.startswith("--") for arg in args)
+    extra = ["progress=false", f"hydra.run.dir={tmp_path}/run"] if search else []
+    result = subprocess.run([sys.executable, "-c", TORCH_PROBE, *args, *extra], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "torch imported: False" in result.stdout
+    if search:
+        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        assert summary["trials"] == 20 and summary["device"] is None and summary["cpu_threads"] is None
+        assert (tmp_path / "run" / "plots" / "best_architecture.png").is_file()
+
+
 def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
     result = run_cli(["-m", "seed=0,1", *TINY], cwd=tmp_path)
     assert result.returncode == 0, result.stderr

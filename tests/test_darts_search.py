@@ -59,6 +59,23 @@ def test_mixed_op_hard_sample_and_partial_channels():
     assert partial(torch.randn(2, 8, 7, 7), weights).shape == (2, 8, 4, 4)
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_pcdarts_shuffle_is_the_papers_concatenate_then_shuffle(layout):
+    from nasrun.supernets.mixed import shuffled
+
+    mixed, rest = torch.randn(2, 3, 5, 5, dtype=torch.float64), torch.randn(2, 9, 5, 5, dtype=torch.float64)
+    scale = torch.tensor(0.7, dtype=torch.float64)
+    inputs = [*(t.contiguous(memory_format=layout).requires_grad_() for t in (mixed, rest)), scale.requires_grad_()]
+    concatenated = torch.cat([inputs[0], inputs[1] * inputs[2]], dim=1)
+    expected = concatenated.reshape(2, 4, 3, 5, 5).transpose(1, 2).reshape(2, 12, 5, 5)  # the PC-DARTS code's shuffle
+    found = shuffled(inputs[0], inputs[1], 4, inputs[2])
+    assert torch.equal(found, expected) and found.is_contiguous(memory_format=layout)
+    upstream = torch.randn_like(found)
+    for a, b in zip(torch.autograd.grad((found * upstream).sum(), inputs),
+                    torch.autograd.grad((expected * upstream).sum(), inputs)):
+        assert torch.allclose(a, b)
+
+
 def test_gumbel_weighting_samples_one_op_with_gradient():
     alpha = torch.zeros(6, 5, requires_grad=True)
     weights, index = GumbelWeighting(tau=1.0).op_weights(alpha)
@@ -191,6 +208,50 @@ def test_weight_step_keeps_no_op_output_for_alpha(weighting):
     step = DartsSearch(order=1, grad_clip=None, **TINY_SEARCH)
     kept = saved_bytes(lambda: step.weight_step(model, torch.optim.SGD(model.weight_parameters(), 0.0), x, y))
     assert kept < 0.9 * plain
+
+
+@pytest.mark.parametrize("mode", ["cells", "edges"])
+def test_recomputation_changes_no_value_batch_norm_statistics_included(mode):
+    """A step with recomputation gives the gradients of one without, and leaves every batch norm's
+    running statistics and batch count as one pass sets them: `checkpoint: auto` may pick either mode."""
+    import copy
+
+    plain, x, y = tiny_step_setting(Weighting())
+    recomputing = copy.deepcopy(plain)
+    recomputing.checkpoint = mode
+    for model in (plain, recomputing):
+        F.cross_entropy(model(x), y).backward()
+    for (name, expected), (_, kept) in zip(plain.state_dict().items(), recomputing.state_dict().items()):
+        assert torch.equal(kept, expected), name
+    for (name, expected), (_, found) in zip(plain.named_parameters(), recomputing.named_parameters()):
+        assert torch.allclose(found.grad, expected.grad), name
+
+
+def test_auto_checkpoint_recomputes_only_where_a_step_would_not_fit(monkeypatch, caplog):
+    from nasrun.supernets import memory
+
+    strategy = GdasSearch(**TINY_SEARCH)  # Gumbel draws: the memory probe must not consume torch's random numbers
+    strategy.bind(DartsSpace(C=4, layers=3), 0, 1)
+    model = strategy.build_supernet(DartsSpace(C=4, layers=3), (3, 8, 8), 10)
+    assert strategy.checkpoint == "auto" and model.checkpoint == "none"
+    before, random_state = copy_state(model), torch.get_rng_state()
+    per_sample = memory.activation_bytes(model, (3, 8, 8), "cpu") / memory.PROBE_BATCH
+    assert memory.activation_bytes(model, (3, 8, 8), "cpu", batch=8) == pytest.approx(8 * per_sample, rel=0.1)
+    assert all(torch.equal(a, b) for a, b in zip(before, copy_state(model)))  # the probe ran on a copy
+    assert torch.equal(torch.get_rng_state(), random_state)
+    need = per_sample * strategy.batch_size * memory.STEP_MARGIN
+    hardware = Hardware(device="cpu")
+    for free, mode in ((4 * need, "none"), (need, "edges")):
+        monkeypatch.setattr(Hardware, "free_memory", lambda self, free=free: (int(free), "a test's RAM"))
+        with caplog.at_level("INFO", logger="nasrun"):
+            assert strategy.choose_checkpoint(model, (3, 8, 8), hardware) == mode == model.checkpoint
+        assert f"strategy.checkpoint=auto: {mode} (a step at batch 16 without recomputation" in caplog.text
+    model.checkpoint = "none"
+    assert DartsSearch(checkpoint="cells").choose_checkpoint(model, (3, 8, 8), hardware) == "none"  # set: kept
+
+
+def copy_state(model) -> list[torch.Tensor]:
+    return [t.clone() for t in model.state_dict().values()]
 
 
 # --- strategies ----------------------------------------------------------------------------------------------

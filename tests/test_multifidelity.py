@@ -196,13 +196,16 @@ def test_successive_halving_on_worker_processes_equals_the_local_run(tmp_path):
     assert runs["processes"] == runs["local"]
 
 
-@pytest.mark.parametrize("strategy", ["successive_halving", "asha"])
-def test_a_search_killed_mid_bracket_resumes_exactly(tmp_path, monkeypatch, compose_cfg, strategy):
+@pytest.mark.parametrize("strategy, full_save_seconds", [("successive_halving", 0.0), ("asha", 0.0),
+                                                        ("successive_halving", 1e9), ("hyperband", 1e9)])
+def test_a_search_killed_mid_bracket_resumes_exactly(tmp_path, monkeypatch, compose_cfg, strategy, full_save_seconds):
     from test_resume import Crash, crash_on_call, start_run
     from nasrun.commands.resume import resume_run
+    from nasrun.run import checkpoint
 
     cfg = compose_cfg([f"strategy={strategy}", "estimator.epochs=3", "budget.trials=6", "seed=2", *TINY_MF])
     start_run(cfg, tmp_path / "reference")
+    monkeypatch.setattr(checkpoint, "FULL_SAVE_SECONDS", full_save_seconds)
     with monkeypatch.context() as patch:
         crash_on_call(patch, FullTraining, "evaluate", 4)   # trial 3, the first promotion, is pending
         with pytest.raises(Crash):

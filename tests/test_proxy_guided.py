@@ -13,7 +13,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, TINY, read_jsonl, run_cli, run_dirs
-from test_strategies import TARGET, found_at, run_search, toy_score
+from test_strategies import found_at, run_search, toy_score
 from toys import ToySpace
 
 from nasrun.build import instantiate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -143,16 +144,17 @@ def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
 
     sources = []
 
-    def fake_dot(command, **kwargs):
-        assert command[:2] == ["dot", "-Tpng"]
-        sources.append(Path(command[2]).read_text())
-        Path(command[-1]).write_bytes(b"\x89PNG\r\n\x1a\n")
+    def fake_dot(command, input, **kwargs):  # the PNG comes back on stdout (written whole by nasrun)
+        assert command == ["dot", "-Tpng"]
+        sources.append(input.decode())
+        return subprocess.CompletedProcess(command, 0, stdout=b"\x89PNG\r\n\x1a\n", stderr=b"")
 
     monkeypatch.setattr(drawing.shutil, "which", lambda name: "/usr/bin/dot")
     monkeypatch.setattr(drawing.subprocess, "run", fake_dot)
     macro = {"stem": 8, "layers": [{"op": "conv3x3", "width": 8, "stride": 2, "skips": []},
                                    {"op": "identity", "width": 8, "stride": 1, "skips": [0]}]}
     assert draw_architecture("macro", macro, tmp_path / "a.png") == tmp_path / "a.png"
+    assert (tmp_path / "a.png").read_bytes() == b"\x89PNG\r\n\x1a\n"
     assert '"0_n1" [label="conv3x3\\n8 ↓2"];' in sources[0]
     assert '"0_n0" -> "0_n2" [label="", style=dashed];' in sources[0]
     draw_architecture("darts", GENOTYPE, tmp_path / "b.png")

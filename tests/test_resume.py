@@ -174,6 +174,56 @@ def test_torn_last_line_is_cut_and_trial_rerun(reference, tmp_path, monkeypatch)
     assert outcome(run_dir) == expected
 
 
+# --- the ask journal: runner.json rewritten at most every FULL_SAVE_SECONDS ---------------------------------
+TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=40", "progress=false", "report=false", "seed=4"]
+
+
+def tabular_trials(run_dir: Path) -> list[dict]:
+    return [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()]
+
+
+@pytest.mark.parametrize("strategy", ["random", "regularized_evolution", "local_search", "tpe"])
+def test_a_run_killed_between_rewrites_of_its_checkpoint_replays_the_journal(strategy, compose_cfg, tmp_path,
+                                                                              monkeypatch):
+    """With runner.json written only at the first ask, every later ask is a journal line; a crash after 25
+    trials resumes by replaying them, and the search ends as the uninterrupted one did."""
+    from nasrun.estimators.nb201 import NB201Tabular
+    from nasrun.run import checkpoint
+
+    cfg = compose_cfg([f"strategy={strategy}", *TABULAR])
+    start_run(cfg, tmp_path / "reference")
+    monkeypatch.setattr(checkpoint, "FULL_SAVE_SECONDS", 1e9)
+    with monkeypatch.context() as patch:
+        crash_on_call(patch, NB201Tabular, "evaluate", 26)
+        with pytest.raises(Crash):
+            start_run(cfg, tmp_path / "run")
+    journal = tmp_path / "run" / "checkpoints" / "runner_journal.jsonl"
+    assert len(journal.read_text().splitlines()) == 25  # asks 2..26: the state of ask 1 is in runner.json
+    resume_run(tmp_path / "run", show_progress=False)
+    assert tabular_trials(tmp_path / "run") == tabular_trials(tmp_path / "reference")
+    assert not journal.exists()  # the finished run's runner.json holds every ask
+    assert json.loads((tmp_path / "run" / "checkpoints" / "runner.json").read_text())["asks"] == 40
+
+
+def test_a_journal_the_strategy_does_not_replay_is_a_clear_error(compose_cfg, tmp_path, monkeypatch):
+    from nasrun.estimators.nb201 import NB201Tabular
+    from nasrun.run import checkpoint
+
+    monkeypatch.setattr(checkpoint, "FULL_SAVE_SECONDS", 1e9)
+    with monkeypatch.context() as patch:
+        crash_on_call(patch, NB201Tabular, "evaluate", 10)
+        with pytest.raises(Crash):
+            start_run(compose_cfg(["strategy=random", *TABULAR]), tmp_path / "run")
+    journal = tmp_path / "run" / "checkpoints" / "runner_journal.jsonl"
+    lines = journal.read_text().splitlines()
+    event = json.loads(lines[3])
+    event["jobs"][0]["arch"] = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    journal.write_text("\n".join([*lines[:3], json.dumps(event), *lines[4:]]) + "\n")
+    with pytest.raises(CheckpointError, match="runner_journal.jsonl.*other architectures than at ask 5"):
+        resume_run(tmp_path / "run", show_progress=False)
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
 # --- SIGKILL in a real process -------------------------------------------------------------------------
 KILL_SEARCH = ["budget.trials=3", "estimator.epochs=3", "search_space.min_layers=2", "search_space.max_layers=3",
                "progress=false", "report=false", "seed=5", "hardware=cpu", "hardware.threads=1"]

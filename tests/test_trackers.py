@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
@@ -116,6 +117,34 @@ def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_pat
     (run_dir / "summary.json").unlink()
     resume_run(run_dir, show_progress=False)
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_resume_follows_no_tracker_dir_from_the_saved_config(compose_cfg, tmp_path, monkeypatch):
+    """A shared run dir is data: its saved tracker_dir is not followed, and outside an outputs folder a
+    resume tracks nothing (it writes nothing beside the run dir)."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cfg = compose_cfg([*TABULAR, "budget.trials=4", f"tracker_dir={elsewhere}"])
+    run_dir = tmp_path / "shared" / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    original, calls = Runner._record, []
+
+    def crash_on_third(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise Crash()
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "_record", crash_on_third)
+        with pytest.raises(Crash):
+            run_experiment(cfg, run_dir, show_progress=False)
+    assert (elsewhere / "nasrun.db").is_file()  # what the original run tracked, on the machine that ran it
+    shutil.rmtree(elsewhere)
+    resume_run(run_dir, show_progress=False)
+    assert len((run_dir / "trials.jsonl").read_text().splitlines()) == 4
+    assert not elsewhere.exists() and sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["run"]
 
 
 def test_a_parallel_sweep_writes_one_study_per_job_into_one_database(tmp_path):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from nasrun.errors import ConfigError
-from nasrun.assessment.latency_table import LatencyTable
-from nasrun.assessment.metrics import COST_METRICS, ArchitectureMetrics, MetricsConfig, measure_for
+from nasrun.assessment.metrics_config import COST_METRICS, MetricsConfig, measure_for
 from nasrun.assessment.objectives import Objectives
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir, atomic_write_json
+
+if TYPE_CHECKING:
+    from nasrun.assessment.metrics import ArchitectureMetrics
 
 log = logging.getLogger("nasrun")
 
@@ -100,6 +102,9 @@ def build_assessment(objectives: Objectives, config: MetricsConfig, space, data,
 def architecture_metrics(space, input_shape, num_classes: int, device: str, config: MetricsConfig,
                          measures) -> ArchitectureMetrics:
     """ArchitectureMetrics, with latency predicted from a `nasrun-latency-table` JSON when the config says so."""
+    from nasrun.assessment.latency_table import LatencyTable  # torch: only a run that measures loads them
+    from nasrun.assessment.metrics import ArchitectureMetrics
+
     predictor = None
     if "latency" in set(measures) and config.latency == "table":
         predictor = LatencyTable.load(config.latency_table).predictor(space, tuple(input_shape))

@@ -13,16 +13,16 @@ instead of timing every architecture (as once-for-all does for phones — here, 
 
 from __future__ import annotations
 
-import json
 import platform
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from nasrun.errors import ConfigError
+from nasrun.errors import CheckpointError, ConfigError
 from nasrun.assessment.metrics import example_input, measure_latency_ms
 from nasrun.rundir import atomic_write_json
+from nasrun.state import read_json_object
 
 FORMAT = 1
 
@@ -59,9 +59,9 @@ class LatencyTable:
     def load(cls, path: str | Path) -> "LatencyTable":
         path = Path(path).expanduser()
         try:
-            record = json.loads(path.read_text())
+            record = read_json_object(path, "latency table", ("entries",))
             entries = record.pop("entries")
-        except (OSError, ValueError, KeyError, AttributeError) as err:
+        except CheckpointError as err:
             raise ConfigError(f"latency table {path} is missing or not a nasrun-latency-table JSON ({err})") from None
         return cls(entries, record)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import Callable, Sequence
@@ -10,15 +11,16 @@ from hydra.errors import HydraException
 
 from nasrun.console import print_error
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.size import NetworkLimits
 
 
-def compose_run_config(overrides: Sequence[str]):
+def compose_run_config(overrides: Sequence[str], return_hydra_config: bool = False):
     """The config `nasrun` would compose from `overrides` (a one-line ConfigError for a bad one)."""
     from hydra import compose, initialize_config_module
 
     try:
         with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
+            return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
     except HydraException as err:
         raise ConfigError(str(err).splitlines()[0]) from None
 
@@ -37,3 +39,24 @@ def run_command(program: str, body: Callable[[], int | None]) -> None:
         print_error(program, "interrupted; what was finished so far is kept (run it again to continue)")
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """--max-params, --max-memory-gb, --max-modules: the size limits of a network rebuilt from a file."""
+    defaults = NetworkLimits()
+    group = parser.add_argument_group("network size limits", "a network over them is refused before it is "
+                                      "built (nasrun/nets/size.py says why these defaults)")
+    group.add_argument("--max-params", type=float, default=defaults.max_params,
+                       help=f"most parameters (default {defaults.max_params:g})")
+    group.add_argument("--max-memory-gb", type=float, default=defaults.max_memory_gb,
+                       help=f"most GiB for weights, gradients and one image's activations (default {defaults.max_memory_gb:g})")
+    group.add_argument("--max-modules", type=float, default=defaults.max_modules,
+                       help=f"most modules (layers) (default {defaults.max_modules:,})")
+
+
+def limits_of(args: argparse.Namespace) -> NetworkLimits:
+    """The limits given by `add_limit_options`' flags (a ConfigError for a value that is not positive)."""
+    try:
+        return NetworkLimits(args.max_params, args.max_memory_gb, args.max_modules)
+    except ConfigError as err:
+        raise ConfigError(f"--{str(err).replace('_', '-')}") from None

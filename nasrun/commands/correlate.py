@@ -36,7 +36,7 @@ from nasrun.console import add_row, console, new_table, number_column, print_tab
 from nasrun.errors import ConfigError
 from nasrun.executors import TrialJob, run_trial
 from nasrun.reports.correlation import agreement, plot_agreement
-from nasrun.rundir import atomic_write_json
+from nasrun.rundir import RunDir, atomic_write_json
 from nasrun.run.runner import trial_seed
 
 
@@ -119,11 +119,11 @@ def correlate(shared: list[str], side_a: list[str], side_b: list[str], archs: in
               **({"by_metric": by_metric} if len(metrics_a) > 1 else {}),
               "architectures": [{"arch": space_a.to_json(sample[i]), "a": a[i][head], "b": b[i],
                                  **({"a_metrics": a[i]} if len(metrics_a) > 1 else {})} for i in range(len(sample))]}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "correlation.json", result)
     labels = (f"A: {cfg_a.estimator.name} {head}", f"B: {cfg_b.estimator.name} {metric_b}")
     title = f"{space_a.name}, {len(kept)} architectures: τ={result['kendall_tau']:.3f} ρ={result['spearman_rho']:.3f}"
-    plot_agreement([a[i][head] for i in kept], [b[i] for i in kept], labels, title, out / "correlation.png")
+    with RunDir(out).writing():  # its lock, and no link leading out of it
+        atomic_write_json(out / "correlation.json", result)
+        plot_agreement([a[i][head] for i in kept], [b[i] for i in kept], labels, title, out / "correlation.png")
     return result
 
 

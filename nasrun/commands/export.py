@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nasrun.commands.common import run_command
+from nasrun.commands.common import add_limit_options, limits_of, run_command
 from nasrun.console import print_warning, say
 from nasrun.evaluation.export import FORMATS, available_formats, export_run, why_unavailable
+from nasrun.rundir import guard_output
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=None,
                         help="what to write (default: every format this installation can write); a requested "
                              "format that cannot be written is an error")
+    add_limit_options(parser)
     args = parser.parse_args(argv)
     out = args.out or (args.source if args.source.is_dir() else args.source.parent) / "export"
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.formats is None:
             for kind in sorted(set(FORMATS) - set(available_formats())):
                 say(f"nasrun-export: skipped {kind}: {why_unavailable(kind)}")
-        written, spec = export_run(args.source, args.weights, out, args.formats)
+        with guard_output(args.source, out):  # the run's lock when writing into it (RUN_DIR/export)
+            written, spec = export_run(args.source, args.weights, out, args.formats, limits_of(args))
         for kind, name in written.items():
             say(f"{kind:12s} {out / name}")
         if "normalize" not in (spec.get("input") or {}):

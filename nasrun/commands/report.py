@@ -1,4 +1,7 @@
-"""`nasrun-report RUN_DIR ...`: (re)write the report of runs: <run dir>/report.html and plots/."""
+"""`nasrun-report RUN_DIR ...`: (re)write the report of runs: <run dir>/report.html and plots/.
+
+It takes no lock, so it works while a run is writing: it draws the trials of complete lines of
+trials.jsonl, and each file it writes replaces the old one whole."""
 
 from __future__ import annotations
 
@@ -21,10 +24,12 @@ def main(argv: list[str] | None = None) -> None:
     def report() -> int:
         status = 0
         for run_dir in args.run_dirs:
-            if not RunDir(run_dir).trials.exists():
+            run = RunDir(run_dir)
+            if not run.trials.exists() and not run.trials.is_symlink():
                 print_error("nasrun-report", f"{run_dir} has no trials.jsonl: not a nasrun run directory")
                 status = 2
                 continue
+            run.check()
             for path in write_run_report(run_dir):
                 say(f"wrote {path}")
         return status

@@ -46,10 +46,10 @@ def reproduce(run_dir: Path, out_dir: Path | None = None, overrides: list[str] =
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir = out_dir or Path("outputs") / "reproduce" / f"{run_dir.name}_{stamp}"
-    run = RunDir(out_dir)
-    atomic_write(run.config, OmegaConf.to_yaml(cfg))
-    run.attach_log(console_warnings=False)
-    run_experiment(cfg, out_dir, show_progress=show_progress)
+    with RunDir(out_dir).writing() as run:
+        atomic_write(run.config, OmegaConf.to_yaml(cfg))
+        run.attach_log(console_warnings=False)
+        run_experiment(cfg, out_dir, show_progress=show_progress)
     return out_dir
 
 

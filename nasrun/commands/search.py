@@ -13,11 +13,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nasrun.commands.resume import main as resume_main
 from nasrun.console import print_error, print_warning
 from nasrun.errors import NasrunError, NoResult
-from nasrun.experiment import run_experiment
-from nasrun.run.budget_check import sweep_warnings
 
 SWEEP_PROBLEMS: list[str] = []  # jobs of a multirun sweep that ended without a result
 
@@ -50,6 +47,8 @@ def fail(message: str, code: int = 2) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://nasrun.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
+    from nasrun.experiment import run_experiment  # here: `--help` and `--cfg job` import no component code
+
     try:
         summary = run_experiment(cfg, HydraConfig.get().runtime.output_dir, show_progress=cfg.get("progress", True))
     except NoResult as err:
@@ -87,18 +86,50 @@ def unknown_group_choice(argv: list[str]) -> str | None:
     return None
 
 
+HYDRA_LISTINGS = ("$APP_CONFIG_GROUPS", "$HYDRA_CONFIG_GROUPS", "$FLAGS_HELP")  # what only Hydra's help fills in
+
+
+def app_help(argv: list[str]) -> str | None:
+    """What `nasrun [overrides] --help` prints: the help template (conf/hydra/help/nasrun.yaml) of the
+    composed config. Written here because Hydra builds its listings of the config groups before it reads
+    the template, copying its whole config repository once per group (over a second), even when the
+    template shows none of them. None where Hydra should answer: other flags, Hydra's own settings, a
+    template that asks for Hydra's listings."""
+    overrides = [arg for arg in argv if arg not in ("--help", "-h")]
+    if any(arg.startswith("-") or arg.lstrip("+~").startswith("hydra") for arg in overrides):
+        return None
+    from string import Template
+
+    from nasrun.commands.common import compose_run_config
+
+    cfg = compose_run_config(overrides, return_hydra_config=True)
+    template = cfg.hydra.help.template
+    if any(listing in template for listing in HYDRA_LISTINGS):
+        return None
+    config = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    return Template(template).safe_substitute(CONFIG=OmegaConf.to_yaml(config))
+
+
 def main() -> None:
     resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
     if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/commands/resume.py)
         others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
         if others or len(resume) > 1:
             fail(f"resume=RUN_DIR continues a run with its saved config and takes no other overrides, got {others}")
+        from nasrun.commands.resume import main as resume_main
+
         resume_main([resume[0].split("=", 1)[1], *(["--no-progress"] if "progress=false" in sys.argv else [])])
         return
     message = unknown_group_choice(sys.argv[1:])
     if message:
         fail(message)
+    help_text = app_help(sys.argv[1:]) if {"--help", "-h"} & set(sys.argv[1:]) else None
+    if help_text is not None:
+        print(help_text)
+        return
     if {"-m", "--multirun"} & set(sys.argv[1:]):
+        from nasrun.run.budget_check import sweep_warnings
+
         for warning in sweep_warnings([arg for arg in sys.argv[1:] if not arg.startswith("-")]):
             print_warning("nasrun", warning)
     hydra_main()

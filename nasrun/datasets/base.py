@@ -10,7 +10,8 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nasrun.errors import ConfigError
+from nasrun.datasets.source import DatasetSource  # noqa: F401 (re-exported)
+from nasrun.errors import ConfigError, DataError
 
 
 @dataclass
@@ -71,13 +72,6 @@ class TensorSplit(Dataset):
         return TensorSplit(self.images[indices], self.labels[indices])
 
 
-class DatasetSource:
-    """Base of every `conf/dataset/` component: `load()` returns the run's DataBundle."""
-
-    def load(self) -> "DataBundle":
-        raise NotImplementedError
-
-
 @dataclass(frozen=True)
 class InputTransform:
     """How an image as a user has it becomes the network's input: `preprocessing` (in words) turns it into
@@ -109,6 +103,18 @@ class DataBundle:
     augment: Augment = field(default_factory=Augment)
     transform: InputTransform | None = None
     classes: list[str] | None = None
+
+    def __post_init__(self):
+        """The minimum that makes a score mean something: 2 classes, and at least one image in every split
+        (a split without one would train on nothing, or score an empty validation set)."""
+        if self.num_classes < 2:
+            raise DataError(f"dataset {self.name} has {self.num_classes} class(es); a classification search "
+                            "needs at least 2")
+        sizes = self.sizes()
+        empty = [split for split, size in sizes.items() if size == 0]
+        if empty:
+            raise DataError(f"dataset {self.name}: no images in the {' and '.join(empty)} split ({sizes}); every "
+                            "split needs at least one: add images, or change the split fractions or subsets")
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0,
                num_workers: int = 0, drop_last: bool = False) -> Iterator:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import gzip
 import importlib.util
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from nasrun.datasets.base import DataBundle, DatasetSource, InputTransform, TensorSplit, split_indices, standardise
+from nasrun.datasets.source import DatasetSource
+
+if TYPE_CHECKING:
+    from nasrun.datasets.base import DataBundle
 
 
 class Digits(DatasetSource):
@@ -18,6 +21,10 @@ class Digits(DatasetSource):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
 
     def load(self) -> DataBundle:
+        import torch  # here, not at the top: a run that loads no data never imports torch
+
+        from nasrun.datasets.base import DataBundle, InputTransform, TensorSplit, split_indices, standardise
+
         pixels, targets = read_digits()
         images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
         labels = torch.tensor(targets, dtype=torch.long)

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from nasrun.datasets.base import TensorSplit
+from nasrun.errors import DataError
 
 log = logging.getLogger("nasrun")
 
@@ -105,7 +106,10 @@ def decode(folder: Dataset, num_workers: int) -> tuple[torch.Tensor, torch.Tenso
     """Every image of `folder` (a dataset yielding uint8 (C, H, W) tensors) as uint8 (N, C, H, W), and its labels."""
     workers = num_workers if len(folder) >= PARALLEL_DECODE_MIN else 0
     start = time.perf_counter()
-    images, labels = zip(*DataLoader(folder, batch_size=256, num_workers=workers))
+    try:
+        images, labels = zip(*DataLoader(folder, batch_size=256, num_workers=workers))
+    except DataError as err:  # from a worker, its message is the worker's traceback: keep the last line
+        raise DataError(str(err).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")) from None
     log.info("imagefolder: decoded %d images of %s in %.1f s", len(folder), getattr(folder, "root", "a folder"),
              time.perf_counter() - start)
     return torch.cat(images), torch.cat(labels).long()

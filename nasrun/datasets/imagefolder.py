@@ -19,7 +19,7 @@ from torchvision import transforms as T
 
 from nasrun.datasets.base import Augment, DataBundle, DatasetSource, InputTransform, limit, resolve_root, split_indices
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset, decode, load_or_decode
-from nasrun.errors import ConfigError, DatasetMissing
+from nasrun.errors import ConfigError, DataError, DatasetMissing
 
 log = logging.getLogger("nasrun")
 
@@ -37,6 +37,16 @@ class _Folder(tv.ImageFolder):
         if not classes:
             raise FileNotFoundError(f"Couldn't find any class folder in {directory}.")
         return classes, {name: index for index, name in enumerate(classes)}
+
+
+def load_image(path: str):
+    """An image file as torchvision's ImageFolder opens it; one that cannot be decoded (empty, truncated,
+    not an image) is a one-line DataError naming it."""
+    try:
+        return tv.folder.default_loader(path)
+    except Exception as err:  # noqa: BLE001 - whatever PIL raises for a broken file, the file is named
+        reason = str(err).splitlines()[0][:120] if str(err) else ""
+        raise DataError(f"imagefolder: cannot read the image {path} ({type(err).__name__}: {reason})") from None
 
 
 class _ToRGB:
@@ -90,7 +100,7 @@ class ImageFolderDataset(DatasetSource):
 
     def _open(self, folder: Path, transform) -> _Folder:
         try:
-            return _Folder(str(folder), transform=transform)
+            return _Folder(str(folder), transform=transform, loader=load_image)
         except (FileNotFoundError, RuntimeError) as err:
             raise DatasetMissing(f"imagefolder: {str(err).splitlines()[0]} {self.expected()}") from None
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from nasrun.datasets import DataBundle
 from nasrun.hardware import Hardware
+from nasrun.nets.size import NetworkLimits
 from nasrun.spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.datasets import DataBundle
 
 # report(epoch, total_epochs, metrics) lets the progress display follow a trial epoch by epoch.
 Report = Optional[Callable[[int, int, dict], None]]
@@ -42,6 +45,7 @@ class Estimator:
     trains_supernet = False  # True when `bind` trains a supernet: several processes then train it together,
     #                          and the Runner passes bind a `steps` report (nasrun.training.StepReport)
     max_fidelity: int | None = None  # epochs an evaluation can train to with `fidelity=` (None: no fidelity)
+    network_limits: NetworkLimits | None = None  # size limits of a supernet `bind` builds (the runner's; None: defaults)
 
     def bind(self, space: SearchSpace, data: DataBundle | None, hardware: Hardware, run_dir: Path | None = None,
              seed: int = 0) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from nasrun.errors import ConfigError, InvalidArchitecture
 from nasrun.estimators.base import Estimator, Evaluation, Report
-from nasrun.nets.nb201 import format_arch, parse_arch
+from nasrun.nets.nb201_arch import format_arch, parse_arch
 
 TABLE_FILE = "nb201_accuracy.csv.gz"
 

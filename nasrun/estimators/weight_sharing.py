@@ -28,6 +28,7 @@ from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
 from nasrun.estimators.full_training import FullTraining
 from nasrun.hardware import seed_everything
+from nasrun.nets.size import check_network_size
 from nasrun.records import to_jsonable
 from nasrun.supernets import Supernet, build_supernet
 from nasrun.supernets.training import Distillation, PathPlan, recalibrate_batch_norm, train_supernet_epoch
@@ -61,6 +62,8 @@ class WeightSharing(Estimator):
     def bind(self, space, data, hardware, run_dir=None, seed: int = 0, steps: StepReport = None) -> None:
         """Train the supernet (or load it); `steps` hears every training step (the Runner's progress bar)."""
         super().bind(space, data, hardware, run_dir, seed)
+        check_network_size(lambda: build_supernet(space, data.input_shape, data.num_classes), data.input_shape,
+                           "search_space (its weight-sharing supernet)", self.network_limits)
         seed_everything(self.seed)
         self.supernet = build_supernet(space, data.input_shape, data.num_classes).to(hardware.device)
         self.plan.check(self.supernet)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
@@ -37,6 +37,9 @@ from nasrun.estimators import proxies
 from nasrun.estimators.nb201_zc import COMPUTED, SOURCE, ZeroCostTable, agrees, covers, load_zc_table, table_fits
 from nasrun.hardware import seed_everything
 from nasrun.rundir import RunDir, save_checkpoint
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class ZeroCost(Estimator):

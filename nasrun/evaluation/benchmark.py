@@ -24,6 +24,7 @@ from nasrun.build import build_components
 from nasrun.console import add_row, new_table, number_column
 from nasrun.config import load_saved_config
 from nasrun.errors import CheckpointError, NasrunError
+from nasrun.nets.size import NetworkLimits, check_network_size
 from nasrun.rundir import RunDir, load_checkpoint, read_json
 from nasrun.training import accuracy, logits_of
 
@@ -79,10 +80,10 @@ def robustness(model: nn.Module, data, device: str, sigmas: Sequence[float], eps
 class RunBenchmark:
     """Rebuilds a run's components and benchmarks architectures of it."""
 
-    def __init__(self, run_dir: Path, overrides: Sequence[str] = ()):
+    def __init__(self, run_dir: Path, overrides: Sequence[str] = (), limits: NetworkLimits | None = None):
         from omegaconf import OmegaConf
 
-        self.run_dir = Path(run_dir)
+        self.run_dir, self.limits = Path(run_dir), limits
         self.files = RunDir(run_dir)
         cfg = load_saved_config(self.run_dir)
         self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
@@ -104,8 +105,13 @@ class RunBenchmark:
         return [{"trial": entry["trial"], "arch": entry["arch"]} for entry in entries]
 
     def model_for(self, trial_id: int, arch: Any) -> tuple[nn.Module, str]:
-        """The trained network: the run's checkpoint when it is this trial's, else retrained."""
-        model = self.space.build(self.space.from_json(arch), self.data.input_shape, self.data.num_classes)
+        """The trained network: the run's checkpoint when it is this trial's, else retrained. A network over
+        the size limits is refused before it is built."""
+        arch = self.space.from_json(arch)
+        shape, classes = self.data.input_shape, self.data.num_classes
+        check_network_size(lambda: self.space.build(arch, shape, classes), shape,
+                           f"{self.files.config} (search_space) for trial {trial_id}", self.limits)
+        model = self.space.build(arch, shape, classes)
         best = self.files.read_best() if self.files.best.is_file() else {}
         checkpoint = self.files.best_weights
         if best.get("trial") == trial_id and checkpoint.is_file():
@@ -116,7 +122,7 @@ class RunBenchmark:
                 log.warning("retraining trial %d: %s", trial_id, str(err).splitlines()[0])
         trial = self.trials.get(trial_id)
         seed = trial.seed if trial is not None and trial.seed is not None else int(self.cfg.seed)
-        evaluation = self.estimator.evaluate(self.space.from_json(arch), seed)
+        evaluation = self.estimator.evaluate(arch, seed)
         if evaluation.weights is None:
             raise NasrunError(f"trial {trial_id} has no checkpoint and the run's estimator does not train "
                               f"networks, so there are no weights to benchmark")

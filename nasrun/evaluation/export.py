@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
+import io
 import warnings
 from pathlib import Path
 
@@ -29,7 +29,10 @@ from torch import nn
 
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.nets.deploy import NormalizedInput
-from nasrun.rundir import RunDir, atomic_write_json, load_checkpoint
+from nasrun.rundir import RunDir, atomic_write_json, load_checkpoint, read_json, save_checkpoint
+from nasrun.state import atomic_write
+from nasrun.state.reads import read_bytes
+from nasrun.nets.size import NetworkLimits
 
 FORMATS = ("json", "weights", "pt2", "torchscript", "onnx")
 MODEL_FILES = {"pt2": "model.pt2", "torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
@@ -42,7 +45,11 @@ LOADERS = {
 
 
 def has_package(name: str) -> bool:
-    return importlib.util.find_spec(name) is not None
+    """Whether `name` can be imported (a package set to None in sys.modules, or broken, cannot)."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def importable(name: str) -> bool:
@@ -97,11 +104,11 @@ def deployable(network: nn.Module, spec: dict) -> nn.Module:
 
 def export_model(network: nn.Module, spec: dict, out_dir: str | Path, formats=None) -> dict[str, str]:
     """Write the requested formats (default: every one this installation can write) of `network` (the bare
-    network, described by `spec`: a best_architecture.json-like dict)."""
+    network, described by `spec`: a best_architecture.json-like dict). Each file is written whole
+    (nasrun.state.atomic_write: a link at its name is replaced, never followed)."""
     formats = available_formats() if formats is None else tuple(formats)
     check_formats(formats)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model, example = deployable(network, spec), sample_input(spec)
     written: dict[str, str] = {}
     if "weights" in formats:
@@ -109,9 +116,11 @@ def export_model(network: nn.Module, spec: dict, out_dir: str | Path, formats=No
     writers = {"pt2": export_pt2, "torchscript": export_torchscript, "onnx": export_onnx}
     for kind, write in writers.items():
         if kind in formats:
+            buffer = io.BytesIO()
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                write(model, example, out_dir / MODEL_FILES[kind])
+                write(model, example, buffer)
+            atomic_write(out_dir / MODEL_FILES[kind], buffer.getvalue())
             written[kind] = MODEL_FILES[kind]
     if "json" in formats:
         atomic_write_json(out_dir / "architecture.json", metadata(spec, written))
@@ -138,35 +147,35 @@ def metadata(spec: dict, written: dict[str, str]) -> dict:
     }
 
 
-def export_pt2(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+def export_pt2(model: nn.Module, example: torch.Tensor, buffer: io.BytesIO) -> None:
     batch = torch.export.Dim("batch")
     program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    torch.export.save(program, buffer)
 
 
-def export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.jit.trace(model, example).save(str(path))
+def export_torchscript(model: nn.Module, example: torch.Tensor, buffer: io.BytesIO) -> None:
+    torch.jit.save(torch.jit.trace(model, example), buffer)
 
 
-def export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=17,
+def export_onnx(model: nn.Module, example: torch.Tensor, buffer: io.BytesIO) -> None:
+    torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17,
                       input_names=["images"], output_names=["logits"],
                       dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     import onnx
 
-    onnx.checker.check_model(onnx.load(str(path)))
+    onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()))
 
 
 def save_weights(model: nn.Module, out_dir: Path) -> Path:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     if has_package("safetensors"):
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = out_dir / "weights.safetensors"
-        save_file(state, str(path))
+        atomic_write(path, save(state))
     else:
         path = out_dir / "weights.pt"
-        torch.save(state, path)
+        save_checkpoint(state, path)
     return path
 
 
@@ -183,32 +192,34 @@ def load_exported(out_dir: str | Path) -> nn.Module:
 
 
 def load_weights(out_dir: Path) -> dict:
-    if (out_dir / "weights.safetensors").exists():
-        from safetensors.torch import load_file
+    path = out_dir / "weights.safetensors"
+    if path.exists():
+        from safetensors.torch import load
 
+        data = read_bytes(path, "checkpoint", "weights")
         try:
-            return load_file(str(out_dir / "weights.safetensors"))
+            return load(data)
         except Exception as err:  # noqa: BLE001 - a truncated file
-            raise CheckpointError(f"{out_dir / 'weights.safetensors'} is corrupt or truncated ({err})") from None
+            raise CheckpointError(f"{path} is corrupt or truncated ({err})") from None
     return load_checkpoint(out_dir / "weights.pt")
 
 
 # --- exporting a search run's best network -----------------------------------------------------------------
 def read_spec(path: Path) -> dict:
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise NasrunError(f"{path} is not a readable architecture JSON ({type(err).__name__})") from None
-    missing = [k for k in ("space", "arch", "network") if k not in spec]
-    if missing:
-        raise NasrunError(f"{path} lacks {missing}: expected a best_architecture.json (or an export's architecture.json)")
-    return spec
+    """An architecture JSON whose network block can be built (nasrun.nets.check_spec)."""
+    from nasrun.nets import check_spec
+
+    if not path.is_file():
+        raise NasrunError(f"{path} is not a readable architecture JSON (no such file)")
+    return check_spec(read_json(path, "architecture JSON"), path)
 
 
-def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None) -> tuple[dict[str, str], dict]:
+def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None,
+               limits: NetworkLimits | None = None) -> tuple[dict[str, str], dict]:
     """Export a run's best network (or an architecture JSON with `weights`); returns what was written and
-    the architecture spec it came from."""
-    from nasrun.nets import build_network
+    the architecture spec it came from. Refused, with nothing written, for a format this installation
+    cannot write or a network over `limits`."""
+    from nasrun.nets import build_network, check_spec_size
 
     if formats is not None:
         check_formats(formats)
@@ -218,6 +229,7 @@ def export_run(source: Path, weights: Path | None, out_dir: Path, formats=None) 
         weights = RunDir(source).best_weights
     if weights is None:
         raise NasrunError("no weights to export: pass --weights, a run directory, or use nasrun-train to retrain")
+    check_spec_size(spec, spec_path, limits)
     net = spec["network"]
     model = build_network(spec["space"], spec["arch"], net["input_shape"], net["num_classes"], **net.get("options", {}))
     try:

@@ -24,7 +24,7 @@ from rich.table import Table
 from torch import nn
 
 from nasrun.build import build_components
-from nasrun.rundir import RunDir, atomic_write, atomic_write_json, save_checkpoint
+from nasrun.rundir import RunDir, atomic_write, atomic_write_json, guard_output, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
 from nasrun.config import load_saved_config
@@ -32,7 +32,8 @@ from nasrun.errors import ConfigError
 from nasrun.experiment import environment
 from nasrun.evaluation.export import export_model, read_spec
 from nasrun.hardware import seed_everything
-from nasrun.nets import build_network, network_accepts
+from nasrun.nets import build_network, check_spec_size, network_accepts
+from nasrun.nets.size import NetworkLimits
 from nasrun.console import add_row, console, new_table, number_column
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
@@ -108,15 +109,33 @@ def merge_splits(first, second):
     return torch.utils.data.ConcatDataset([first, second])
 
 
+def network_options(spec: dict, cfg: DictConfig) -> dict:
+    """The architecture's network options with the recipe's `network` overrides."""
+    return {**spec["network"].get("options", {}), **OmegaConf.to_container(cfg.network)}
+
+
+def wants_auxiliary(spec: dict, cfg: DictConfig, options: dict) -> bool:
+    """Whether the network gets an auxiliary head: its builder offers one, and the recipe weighs it."""
+    return network_accepts(spec["space"], "auxiliary") and "auxiliary" not in options and cfg.auxiliary_weight > 0
+
+
 def build_model(spec: dict, cfg: DictConfig, data: DataBundle) -> tuple[nn.Module, dict]:
     """The network for `spec` on `data`, with an auxiliary head where its builder offers one."""
-    options = {**spec["network"].get("options", {}), **OmegaConf.to_container(cfg.network)}
+    options = network_options(spec, cfg)
     model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
-    if network_accepts(spec["space"], "auxiliary") and "auxiliary" not in options:
-        if cfg.auxiliary_weight > 0:
-            options["auxiliary"] = True
-            model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
+    if wants_auxiliary(spec, cfg, options):
+        options["auxiliary"] = True
+        model = build_network(spec["space"], spec["arch"], data.input_shape, data.num_classes, **options)
     return model, options
+
+
+def check_model_size(spec: dict, cfg: DictConfig, data: DataBundle, where: Path, limits: NetworkLimits | None) -> None:
+    """Refuse (NetworkTooLarge) the network `build_model` would make, before anything is allocated."""
+    options = network_options(spec, cfg)
+    if wants_auxiliary(spec, cfg, options):
+        options["auxiliary"] = True
+    check_spec_size({**spec, "network": {**spec["network"], "options": options}}, where, limits,
+                    data.input_shape, data.num_classes)
 
 
 def loss_with_auxiliary(recipe: Recipe, weight: float):
@@ -158,14 +177,21 @@ def mean_std(values: list[float]) -> dict:
             "values": values}
 
 
-def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
+def retrain(source: Path, overrides: list[str], limits: NetworkLimits | None = None) -> tuple[Path, dict]:
+    """Retrain `source`'s architecture into `out` (held with its lock: nasrun.rundir.guard_output); its
+    network is checked against `limits` before `out` is made."""
     cfg, spec = train_config(source, overrides)
     out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
     hardware = build_components(cfg, ["hardware"]).hardware
     hardware.apply()
     data = prepare_data(cfg)
+    check_model_size(spec, cfg, data, RunDir(source).best if source.is_dir() else source, limits)
+    with guard_output(source, out, own_folder=True):
+        return out, retrain_into(out, cfg, spec, source, hardware, data)
+
+
+def retrain_into(out: Path, cfg: DictConfig, spec: dict, source: Path, hardware, data: DataBundle) -> dict:
+    atomic_write(out / "train_config.yaml", OmegaConf.to_yaml(cfg))
     repeats, models = [], []
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[info]}"), TimeElapsedColumn())
@@ -193,7 +219,7 @@ def retrain(source: Path, overrides: list[str]) -> tuple[Path, dict]:
         result["export"] = {k: str(out / "export" / v) for k, v in
                             export_model(models[final], final_spec, out / "export").items()}
     atomic_write_json(RunDir(out).retrain, result)
-    return out, result
+    return result
 
 
 def results_table(result: dict, out: Path) -> Table:

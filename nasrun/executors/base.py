@@ -8,6 +8,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from nasrun.errors import RunDirError
 from nasrun.estimators.base import Estimator, Evaluation, Fidelity, Report
 from nasrun.records import Trial
 
@@ -36,6 +37,8 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
         if score is None or not math.isfinite(float(score)):
             raise ValueError(f"estimator returned a non-finite {metric} ({score})")
         status, error = "ok", None
+    except RunDirError:  # the run directory cannot be written (disk full, ...): not the architecture's fault
+        raise
     except Exception as err:  # noqa: BLE001 - a failing architecture must not end the search
         evaluation, status = None, "failed"
         error = f"{type(err).__name__}: {err}"
@@ -49,9 +52,11 @@ def run_trial(estimator: Estimator, job: TrialJob, report: Report = None, worker
 
 
 class Executor:
-    """Runs TrialJobs. `workers` is how many can run at once."""
+    """Runs TrialJobs. `workers` is how many can run at once; `thread_choice` the CPU threads of each
+    worker process (nasrun.machine.ThreadChoice), None where trials run in this process."""
 
     workers = 1
+    thread_choice = None
 
     def start(self, estimator: Estimator) -> None:
         self.estimator = estimator

@@ -6,15 +6,16 @@ running is retried on a fresh worker (`retries`) or recorded as failed, and the 
 The bound estimator, data included, is pickled once and sent to each worker when it starts.
 
 Devices: with CUDA hardware, workers take the visible GPUs round-robin; otherwise every worker uses
-the CPU with `threads = cores // workers` (or `hardware.threads` when set).
+the CPU with `threads = usable cores // workers` (or `hardware.threads` when set; nasrun.machine says
+which cores are usable). The workers inherit the OpenMP wait policy of the `nasrun` command.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import logging
 import multiprocessing
-import os
 import pickle
 from concurrent.futures.process import BrokenProcessPool
 
@@ -23,7 +24,9 @@ import torch
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.executors.base import Executor, TrialJob, run_trial
 from nasrun.records import Trial
+from nasrun.machine import choose_threads
 
+log = logging.getLogger("nasrun")
 _WORKER: dict = {}  # inside a worker process: its estimator and name
 
 
@@ -70,8 +73,10 @@ class ProcessesExecutor(Executor):
             raise NasrunError(f"executor=processes needs a picklable estimator: {type(err).__name__}: {err}") from None
         hardware = estimator.hardware
         self.slot_devices = worker_devices(hardware.device, self.workers, self.devices)
-        cores = os.cpu_count() or 1
-        self.threads = int(hardware.threads) if hardware.threads else max(1, cores // self.workers)
+        self.thread_choice = choose_threads(hardware.threads, self.workers)
+        self.threads = self.thread_choice.threads
+        log.info("executor=processes: %d workers, %d CPU threads each (%s)", self.workers, self.threads,
+                 self.thread_choice.why)
         self.context = multiprocessing.get_context("spawn")
         self.pools = [self._new_pool(slot) for slot in range(self.workers)]
         self.running: dict[cf.Future, tuple[int, TrialJob, int]] = {}  # future -> (slot, job, attempt)

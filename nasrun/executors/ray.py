@@ -16,6 +16,7 @@ import os
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.executors.base import Executor, TrialJob, run_trial
 from nasrun.records import Trial
+from nasrun.machine import ThreadChoice, openmp_wait, prepare_openmp
 
 _ESTIMATORS: dict = {}  # inside a Ray worker process: object-ref hex -> unpickled estimator
 
@@ -35,6 +36,7 @@ def _worker_estimator(estimator_ref: list, threads: int):
 
     key = estimator_ref[0].hex()
     if key not in _ESTIMATORS:
+        prepare_openmp()  # before the estimator's unpickling loads torch in this worker process
         estimator = ray.get(estimator_ref[0])
         cuda = estimator.hardware.is_cuda and len(ray.get_gpu_ids()) > 0
         estimator.hardware = dataclasses.replace(estimator.hardware, device="cuda" if cuda else "cpu", threads=threads)
@@ -81,6 +83,7 @@ class RayExecutor(Executor):
             self._init_ray()
         self.workers = int(self.requested_workers or self._cluster_slots())
         self.threads = max(1, int(self.num_cpus))
+        self.thread_choice = ThreadChoice(self.threads, f"executor.num_cpus={self.num_cpus:g}", openmp_wait())
         try:
             self.estimator_ref = ray.put(estimator)
         except Exception as err:  # noqa: BLE001

@@ -45,6 +45,10 @@ class DilConv(nn.Sequential):
             nn.BatchNorm2d(c_out, affine=affine),
         )
 
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's output for an `x` already passed through ReLU."""
+        return self[3](self[2](self[1](x)))
+
 
 class SepConv(nn.Sequential):
     """Two stacked separable convs (the first one strided), as in DARTS."""
@@ -52,6 +56,11 @@ class SepConv(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__(DilConv(c_in, c_in, kernel, stride, padding, 1, affine),
                          DilConv(c_in, c_out, kernel, 1, padding, 1, affine))
+
+    def after_relu(self, x: torch.Tensor) -> torch.Tensor:
+        """The module's output for an `x` already passed through ReLU. The second ReLU rectifies the first
+        BN's output in place (BN keeps its input, not its output, for the backward pass): one tensor less."""
+        return self[1].after_relu(self[0].after_relu(x).relu_())
 
 
 class Conv7x1x7(nn.Sequential):

@@ -9,17 +9,18 @@ from pathlib import Path
 
 from nasrun.reports.figures import new_figure, save_figure
 from nasrun.spaces import space_class
+from nasrun.state import JsonLines
 
 
 def read_alphas(path: str | Path) -> list[dict]:
     """The records of alphas.jsonl by epoch; an epoch written twice (a resumed search) keeps its last record."""
     by_epoch = {}
-    for line in Path(path).read_text().splitlines():
+    for line in JsonLines(path, what="α log").lines():
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash
-        by_epoch[record["epoch"]] = record
+            by_epoch[record["epoch"]] = record
+        except (ValueError, KeyError, TypeError):
+            continue  # not a record
     return [by_epoch[epoch] for epoch in sorted(by_epoch)]
 
 

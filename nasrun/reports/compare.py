@@ -10,6 +10,7 @@ Mann-Whitney U test (Holm-adjusted over the pairs) and a verdict: "indistinguish
 (nasrun/reports/significance.py). Writes into SWEEP_DIR `comparison.json`, `anytime.png` (best-so-far
 validation score vs queries, mean ± std band per group) and `comparison.html` (a self-contained page:
 sortable groups and jobs, each job linked to its report.html, the anytime plot).
+It takes no lock: it reads the complete lines of each job's trials.jsonl, so it works while jobs run.
 """
 
 from __future__ import annotations
@@ -19,15 +20,16 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from nasrun.errors import NasrunError
+from nasrun.errors import CheckpointError, NasrunError
 from nasrun.records import TrialLog
 from nasrun.reports.html import write_comparison_page
 from nasrun.reports.plots import best_so_far as running_best
 from nasrun.reports.plots import plot_anytime
 from nasrun.reports.significance import ALPHA, CONFIDENCE, compare_pairs, pair_line, t_interval, tied_ranks
 from nasrun.rundir import RunDir, atomic_write_json
+from nasrun.state import read_yaml
 
 SETTINGS = ("search_space", "estimator", "estimator.dataset", "dataset", "budget.trials")
 
@@ -47,8 +49,9 @@ def read_job(path: Path) -> Job:
     """One job directory: its strategy, settings, final accuracy and best-so-far validation curve."""
     run = RunDir(path)
     summary = run.read_summary()
-    config_path = run.config
-    config = OmegaConf.load(config_path) if config_path.is_file() else OmegaConf.create({})
+    config = read_yaml(run.config, "saved config") if run.config.is_file() else OmegaConf.create({})
+    if not isinstance(config, DictConfig):
+        raise CheckpointError(f"saved config {run.config} is not a nasrun run config (a mapping of config groups)")
     settings = {key: _setting(config, summary, key) for key in SETTINGS}
     test = summary.get("test") or {}
     metric, value = ("test_accuracy", test["test_accuracy"]) if test.get("test_accuracy") is not None \
@@ -73,6 +76,7 @@ def best_so_far(trials_path: Path) -> list[float]:
 def find_jobs(sweep_dir: Path) -> list[Job]:
     if not sweep_dir.is_dir():
         raise NasrunError(f"{sweep_dir} is not a directory: SWEEP_DIR must be a multirun sweep folder")
+    RunDir(sweep_dir).check("sweep directory")
     jobs = [read_job(p.parent) for p in sorted(sweep_dir.rglob(RunDir.summary))]
     if not jobs:
         raise NasrunError(f"no job directories (with summary.json) under {sweep_dir}")

@@ -8,11 +8,11 @@ import math
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from nasrun.reports.figures import new_figure, save_figure
+from nasrun.state import atomic_write
 from nasrun.spaces import Graph, space_class
 
 
@@ -22,11 +22,18 @@ def architecture_graphs(space: str, arch: Any) -> list[Graph] | None:
     return None if cls is None else cls.graphs(arch)
 
 
+MAX_DRAWN_NODES = 500  # a drawing of more is unreadable, and laying it out takes minutes
+
+
 def draw_architecture(space: str, arch: Any, path: str | Path, engine: str = "auto") -> Path | None:
-    """Draw `arch` to a PNG with graphviz (`dot`) when available, else matplotlib; None for unknown spaces."""
+    """Draw `arch` to a PNG with graphviz (`dot`) when available, else matplotlib; None for unknown spaces.
+    An architecture of more than MAX_DRAWN_NODES nodes is refused (ValueError) before anything is drawn."""
     graphs = architecture_graphs(space, arch)
     if graphs is None:
         return None
+    nodes = sum(len(graph.nodes) for graph in graphs)
+    if nodes > MAX_DRAWN_NODES:
+        raise ValueError(f"{nodes:,} nodes, more than a drawing holds ({MAX_DRAWN_NODES})")
     if engine == "graphviz" or (engine == "auto" and shutil.which("dot")):
         return render_graphviz(graphs, Path(path))
     return render_matplotlib(graphs, Path(path))
@@ -43,11 +50,9 @@ def render_graphviz(graphs: list[Graph], path: Path) -> Path:
             lines.append(f'"{number}_{source}" -> "{number}_{target}" [label="{dot_text(label)}"{style}];')
         lines.append("}")
     lines.append("}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", suffix=".dot", delete=False) as handle:
-        handle.write("\n".join(lines))
-    subprocess.run(["dot", "-Tpng", handle.name, "-o", str(path)], check=True, capture_output=True, timeout=60)
-    Path(handle.name).unlink()
+    png = subprocess.run(["dot", "-Tpng"], input="\n".join(lines).encode(), check=True, capture_output=True,
+                         timeout=60).stdout
+    atomic_write(path, png, durable=False)
     return path
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 from nasrun.errors import NasrunError
+from nasrun.state import atomic_write
 
 
 def new_figure(width: float = 6.4, height: float = 4.0, layout: str | None = "constrained"):
@@ -19,8 +21,9 @@ def new_figure(width: float = 6.4, height: float = 4.0, layout: str | None = "co
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> Path:
-    """Write `fig` as a PNG (or whatever the suffix says), creating the folder."""
+    """Write `fig` as a PNG (or whatever the suffix says) whole, creating the folder (nasrun.state.atomic_write)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format=path.suffix.lstrip(".") or "png")
+    atomic_write(path, buffer.getvalue(), durable=False)
     return path

@@ -16,6 +16,7 @@ from typing import Any
 
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, atomic_write
+from nasrun.state import read_json_object, read_text
 
 FIGURES = {  # file-name prefix -> (heading, caption)
     "best_so_far_trials": ("Anytime curve", "Each trial's score and the best so far, by trial id."),
@@ -122,17 +123,17 @@ def run_summary_facts(summary: dict, trials: list[Trial]) -> list[tuple[str, str
 
 def write_run_page(run: RunDir, trials: list[Trial], facts: dict, context: str, images: list[Path]) -> Path:
     """report.html of a run: its facts, sortable trials, every figure inlined, the best arch, the config."""
-    summary = json.loads(run.summary.read_text()) if run.summary.is_file() else {}
+    summary = read_json_object(run.summary, "run summary") if run.summary.is_file() else {}
     columns, rows = trial_table(trials, summary)
-    best = json.loads(run.best.read_text()) if run.best.is_file() else None
+    best = read_json_object(run.best, "best architecture") if run.best.is_file() else None
     overrides = run.path / ".hydra" / "overrides.yaml"
     page = environment().get_template("run.html.j2").render(
         title=f"nasrun report: {run.path.name}", name=run.path.name, context=context,
         facts=run_summary_facts(summary, trials), dashboard=(summary.get("optuna") or {}).get("dashboard"),
         columns=columns, rows=rows, best_id=summary.get("best_trial"), figures=figure_entries(images),
         best_arch=json.dumps(best.get("arch"), indent=1) if best else None,
-        overrides=overrides.read_text() if overrides.is_file() else None,
-        config=run.config.read_text() if run.config.is_file() else None)
+        overrides=read_text(overrides, "config", "saved overrides") if overrides.is_file() else None,
+        config=read_text(run.config, "config", "saved config") if run.config.is_file() else None)
     atomic_write(run.report, page, durable=False)
     return run.report
 
@@ -163,7 +164,8 @@ def write_comparison_page(sweep_dir: Path, comparison: dict, jobs: list, context
         group_columns=GROUP_COLUMNS, groups=groups,
         job_columns=["job", "strategy", "seed", "final score", "of", *settings], jobs=job_rows,
         figures=figure_entries(images),
-        config=first_config.read_text() if first_config is not None and first_config.is_file() else None)
+        config=read_text(first_config, "config", "saved config")
+        if first_config is not None and first_config.is_file() else None)
     path = RunDir(sweep_dir).comparison_page
     atomic_write(path, page, durable=False)
     return path

@@ -14,18 +14,19 @@ A plot that cannot be drawn is a warning, never an error.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from nasrun.assessment.objectives import Objectives
+from nasrun.errors import CheckpointError, RunDirError
 from nasrun.records import Trial
 from nasrun.reports.alphas import plot_alphas, read_alphas
 from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.plots import plot_best_so_far, plot_pareto
 from nasrun.rundir import RunDir
+from nasrun.state import read_json_object, read_yaml
 
 log = logging.getLogger("nasrun")
 
@@ -35,8 +36,10 @@ TABULAR_NOTE = "plotted against queries: a table lookup has no training time"
 def run_facts(run: RunDir) -> dict:
     """Strategy, space, estimator, dataset and seed of a run, from summary.json, else its saved config.
     A tabular estimator's own dataset (estimator.dataset) is the one that counts."""
-    summary = json.loads(run.summary.read_text()) if run.summary.is_file() else {}
-    config = OmegaConf.load(run.config) if run.config.is_file() else OmegaConf.create({})
+    summary = read_json_object(run.summary, "run summary") if run.summary.is_file() else {}
+    config = read_yaml(run.config, "saved config") if run.config.is_file() else None
+    if not isinstance(config, DictConfig):
+        config = OmegaConf.create({})
 
     def pick(key: str):
         return summary.get(key) or OmegaConf.select(config, f"{key}.name", default=None)
@@ -66,6 +69,16 @@ def wall_times(run_dir: Path, trials: list[Trial]) -> list[float]:
     return times
 
 
+def pareto_objectives(path: Path) -> Objectives:
+    """The objectives pareto.json names; a record Objectives rejects is a one-line CheckpointError."""
+    record = read_json_object(path, "Pareto front", ("objectives", "constraints"))
+    try:
+        return Objectives(record["objectives"], record["constraints"] or None)
+    except Exception as err:  # noqa: BLE001 - whatever a hand-edited record makes Objectives reject
+        raise CheckpointError(f"Pareto front {path} names unusable objectives ({type(err).__name__}: "
+                              f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
+
+
 def plot_jobs(run: RunDir, trials: list[Trial], facts: dict) -> list[tuple[str, object]]:
     """(what, function returning the PNGs written) for every plot the run's files allow."""
     out, context = run.plots, context_line(facts)
@@ -78,21 +91,21 @@ def plot_jobs(run: RunDir, trials: list[Trial], facts: dict) -> list[tuple[str, 
             jobs.append(("best so far by time", lambda: [plot_best_so_far(
                 trials, out / "best_so_far_time.png", wall_times(run.path, trials), context=context)]))
     if trials and run.pareto.exists():
-        record = json.loads(run.pareto.read_text())
-        objectives = Objectives(record["objectives"], record["constraints"] or None)
+        objectives = pareto_objectives(run.pareto)
         jobs.append(("Pareto front", lambda: [plot_pareto(trials, objectives, run.pareto_plot, context=context)]))
-    best = json.loads(run.best.read_text()) if run.best.exists() else None
+    best = read_json_object(run.best, "best architecture", ("space", "arch")) if run.best.exists() else None
     if run.alphas.exists():
         space = (best or {}).get("space") or facts["search_space"]
         jobs.append(("α trajectories", lambda: plot_alphas(read_alphas(run.alphas), out, space, context)))
     if best is not None:
-        jobs.append(("best architecture", lambda: [draw_architecture(best.get("space"), best.get("arch"),
+        jobs.append(("best architecture", lambda: [draw_architecture(best["space"], best["arch"],
                                                                      out / "best_architecture.png")]))
     return jobs
 
 
 def write_run_report(run_dir: str | Path) -> list[Path]:
-    """Draw every plot the run's files allow, then report.html; what fails is a warning, never an error."""
+    """Draw every plot the run's files allow, then report.html. What fails to draw is a warning, never an
+    error; an unreadable run file or a failed write (read-only directory, full disk) is a one-line error."""
     from nasrun.reports.html import write_run_page
 
     run = RunDir(run_dir)
@@ -102,10 +115,14 @@ def write_run_report(run_dir: str | Path) -> list[Path]:
     for name, job in plot_jobs(run, trials, facts):
         try:
             written += [p for p in job() if p is not None]
+        except RunDirError:  # a write that failed: the next one would too
+            raise
         except Exception as err:  # noqa: BLE001 - a report must never fail the run it describes
             log.warning("report: could not draw %s: %s: %s", name, type(err).__name__, err)
     try:
         written.append(write_run_page(run, trials, facts, context_line(facts), written))
+    except RunDirError:
+        raise
     except Exception as err:  # noqa: BLE001
         log.warning("report: could not write %s: %s: %s", run.report, type(err).__name__, err)
     return written

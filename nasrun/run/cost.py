@@ -25,7 +25,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from nasrun.build import Components
 from nasrun.console import console
-from nasrun.estimators.early_stopping import EarlyStopping
 from nasrun.run.observers import RunObserver
 
 log = logging.getLogger("nasrun")
@@ -166,6 +165,8 @@ def cost_estimate(cfg: DictConfig, parts: Components, scale: str | None) -> Cost
     strategy, estimator = parts.strategy, parts.estimator
     if not cfg.get("estimate", True) or not (estimator.needs_data or strategy.one_shot):
         return None
+    from nasrun.estimators.early_stopping import EarlyStopping  # here: a table lookup never loads torch
+
     hints = shrink_hints(cfg, strategy.one_shot, estimator.trains_supernet, scale)
     stops_early = isinstance(estimator, EarlyStopping) or strategy.multi_fidelity  # epochs counted are a bound
     return CostEstimate("GPU" if parts.hardware.is_cuda else "CPU", hints,

@@ -25,8 +25,9 @@ class RunObserver:
     def on_record(self, trial: Trial, evaluation: Evaluation | None, best: Trial | None, new_best: bool) -> None:
         """A trial finished (assessed, its arch in JSON form); `best` is the best so far."""
 
-    def on_ask(self, strategy, told: int) -> None:
-        """The strategy proposed (and has been told `told` trials): its state may be saved."""
+    def on_ask(self, strategy, told: int, asked: int | None = None) -> None:
+        """The strategy was asked for `asked` architectures (the jobs of its proposals are submitted) after
+        being told `told` trials: its state may be saved. `asked` None: no ask, the search has ended."""
 
     def on_test(self, best: Trial, test_metrics: dict) -> None:
         """The best trial was scored on the test split."""

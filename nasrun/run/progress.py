@@ -51,14 +51,20 @@ class SearchProgress:
         self.progress.update(self.phase_task, info=f"epoch {epoch}/{total}  {metric_info(metrics)}")
 
     def trial_started(self, trial_id: int, description: str) -> None:
+        if not self.enabled:  # nothing to draw: skip rich's bookkeeping (a tabular trial takes microseconds)
+            return
         self.progress.update(self.epochs, description=f"trial {trial_id}", completed=0, visible=True,
                              info=escape(description[:48]))
 
     def epoch(self, epoch: int, total: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
         self.progress.update(self.epochs, completed=epoch, total=total, info=metric_info(metrics))
 
     def trial_finished(self, trial: Trial, best: Trial | None) -> None:
         self.best = best.score() if best else None
+        if not self.enabled:
+            return
         info = f"best {score_name([best])}={format_score(self.best)}" if self.best is not None else "no successful trial yet"
         self.progress.update(self.trials, advance=1, info=info)
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
+from typing import TYPE_CHECKING
+
 from nasrun.errors import ConfigError
-from nasrun.estimators.nb201_zc import load_zc_table, table_fits
-from nasrun.estimators.proxies import PROXIES
-from nasrun.estimators.zero_cost import ZeroCost
 from nasrun.strategies import Strategy
+
+if TYPE_CHECKING:
+    from nasrun.estimators.zero_cost import ZeroCost
+
+# The proxies, their table and ZeroCost load torch and numpy: imported by the functions below, which a run
+# calls only when a strategy or its warm start reads proxies (a plain table lookup never loads torch).
 
 log = logging.getLogger("nasrun")
 
@@ -26,6 +31,8 @@ def restrict_to_scored(space) -> str | None:
     wanted = getattr(space, "partial_table", False)
     if wanted is False:
         return None
+    from nasrun.estimators.nb201_zc import load_zc_table
+
     table = load_zc_table()
     names = None if wanted is True else list(wanted)
     unknown = sorted(set(names or []) - set(table.proxies))
@@ -42,12 +49,19 @@ def restrict_to_scored(space) -> str | None:
 def proxies_need_data(proxies: str | Sequence[str] | None, space, batch_size: int = 64, batches: int = 1) -> bool:
     """Whether scoring `proxies` needs training data: some need it and the zero-cost table cannot stand in."""
     names = [proxies] if isinstance(proxies, str) else list(proxies or [])
+    if not names:
+        return False
+    from nasrun.estimators.nb201_zc import table_fits
+    from nasrun.estimators.proxies import PROXIES
+
     wanted = [name for name in names if name in PROXIES and PROXIES[name].needs_data]
     return bool(wanted) and not table_fits(space, names, batch_size, batches)
 
 
 def scorer(proxies, batch_size: int, batches: int, table, where: str) -> ZeroCost:
     """A ZeroCost scorer of these settings; a bad setting is a ConfigError naming `where` (e.g. strategy.warmup)."""
+    from nasrun.estimators.zero_cost import ZeroCost
+
     try:
         return ZeroCost(proxy=proxies, batch_size=batch_size, batches=batches, table=table)
     except ConfigError as err:

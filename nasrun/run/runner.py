@@ -13,14 +13,15 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nasrun.assessment.assess import Assessment
 from nasrun.assessment.objectives import Objectives
-from nasrun.datasets import DataBundle
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, TrialJob, run_trial
 from nasrun.hardware import Hardware
+from nasrun.nets.size import NetworkLimits
 from nasrun.run.progress import SearchProgress
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir
@@ -29,9 +30,12 @@ from nasrun.run.cost import CostEstimate
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import Proposal, SearchContext, Strategy
-from nasrun.run.tensorboard import TensorBoardLog
+from nasrun.run.tensorboard import TensorBoardLog, tensorboard_available
 from nasrun.run.proxy_scoring import attach_proxies, restrict_to_scored
 from nasrun.run.warm_start import recorded_warm_start, warm_start
+
+if TYPE_CHECKING:
+    from nasrun.datasets import DataBundle
 
 log = logging.getLogger("nasrun")
 
@@ -52,7 +56,8 @@ class Runner:
                  data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
                  show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
                  assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None,
-                 cost: CostEstimate | None = None):
+                 cost: CostEstimate | None = None, limits: NetworkLimits | None = None,
+                 tensorboard: bool = True):
         self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
         self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -64,6 +69,7 @@ class Runner:
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
         self.resume = resume
+        self.limits = limits  # the size limits of the networks the search builds (None: the defaults)
         self.stop_reason: str | None = None  # why the search ended before its trial budget, if it did
         self.observers: list[RunObserver] = []
         self.recorder = self.checkpoint = None
@@ -71,7 +77,10 @@ class Runner:
             described = data.describe_input() if data is not None else {}
             self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
             self.checkpoint = RunCheckpoint(self.run_dir, space)
-            self.observers = [self.recorder, self.checkpoint, TensorBoardLog(self.run_dir), *(trackers or [])]
+            self.observers = [self.recorder, self.checkpoint]
+            if tensorboard and tensorboard_available():
+                self.observers.append(TensorBoardLog(self.run_dir))
+            self.observers += trackers or []
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
         self.cost = cost  # times the first steps or trial, prints the expected cost (nasrun/run/cost.py)
@@ -83,6 +92,14 @@ class Runner:
         if self.data is not None:
             return {"input_shape": list(self.data.input_shape), "num_classes": self.data.num_classes}
         return self.estimator.network_spec() or {"input_shape": None, "num_classes": None}
+
+    def check_network_sizes(self) -> None:
+        """Refuse a space whose networks are over the limits before any network is built (the one-shot
+        strategies and the weight-sharing estimator check their supernets when they build them). A table
+        lookup builds no network: nothing to check."""
+        shape = self.network_shape()
+        if shape["input_shape"] is not None and self.estimator.needs_data:
+            self.space.check_network_sizes(shape["input_shape"], shape["num_classes"], self.limits)
 
     def _tell(self, hook: str, *args) -> None:
         for observer in self.observers:
@@ -96,6 +113,7 @@ class Runner:
                 raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
                                   f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.check_network_sizes()
         total = 1 if self.strategy.one_shot else self.budget.trials
         try:
             with SearchProgress(total, enabled=self.show_progress) as progress:
@@ -120,6 +138,7 @@ class Runner:
         partial = restrict_to_scored(self.space)
         if partial:
             self.run_info["partial_table"] = partial
+        self.estimator.network_limits = self.limits
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed, **supernet)
         warmup = recorded_warm_start(self.run_dir) if self.resume else \
             warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
@@ -164,7 +183,7 @@ class Runner:
                     for proposal in proposals:
                         self._submit(self._job(next_id, proposal), progress)
                         next_id, pending = next_id + 1, pending + 1
-                    self._tell("on_ask", self.strategy, len(self.trials))
+                    self._tell("on_ask", self.strategy, len(self.trials), room)
                     if not proposals and pending == 0:
                         self._stopped_early("the strategy proposed no new architecture (every architecture it "
                                             "can reach has been tried)", next_id)
@@ -201,7 +220,7 @@ class Runner:
         if self.trials:  # resumed after the derived architecture was scored
             return
         context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.phase_epoch,
-                                self._steps(progress, "supernet search"))
+                                self._steps(progress, "supernet search"), self.limits)
         search_start = time.perf_counter()
         arch = self.strategy.search(context)
         search_seconds = time.perf_counter() - search_start
@@ -284,6 +303,7 @@ class Runner:
             "wall_seconds": round(seconds, 3),
             **({"cost": cost} if cost else {}),
             **self.strategy.report(),
+            **({"worker_cpu_threads": self.executor.thread_choice.record()} if self.executor.thread_choice else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }
         return summary

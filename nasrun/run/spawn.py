@@ -14,6 +14,7 @@ import torch.multiprocessing
 from nasrun.distributed import current, environment
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.rundir import RunDir, load_checkpoint
+from nasrun.run.ranks import SPAWNED, current_rank
 from nasrun.strategies.base import SearchContext
 
 log = logging.getLogger("nasrun")
@@ -33,7 +34,7 @@ def launch(fn, nprocs: int, *args) -> None:
 
 def _rank_main(rank: int, world_size: int, port: int, fn, args) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), **{SPAWNED: "1"})
     fn(*args)
 
 
@@ -70,10 +71,6 @@ def _spawned_experiment(experiment, cfg, run_dir: str, show_progress: bool, resu
     if current_rank() == 0:
         RunDir(run_dir).attach_log(console_warnings=False)
     experiment(cfg, run_dir, show_progress=show_progress and current_rank() == 0, resume=resume)
-
-
-def current_rank() -> int:
-    return int(os.environ.get("RANK", "0"))
 
 
 class FollowerContext(SearchContext):

@@ -11,15 +11,22 @@
 A tracker writes on a thread of its own (`BackgroundWriter`): the search never waits for the database (an
 Optuna SQLite write costs tens of milliseconds, a lock held by a sibling job of a parallel sweep longer),
 and a write that fails is a warning, never a failed search.
+
+A resumed run directory is data (it may come from a colleague): its saved `tracker_dir` is not followed. A
+resume writes to the tracker database of the `outputs` folder the run dir sits in, and tracks nothing
+when it sits in none (so `nasrun-resume` writes nothing outside a run dir copied elsewhere).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, ListConfig
 
 from nasrun.errors import ConfigError
+
+log = logging.getLogger("nasrun")
 
 TRACKERS = ("optuna", "mlflow")
 OFF = ("none", "off", "false")
@@ -60,6 +67,12 @@ def tracker_dir(run_dir: str | Path, configured: str | None = None) -> Path:
     return next((parent for parent in run_dir.parents if parent.name == "outputs"), run_dir.parent)
 
 
+def resume_tracker_dir(run_dir: str | Path) -> Path | None:
+    """Where a resumed run tracks: the `outputs` folder above it, never a folder its saved config names."""
+    run_dir = Path(run_dir).resolve()
+    return next((parent for parent in run_dir.parents if parent.name == "outputs"), None)
+
+
 def run_name(run_dir: str | Path, root: Path) -> str:
     """The run dir relative to the trackers' folder (`2026-12-06/10-00-00`, `multirun/.../3`): one study
     (or MLflow run) per run dir, named so that a person finds the folder."""
@@ -76,7 +89,11 @@ def build_trackers(cfg: DictConfig, run_dir: str | Path, space, objectives, attr
     names = tracker_names(cfg)
     if not names:
         return [], {}
-    root = tracker_dir(run_dir, cfg.get("tracker_dir"))
+    root = resume_tracker_dir(run_dir) if resume else tracker_dir(run_dir, cfg.get("tracker_dir"))
+    if root is None:
+        log.info("tracker off for this resume: %s is in no `outputs` folder, and a resume writes nothing "
+                 "outside the run directory but there", run_dir)
+        return [], {}
     name = run_name(run_dir, root)
     attrs = {"run_dir": str(Path(run_dir).resolve()), **attrs}
     observers, info = [], {}

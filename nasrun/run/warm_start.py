@@ -15,12 +15,16 @@ import logging
 import math
 import random
 import time
+from typing import TYPE_CHECKING
 
-from nasrun.estimators.zero_cost import ZeroCost
 from nasrun.rundir import RunDir, atomic_write_json
 from nasrun.run.proxy_scoring import bind_scorer, proxies_need_data, scorer
+from nasrun.state import read_json_object
 from nasrun.strategies import Strategy
 from nasrun.strategies.novelty import Novelty
+
+if TYPE_CHECKING:
+    from nasrun.estimators.zero_cost import ZeroCost
 
 log = logging.getLogger("nasrun")
 
@@ -71,4 +75,4 @@ def recorded_warm_start(run_dir) -> dict | None:
     path = RunDir(run_dir).warmup
     if run_dir is None or not path.is_file():
         return None
-    return {k: v for k, v in json.loads(path.read_text()).items() if k != "architectures"}
+    return {k: v for k, v in read_json_object(path, "warm start record").items() if k != "architectures"}

@@ -6,11 +6,13 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import InvalidArchitecture
+from nasrun.nets.size import NetworkLimits, check_network_size
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,16 @@ class SearchSpace:
     def network_options(self) -> dict:
         """Keyword arguments besides (arch, input_shape, num_classes) that rebuild the network."""
         return {}
+
+    def check_network_sizes(self, input_shape: Sequence[int], num_classes: int, limits: NetworkLimits | None,
+                            samples: int = 3) -> None:
+        """Refuse (NetworkTooLarge naming `search_space`) a space whose networks are over `limits`, before any
+        is built: the networks of `samples` architectures drawn with a seed of their own, built on meta."""
+        rng = random.Random(0)
+        for _ in range(samples):
+            arch = self.sample(rng)
+            check_network_size(lambda: self.build(arch, input_shape, num_classes), tuple(input_shape),
+                               "search_space", limits)
 
     # --- JSON ------------------------------------------------------------------------------------
     def to_json(self, arch: Any) -> Any:

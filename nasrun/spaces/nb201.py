@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import random
 from functools import lru_cache
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from nasrun.errors import ConfigError
-from nasrun.nets.nb201 import NB201_EDGES, NB201_OPS, NB201Net, format_arch, parse_arch
+from nasrun.nets.nb201_arch import NB201_EDGES, NB201_OPS, format_arch, parse_arch
 from nasrun.spaces.base import Decision, Graph, SearchSpace
+
+if TYPE_CHECKING:
+    from nasrun.nets.nb201 import NB201Net
 
 
 @lru_cache(maxsize=None)
@@ -85,7 +88,9 @@ class NB201Space(SearchSpace):
     def key(self, arch: Any) -> str:
         return canonical(arch) if isinstance(arch, str) else self.validate(arch)
 
-    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> NB201Net:
+    def build(self, arch: Any, input_shape: Sequence[int], num_classes: int) -> "NB201Net":
+        from nasrun.nets.nb201 import NB201Net  # torch: a tabular run never builds a network
+
         return NB201Net(arch, input_shape, num_classes, C=self.C, N=self.N)
 
     def network_options(self) -> dict:

@@ -12,13 +12,16 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from nasrun.errors import ConfigError
+from nasrun.nets.size import NetworkLimits
 from nasrun.records import Trial
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
 from nasrun.spaces import SearchSpace
-from nasrun.training import StepReport
+
+if TYPE_CHECKING:
+    from nasrun.training import StepReport
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class SearchContext:
     seed: int
     report: Callable[[int, int, dict], None] | None = None
     steps: StepReport = None
+    limits: NetworkLimits | None = None   # the size limits of the supernet (None: the defaults)
 
     @property
     def records_path(self) -> Path | None:
@@ -207,6 +211,27 @@ class OneShotStrategy(Strategy):
 
     def ask(self, n: int) -> list[Any]:
         raise TypeError("one-shot strategies are run through search(), not ask/tell")
+
+
+# --- numeric settings: the rule as a message reads it, and its test -------------------------------------
+POSITIVE = ("a number > 0", lambda v: v > 0)
+AT_LEAST_0 = ("a number >= 0", lambda v: v >= 0)
+FRACTION = ("a number in [0, 1)", lambda v: 0 <= v < 1)
+WHOLE = ("a whole number >= 0", lambda v: v >= 0 and float(v).is_integer())
+
+
+def check_number(key: str, value, rule: tuple) -> None:
+    """ConfigError naming `strategy.<key>` unless `value` is a finite number the rule holds for."""
+    text, holds = rule
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not holds(value):
+        raise ConfigError(f"strategy.{key} must be {text}, got {value!r}")
+
+
+def pair(value, key: str) -> list:
+    """`value` as a list of two items, or ConfigError naming `strategy.<key>`."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ConfigError(f"strategy.{key} must be a pair of numbers, got {value!r}")
+    return list(value)
 
 
 def rng_state(rng: random.Random) -> list:

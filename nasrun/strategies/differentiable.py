@@ -16,7 +16,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
@@ -26,9 +25,13 @@ from torch import nn
 from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.size import check_network_size
+from nasrun.state import JsonLines
+from nasrun.supernets.memory import choose_checkpoint
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
-from nasrun.strategies.base import OneShotStrategy, SearchContext, rng_from_state, rng_state
+from nasrun.strategies.base import (AT_LEAST_0, FRACTION, POSITIVE, WHOLE, OneShotStrategy, SearchContext,
+                                   check_number, pair, rng_from_state, rng_state)
 
 log = logging.getLogger("nasrun")
 
@@ -41,8 +44,10 @@ class DifferentiableSearch(OneShotStrategy):
     arch_weight_decay; order 1|2; warmup_epochs (w only, α frozen); train_portion of the training split
     used for w (the rest for α); steps_per_epoch caps the steps (null: the whole half);
     stop_at_skip_connects stops early once the derived normal cell holds that many skip-connects;
-    checkpoint (none | cells | edges) recomputes activations in the backward pass: less memory for more
-    compute (see `WeightedSupernet.checkpoint`).
+    checkpoint (none | cells | edges) recomputes activations in the backward pass: less memory for about
+    one more forward pass, the same values (see `WeightedSupernet.checkpoint`); auto (the default) runs
+    without recomputation where a step fits in the device's free memory, else with edges
+    (nasrun.supernets.memory).
     """
 
     name = "differentiable"
@@ -52,7 +57,7 @@ class DifferentiableSearch(OneShotStrategy):
                  grad_clip: float | None = 5.0, arch_lr: float = 3e-4, arch_betas=(0.5, 0.999),
                  arch_weight_decay: float = 1e-3, order: int = 1, warmup_epochs: int = 0,
                  train_portion: float = 0.5, steps_per_epoch: int | None = None,
-                 stop_at_skip_connects: int | None = None, checkpoint: str = "edges"):
+                 stop_at_skip_connects: int | None = None, checkpoint: str = "auto"):
         for key, value in {"epochs": epochs, "batch_size": batch_size, "C": C, "layers": layers, "N": N}.items():
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ConfigError(f"strategy.{key} must be a positive integer, got {value!r}")
@@ -62,6 +67,14 @@ class DifferentiableSearch(OneShotStrategy):
             raise ConfigError(f"strategy.train_portion must be in (0, 1), got {train_portion}")
         if steps_per_epoch is not None and int(steps_per_epoch) <= 0:
             raise ConfigError(f"strategy.steps_per_epoch must be positive or null, got {steps_per_epoch}")
+        numbers = [("lr", lr, POSITIVE), ("lr_min", lr_min, AT_LEAST_0), ("momentum", momentum, FRACTION),
+                   ("weight_decay", weight_decay, AT_LEAST_0), ("arch_lr", arch_lr, POSITIVE),
+                   ("arch_weight_decay", arch_weight_decay, AT_LEAST_0), ("warmup_epochs", warmup_epochs, WHOLE)]
+        numbers += [(f"arch_betas[{i}]", beta, FRACTION) for i, beta in enumerate(pair(arch_betas, "arch_betas"))]
+        numbers += [("grad_clip", grad_clip, POSITIVE)] if grad_clip is not None else []
+        numbers += [("stop_at_skip_connects", stop_at_skip_connects, WHOLE)] if stop_at_skip_connects is not None else []
+        for key, value, rule in numbers:
+            check_number(key, value, rule)
         self.epochs, self.batch_size, self.C, self.layers, self.N = epochs, batch_size, C, layers, N
         self.lr, self.lr_min, self.momentum = float(lr), float(lr_min), float(momentum)
         self.weight_decay, self.grad_clip = float(weight_decay), grad_clip
@@ -69,7 +82,7 @@ class DifferentiableSearch(OneShotStrategy):
         self.order, self.warmup_epochs, self.train_portion = int(order), int(warmup_epochs), float(train_portion)
         self.steps_per_epoch = None if steps_per_epoch is None else int(steps_per_epoch)
         self.stop_at_skip_connects = stop_at_skip_connects
-        self.checkpoint = check_checkpoint_mode(checkpoint)
+        self.checkpoint = checkpoint if checkpoint == "auto" else check_checkpoint_mode(checkpoint)
         self.autocast = contextlib.nullcontext  # search() takes the hardware's (amp: bfloat16 on CUDA)
 
     # --- what subclasses choose --------------------------------------------------------------------------
@@ -82,8 +95,16 @@ class DifferentiableSearch(OneShotStrategy):
 
     # --- setup -------------------------------------------------------------------------------------------
     def build_supernet(self, space, input_shape, num_classes: int) -> WeightedSupernet:
-        size = SupernetSize(self.C, self.layers, self.N, self.checkpoint)
+        """The supernet, without recomputation for `checkpoint: auto` until `choose_checkpoint` decides."""
+        size = SupernetSize(self.C, self.layers, self.N, "none" if self.checkpoint == "auto" else self.checkpoint)
         return build_weighted_supernet(space, input_shape, num_classes, self.make_weighting(), size, self.name)
+
+    def choose_checkpoint(self, model: WeightedSupernet, input_shape, hardware, ranks: int = 1) -> str:
+        """Resolve `checkpoint: auto` for `model` on `hardware` (logged); other settings stay as they are."""
+        if self.checkpoint == "auto":
+            model.checkpoint, why = choose_checkpoint(model, input_shape, -(-self.batch_size // ranks), hardware)
+            log.info("strategy.checkpoint=auto: %s (%s)", model.checkpoint, why)
+        return model.checkpoint
 
     def split_training_data(self, data) -> tuple:
         """Two seeded halves of the training split: (for w, for α)."""
@@ -100,10 +121,14 @@ class DifferentiableSearch(OneShotStrategy):
         self.autocast = context.hardware.autocast  # hardware.amp: bfloat16 forward passes on CUDA
         device = context.hardware.device
         data = context.data
+        check_network_size(lambda: self.build_supernet(context.space, data.input_shape, data.num_classes),
+                           data.input_shape, f"strategy={self.name} (its supernet: strategy.C, layers, N)", context.limits)
         torch.manual_seed(self.seed)
         group = distributed.current()  # several processes: each trains on its shard of every batch
         model = self.build_supernet(context.space, data.input_shape, data.num_classes)
-        model = group.prepare_model(model.to(device, memory_format=torch.channels_last))  # channels-last: ~1.5x faster on CPU
+        model = model.to(device, memory_format=torch.channels_last)  # channels-last: ~1.5x faster on CPU
+        self.choose_checkpoint(model, data.input_shape, context.hardware, group.world_size)
+        model = group.prepare_model(model)
         w_optimizer = torch.optim.SGD(model.weight_parameters(), self.lr, momentum=self.momentum,
                                       weight_decay=self.weight_decay)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(w_optimizer, self.epochs, eta_min=self.lr_min)
@@ -289,10 +314,7 @@ class DifferentiableSearch(OneShotStrategy):
             line["edge_weights"] = edges
         line.update({k: v for k, v in record.items() if k != "epoch"})
         line["arch"] = arch
-        with open(path, "a") as handle:
-            handle.write(json.dumps(line) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        JsonLines(path, durable=True, what="α log").append(line)
 
 
 def check_finite(model: WeightedSupernet, loss: float, epoch: int, step: int, loss_name: str) -> None:
@@ -316,10 +338,15 @@ def truncate_records(path: Path | None, epochs_done: int) -> None:
     """Keep the alphas.jsonl lines of the epochs the saved state covers (a crash may have left more)."""
     if path is None or not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    kept = [line for line in lines if json.loads(line)["epoch"] <= epochs_done]
-    if len(kept) != len(lines):
-        path.write_text("".join(line + "\n" for line in kept))
+    JsonLines(path, durable=True, what="α log").keep(lambda line: covered(line, epochs_done))
+
+
+def covered(line: str, epochs_done: int) -> bool:
+    """Whether an alphas.jsonl line is a record of one of the first `epochs_done` epochs."""
+    try:
+        return int(json.loads(line)["epoch"]) <= epochs_done
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def unrolled_arch_gradients(model: WeightedSupernet, x, y, x_arch, y_arch, eta: float, w_optimizer, momentum: float,

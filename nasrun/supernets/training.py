@@ -6,7 +6,6 @@ from an epoch checkpoint continues exactly as an uninterrupted one would."""
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from nasrun.datasets import DataBundle
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets import load_network
+from nasrun.state import read_json_object
 from nasrun.supernets.base import Supernet
 from nasrun.training import DivergedError, Recipe, StepReport, logits_of
 
@@ -65,7 +65,7 @@ class Distillation:
         if not spec_path.is_file():
             raise ConfigError(f"estimator.kd.teacher: {spec_path} not found (use 'largest', null, or a run's "
                               f"best_architecture.json)")
-        spec = json.loads(spec_path.read_text())
+        spec = read_json_object(spec_path, "teacher architecture")
         shape, classes = spec.get("network", {}).get("input_shape"), spec.get("network", {}).get("num_classes")
         if shape is None or tuple(shape) != tuple(data.input_shape) or classes != data.num_classes:
             raise ConfigError(f"estimator.kd.teacher: {spec_path} is a network for input {shape} and {classes} "

@@ -15,18 +15,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.supernets.base import import_supernets
-from nasrun.supernets.mixed import MixedOp
+from nasrun.supernets.mixed import MixedOp, recomputed
 
 CHECKPOINT_MODES = ("none", "cells", "edges")
 
 
 def check_checkpoint_mode(mode: str) -> str:
     if mode not in CHECKPOINT_MODES:
-        raise ConfigError(f"strategy.checkpoint must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
+        raise ConfigError(f"strategy.checkpoint must be auto or one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
     return mode
 
 
@@ -114,10 +113,10 @@ class WeightedSupernet(nn.Module):
     call `_make_arch_parameters` last in `__init__`, and implement `derive()` and `collapse()`.
 
     `checkpoint` trades compute for memory in training mode: "cells" keeps only each cell's inputs and
-    recomputes the cell's activations in the backward pass (about one more forward pass); "edges" does
-    that and, while a cell is recomputed, keeps none of its ops' activations either, recomputing each
-    edge's ops once more when its gradient is needed. (Recomputation updates the affine-free BN running
-    statistics again; training-mode outputs and every gradient are unchanged.)
+    recomputes the cell's activations in the backward pass; "edges" keeps each edge's inputs (a cell's
+    states) and recomputes the edge's ops when its gradient is needed. Either costs about one more forward
+    pass and changes no value: recomputation leaves the batch norms' running statistics alone
+    (`mixed.statistics_kept`). "auto" (the strategies' default) is resolved by `choose_checkpoint`.
     """
 
     ops: tuple
@@ -140,9 +139,9 @@ class WeightedSupernet(nn.Module):
                 module.checkpoint = mode == "edges"
 
     def run_cell(self, cell: nn.Module, *inputs):
-        """The cell's output, its activations recomputed in the backward pass unless `checkpoint` is "none"."""
-        if self._checkpoint != "none" and self.training and torch.is_grad_enabled():
-            return checkpoint(cell, *inputs, use_reentrant=False)
+        """The cell's output, its activations recomputed in the backward pass with `checkpoint` "cells"."""
+        if self._checkpoint == "cells" and self.training and torch.is_grad_enabled():
+            return recomputed(cell, cell, *inputs)
         return cell(*inputs)
 
     def _make_arch_parameters(self, edges: int) -> None:
