@@ -25,6 +25,7 @@ from nasrun.run.ranks import takes_run_lock
 from nasrun.run.budget_check import random_start_warning
 from nasrun.run.cost import cost_estimate
 from nasrun.run.runner import Budget, Runner
+from nasrun.run.proxy_scoring import check_proxy_settings, strategy_needs_data
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
 from nasrun.rundir import RunDir
@@ -50,6 +51,7 @@ def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bo
     hardware = parts.hardware
     assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
     warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
+    check_proxy_settings(parts.strategy)
     if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
         parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
     if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's variable
@@ -71,8 +73,10 @@ def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bo
 def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress: bool, resume: bool,
          follower: bool = False) -> dict:
     hardware, space, strategy, estimator = parts.hardware, parts.search_space, parts.strategy, parts.estimator
-    needs_data = estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy)
-    threads = hardware.apply() if needs_data or torch_loaded() else None  # a table lookup never loads torch
+    needs_data = (estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy, space)
+                  or strategy_needs_data(strategy, space))
+    scores_proxies = strategy.proxy_settings is not None or strategy.warmup.proxy is not None
+    threads = hardware.apply() if needs_data or scores_proxies or torch_loaded() else None  # a lookup: no torch
     if threads is not None:
         log.info("CPU threads: %d (%s); idle threads wait: %s", threads.threads, threads.why, threads.openmp_wait)
     data = parts.dataset.load() if needs_data else None

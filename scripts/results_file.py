@@ -19,9 +19,10 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def write_results(name: str, title: str, tables: Sequence[tuple[str, Sequence[str], Sequence[Sequence]]],
-                  notes: str = "") -> Path:
-    """Write `<results dir>/<name>.md` and return its path. `tables`: (caption, column names, rows), each
-    row a sequence of cells (written with str()); `notes`: markdown after the tables (what to read them as)."""
+                  notes: str = "", preamble: str = "", path: Path | None = None) -> Path:
+    """Write `<results dir>/<name>.md` (or `path`) and return its path. `tables`: (caption, column names,
+    rows), each row a sequence of cells (written with str()); `preamble`: markdown between the header and
+    the tables (the settings); `notes`: markdown after the tables (what to read them as)."""
     import torch
 
     from nasrun.experiment import git_commit, git_dirty
@@ -37,6 +38,8 @@ def write_results(name: str, title: str, tables: Sequence[tuple[str, Sequence[st
              f"- torch: {torch.__version__}",
              f"- nasrun: {commit[:10] if commit else 'not a git checkout'}{' (uncommitted changes)' if git_dirty() else ''}",
              ""]
+    if preamble:
+        lines += [preamble.strip(), ""]
     for caption, columns, rows in tables:
         if caption:
             lines += [caption, ""]
@@ -45,7 +48,7 @@ def write_results(name: str, title: str, tables: Sequence[tuple[str, Sequence[st
         lines.append("")
     if notes:
         lines += [notes.strip(), ""]
-    path = Path(os.environ.get("NASRUN_RESULTS_DIR", RESULTS)) / f"{name}.md"
+    path = Path(path) if path is not None else Path(os.environ.get("NASRUN_RESULTS_DIR", RESULTS)) / f"{name}.md"
     atomic_write(path, "\n".join(lines))
     print(f"wrote {path}")
     return path

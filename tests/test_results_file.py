@@ -34,6 +34,15 @@ def test_writer_heads_the_tables_with_what_ran_where_and_when(tmp_path, monkeypa
     assert "\n| x |\n|---|\n| 3 |\n" in text and text.endswith("\nRead it so.\n")
 
 
+def test_writer_puts_the_preamble_between_header_and_tables_and_writes_where_asked(tmp_path, monkeypatch):
+    monkeypatch.setenv("NASRUN_RESULTS_DIR", str(tmp_path / "default"))
+    path = write_results("probe", "A probe", [("### one", ["x"], [[1]])], preamble="- seeds 0..9",
+                         path=tmp_path / "elsewhere.md")
+    assert path == tmp_path / "elsewhere.md" and not (tmp_path / "default").exists()
+    lines = path.read_text().splitlines()
+    assert lines[6].startswith("- nasrun: ") and lines[7:12] == ["", "- seeds 0..9", "", "### one", ""]
+
+
 def test_every_results_file_has_the_header_a_table_and_a_line_in_the_index():
     index = (RESULTS / "README.md").read_text()
     files = sorted(p for p in RESULTS.glob("*.md") if p.name != "README.md")

@@ -31,6 +31,7 @@ from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
 from nasrun.strategies import Proposal, SearchContext, Strategy
 from nasrun.run.tensorboard import TensorBoardLog, tensorboard_available
+from nasrun.run.proxy_scoring import attach_proxies, restrict_to_scored
 from nasrun.run.warm_start import recorded_warm_start, warm_start
 
 if TYPE_CHECKING:
@@ -134,12 +135,16 @@ class Runner:
         """Bind the estimator (a supernet trains here, step by step on the progress bar), warm-start and
         bind the strategy, and restore a resumed run's state."""
         supernet = {"steps": self._steps(progress, "supernet training")} if self.estimator.trains_supernet else {}
+        partial = restrict_to_scored(self.space)
+        if partial:
+            self.run_info["partial_table"] = partial
         self.estimator.network_limits = self.limits
         self.estimator.bind(self.space, self.data, self.hardware, self.run_dir, self.seed, **supernet)
         warmup = recorded_warm_start(self.run_dir) if self.resume else \
             warm_start(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape(), self.run_dir)
         if warmup:
             self.run_info["warmup"] = warmup
+        attach_proxies(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape())
         if self.strategy.multi_fidelity:
             self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
@@ -236,6 +241,7 @@ class Runner:
 
     # --- records ----------------------------------------------------------------------------------
     def _record(self, trial: Trial, evaluation: Evaluation | None, progress: SearchProgress) -> None:
+        trial.metrics.update(self.strategy.trial_notes(trial.arch))
         self.assessment.assess(trial)
         trial.arch = self.space.to_json(trial.arch)
         self.trials.append(trial)
@@ -296,6 +302,7 @@ class Runner:
             "best_arch": best.arch if best else None,
             "wall_seconds": round(seconds, 3),
             **({"cost": cost} if cost else {}),
+            **self.strategy.report(),
             **({"worker_cpu_threads": self.executor.thread_choice.record()} if self.executor.thread_choice else {}),
             **({"stop_reason": self.stop_reason} if self.stop_reason else {}),
         }

@@ -17,8 +17,8 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from nasrun.errors import ConfigError
 from nasrun.rundir import RunDir, atomic_write_json
+from nasrun.run.proxy_scoring import bind_scorer, proxies_need_data, scorer
 from nasrun.state import read_json_object
 from nasrun.strategies import Strategy
 from nasrun.strategies.novelty import Novelty
@@ -34,46 +34,34 @@ def warmup_scorer(strategy: Strategy) -> ZeroCost | None:
     settings = strategy.warmup
     if settings.proxy is None:
         return None
-    from nasrun.estimators.zero_cost import ZeroCost  # torch: only a run with a warm start loads it here
-
-    try:
-        return ZeroCost(proxy=settings.proxy, batch_size=settings.batch_size, batches=settings.batches)
-    except ConfigError as err:
-        raise ConfigError(str(err).replace("estimator.", "strategy.warmup.", 1)) from None
+    return scorer(settings.proxy, settings.batch_size, settings.batches, "auto", "strategy.warmup")
 
 
-def warmup_needs_data(strategy: Strategy) -> bool:
-    proxies = strategy.warmup.proxy
-    if not proxies:
-        return False
-    from nasrun.estimators.proxies import PROXIES
-
-    return any(PROXIES[name].needs_data for name in ([proxies] if isinstance(proxies, str) else proxies))
+def warmup_needs_data(strategy: Strategy, space) -> bool:
+    settings = strategy.warmup
+    return proxies_need_data(settings.proxy, space, settings.batch_size, settings.batches)
 
 
 def warm_start(strategy: Strategy, space, data, hardware, seed: int, network_shape: dict, run_dir=None) -> dict | None:
     """Score the candidates, warm-start `strategy` (before its `bind`) and return what the summary records."""
-    scorer = warmup_scorer(strategy)
-    if scorer is None:
+    zero_cost = warmup_scorer(strategy)
+    if zero_cost is None:
         return None
-    if data is None and warmup_needs_data(strategy):
-        raise ConfigError("strategy.warmup: the proxy needs training data but this run loads none "
-                          "(a tabular estimator); use a data-free proxy (synflow, params, flops)")
     start = time.perf_counter()
-    scorer.shape = None if data is not None else network_shape
-    scorer.bind(space, data, hardware, None, seed)
+    bind_scorer(zero_cost, space, data, hardware, seed, network_shape, "strategy.warmup")
     settings = strategy.warmup
     novelty = Novelty(space, random.Random(seed * 104_729 + 3))
     candidates = [novelty.sample() for _ in range(min(settings.candidates, space.size()))]
-    raw = [scorer.proxy_scores(arch) for arch in candidates]
-    scorer.rank_against(raw)
-    scores = [scorer.combined(r) if all(math.isfinite(v) for v in r.values()) else -math.inf for r in raw]
+    raw = [zero_cost.proxy_scores(arch) for arch in candidates]
+    zero_cost.rank_against(raw)
+    scores = [zero_cost.combined(r) if all(math.isfinite(v) for v in r.values()) else -math.inf for r in raw]
     order = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
     kept = [i for i in order[:settings.kept] if scores[i] > -math.inf]
     chosen = set(kept)
     strategy.warm_start([candidates[i] for i in kept])
     record = {"proxy": settings.proxy, "candidates": len(candidates), "kept": len(kept),
-              "undefined": sum(s == -math.inf for s in scores), "seconds": round(time.perf_counter() - start, 3)}
+              "undefined": sum(s == -math.inf for s in scores), **zero_cost.counts,
+              "seconds": round(time.perf_counter() - start, 3)}
     log.info("warm start: %s", json.dumps(record))
     if run_dir is not None:
         atomic_write_json(RunDir(run_dir).warmup, {**record, "architectures": [

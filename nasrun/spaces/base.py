@@ -69,6 +69,10 @@ class SearchSpace:
         """A hashable identity: two architectures with the same key are the same network."""
         return json.dumps(self.encode(arch))
 
+    def allows(self, arch: Any) -> bool:
+        """Whether the search may propose `arch` (a space restricted to a subset answers False outside it)."""
+        return True
+
     def size(self) -> int:
         """How many distinct encodings the space has (an upper bound where encodings alias)."""
         return math.prod(len(d.choices) for d in self.decisions())

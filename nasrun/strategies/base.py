@@ -79,12 +79,25 @@ class RandomStart:
         return f"lower {self.setting}"
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """What a strategy that reads zero-cost proxies during its search asks the runner for: the runner hands
+    it a scorer (`use_proxies`) built as `estimator=zero_cost` with these settings would score (`table`:
+    auto | true | false, looked up in the NB201 zero-cost table or computed on the run's data)."""
+
+    proxies: tuple[str, ...]
+    batch_size: int = 64
+    batches: int = 1
+    table: bool | str = "auto"
+
+
 class Strategy:
     one_shot = False
     multi_fidelity = False  # True: ask returns Proposals with a fidelity (fit_fidelity is called before bind)
     warm_startable = True   # False where the first proposals are not fresh samples (REINFORCE, one-shot)
     warmup = Warmup()        # the `strategy.warmup` settings (configure)
     preferred: tuple = ()    # warm-start architectures, best first (`warm_start`, before `bind`)
+    proxy_settings: ProxySettings | None = None  # set: the runner calls `use_proxies` before `bind`
 
     def configure(self, key: str, value: Any) -> None:
         """Settings every strategy config may hold (nasrun.build.SHARED_SETTINGS): `warmup`."""
@@ -107,6 +120,19 @@ class Strategy:
             raise ConfigError(f"strategy {type(self).__name__} cannot be warm-started: its first proposals "
                               "are not random samples; drop strategy.warmup")
         self.preferred = tuple(archs)
+
+    def use_proxies(self, scorer) -> None:
+        """The zero-cost scorer of `proxy_settings` (nasrun.estimators.zero_cost.ZeroCost, bound to the run):
+        `proxy_scores(arch)`, `table_pool()`, `last_source`, `counts`. Called before `bind`."""
+        self.proxy_scorer = scorer
+
+    def report(self) -> dict:
+        """What the run's summary.json records about the search besides its trials (e.g. zero-cost lookups)."""
+        return {}
+
+    def trial_notes(self, arch: Any) -> dict:
+        """Metrics the strategy adds to the trial of `arch` it proposed (e.g. what the proxies predicted)."""
+        return {}
 
     def bind(self, space: SearchSpace, seed: int, budget: int) -> None:
         """Attach to the run's space; `budget` is the number of trials the run will ask for."""

@@ -73,7 +73,8 @@ class Novelty:
                 by_key = {}
                 for indices in itertools.product(*ranges):
                     arch = self.space.decode(indices)
-                    by_key.setdefault(self.space.key(arch), arch)
+                    if self.space.allows(arch):
+                        by_key.setdefault(self.space.key(arch), arch)
                 self._all = list(by_key.items())
         return self._all
 
