@@ -3,7 +3,7 @@ quiet and beside N CPU-bound processes that this script starts, with nasrun's th
 the old ones, all in one invocation. Goals: default run busy <= 2.5x its quiet time; image-folder epoch
 busy >= 1/3 of its quiet images/s.
 
-  nasrun's settings  what `nasrun` does now (nasrun/threads.py): idle OpenMP threads sleep
+  nasrun's settings  what `nasrun` does now (nasrun/machine.py): idle OpenMP threads sleep
                      (OMP_WAIT_POLICY=PASSIVE), threads = the cores the process may use
   old settings       what torch does by default: GOMP_SPINCOUNT=300000 (libgomp's default spin before a
                      thread sleeps; setting it keeps nasrun's policy out) and one thread per CPU of the
@@ -15,6 +15,7 @@ busy >= 1/3 of its quiet images/s.
 
 Each busy process is a pure-Python loop (`while True: pass`, nice 0), started before and stopped after
 each busy measurement. Every measurement is a fresh process, so OpenMP reads the policy it is given.
+The tables go to results/contention.md.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SCRIPTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(SCRIPTS))
+from results_file import write_results  # noqa: E402
+
 NASRUN = Path(sys.executable).with_name("nasrun")
 SPIN_DEFAULT = "300000"  # libgomp's spin count when no wait policy is set
 
@@ -140,16 +144,19 @@ def main() -> None:
     print("command: python " + " ".join(sys.argv))
     print(f"CPU {cpu_name()}, {old_thread_count()} CPUs in the affinity mask; load average now "
           f"{os.getloadavg()[0]:.2f} (other load makes 'quiet' less quiet)")
-    runs = measure(f"nasrun {' '.join(args.args)}".strip(), args.busy, args.repeats,
-                   lambda variant: run_seconds(variant, args.args))
+    command = f"nasrun {' '.join(args.args)}".strip()
+    runs = measure(command, args.busy, args.repeats, lambda variant: run_seconds(variant, args.args))
     print(f"\ndefault run, seconds (busy = beside {args.busy} CPU-bound processes):")
     for variant, t in runs.items():
         print(f"  {variant:<6} quiet {t['quiet']:7.1f}  busy {t['busy']:7.1f}  busy/quiet {t['busy'] / t['quiet']:5.2f}x")
     print(f"  goal busy/quiet <= 2.5x: {'met' if runs['nasrun']['busy'] <= 2.5 * runs['nasrun']['quiet'] else 'NOT met'}"
           f"; nasrun / old: quiet {runs['nasrun']['quiet'] / runs['old']['quiet']:.2f}x, "
           f"busy {runs['nasrun']['busy'] / runs['old']['busy']:.2f}x")
+    tables = [(f"`{command}` in seconds, median of {args.repeats}; busy = beside {args.busy} CPU-bound processes",
+               ["settings", "quiet s", "busy s", "busy / quiet"],
+               [[variant, f"{t['quiet']:.1f}", f"{t['busy']:.1f}", f"{t['busy'] / t['quiet']:.2f}x"]
+                for variant, t in runs.items()])]
     if args.imagefolder:
-        sys.path.insert(0, str(SCRIPTS))
         from bench_imagefolder import write_jpeg_folders
 
         with tempfile.TemporaryDirectory() as folder:
@@ -160,6 +167,14 @@ def main() -> None:
         for variant, r in rates.items():
             print(f"  {variant:<6} quiet {r['quiet']:10,.0f}  busy {r['busy']:10,.0f}  busy/quiet {r['busy'] / r['quiet']:5.2f}")
         print(f"  goal busy/quiet >= 0.33: {'met' if rates['nasrun']['busy'] >= rates['nasrun']['quiet'] / 3 else 'NOT met'}")
+        tables.append((f"cached image-folder epoch (crop + flip) of {args.images} images, images/s",
+                       ["settings", "quiet", "busy", "busy / quiet"],
+                       [[variant, f"{r['quiet']:,.0f}", f"{r['busy']:,.0f}", f"{r['busy'] / r['quiet']:.2f}"]
+                        for variant, r in rates.items()]))
+    write_results("contention", "nasrun on a busy machine: nasrun's thread settings against torch's old defaults",
+                  tables, "`nasrun`: idle OpenMP threads sleep (OMP_WAIT_POLICY=PASSIVE), threads = the cores the "
+                  "process may use; `old`: GOMP_SPINCOUNT=300000 and one thread per CPU of the affinity mask. Goals: "
+                  "default run busy / quiet <= 2.5x; image-folder epoch busy / quiet >= 0.33.")
 
 
 if __name__ == "__main__":

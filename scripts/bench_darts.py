@@ -41,6 +41,8 @@ recomputation (`darts1`, `darts1_edges`, `darts1_cells` or `darts1_none`).
     python scripts/bench_darts.py [--steps 3] [--threads 2] [--batch 32] [--variants reference1 darts1 pcdarts]
     python scripts/bench_darts.py --original ~/src/darts --variants reference1 darts1 darts1_edges pcdarts gdas
     python scripts/bench_darts.py --paper-batches --steps 1
+
+The table goes to results/darts_step.md (results/pcdarts_memory.md with --paper-batches).
 """
 
 from __future__ import annotations
@@ -55,6 +57,9 @@ import statistics
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from results_file import write_results  # noqa: E402
 
 VARIANTS = {  # variant: (strategy config, overrides); every nasrun variant runs its config's `checkpoint` unless named
     "original1": ("darts", ["strategy.order=1"]),
@@ -127,7 +132,6 @@ def build_model(variant: str, space, strategy):
 
     torch.manual_seed(0)
     if variant == "reference1":
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from darts_reference import PlainDartsNetwork
 
         return PlainDartsNetwork(C=strategy.C, num_classes=10, layers=strategy.layers)
@@ -252,30 +256,33 @@ def darts_counterpart(variant: str) -> str | None:
     return "darts1" + next((suffix for suffix in ("_edges", "_cells", "_none") if variant.endswith(suffix)), "")
 
 
+COLUMNS = ["variant", "batch", "mode", "s/step", "step GB", "peak GB", "time vs ref", "step mem vs ref",
+           "time vs orig", "step mem vs orig", "step mem vs DARTS-1 (same recomputation)"]
+
+
 def ratio(value: dict, base: dict | None, key: str) -> str:
     return f"{value[key] / base[key]:.2f}x" if base else "-"
 
 
-def print_rows(rows: list[tuple[str, int]], steps: int, threads: int, original: str | None = None) -> dict:
+def measure_rows(rows: list[tuple[str, int]], steps: int, threads: int, original: str | None = None) -> list[list]:
     """Run each (variant, batch) in a fresh process, print its figures and its ratios to the baselines and
-    to its DARTS counterpart, each the first such row measured above it in this invocation."""
-    print(f"{'variant':19} {'batch':>5} {'mode':>5} {'s/step':>7} {'step GB':>8} {'peak GB':>8} "
-          f"{'time vs ref':>12} {'step mem vs ref':>16} {'time vs orig':>13} {'step mem vs orig':>17}"
-          f" {'step mem vs DARTS-1 (same recomputation)':>41}")
-    results = {}
+    to its DARTS counterpart, each the first such row measured above it in this invocation; return the rows."""
+    print(" | ".join(COLUMNS), flush=True)
+    results, table = {}, []
     for variant, batch in rows:
         r = results[variant, batch] = run_child(variant, steps, threads, batch, original)
         if isinstance(r, str):
-            print(f"{variant:19} {batch:5} {r}", flush=True)
-            continue
-        ref, orig, darts = (None if k == variant else next(
-            (v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
-            for k in ("reference1", "original1", darts_counterpart(variant)))
-        vs_darts = f"{ratio(r, darts, 'step_gb')} ({darts_counterpart(variant)})" if darts else "-"
-        print(f"{variant:19} {batch:5} {r['mode']:>5} {r['seconds']:7.2f} {r['step_gb']:8.2f} {r['peak_gb']:8.2f} "
-              f"{ratio(r, ref, 'seconds'):>12} {ratio(r, ref, 'step_gb'):>16} {ratio(r, orig, 'seconds'):>13} "
-              f"{ratio(r, orig, 'step_gb'):>17} {vs_darts:>41}", flush=True)
-    return results
+            table.append([variant, batch, r, *[""] * (len(COLUMNS) - 3)])
+        else:
+            ref, orig, darts = (None if k == variant else next(
+                (v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
+                for k in ("reference1", "original1", darts_counterpart(variant)))
+            vs_darts = f"{ratio(r, darts, 'step_gb')} ({darts_counterpart(variant)})" if darts else "-"
+            table.append([variant, batch, r["mode"], f"{r['seconds']:.2f}", f"{r['step_gb']:.2f}",
+                          f"{r['peak_gb']:.2f}", ratio(r, ref, "seconds"), ratio(r, ref, "step_gb"),
+                          ratio(r, orig, "seconds"), ratio(r, orig, "step_gb"), vs_darts])
+        print(" | ".join(str(cell) for cell in table[-1]), flush=True)
+    return table
 
 
 def main() -> None:
@@ -300,9 +307,18 @@ def main() -> None:
     variants = [*(["original1"] if args.original else []), *args.variants]
     rows = list(PAPER_BATCHES) if args.paper_batches else \
         [(v, args.batch) for v in VARIANTS if v in variants]  # the baselines first
-    print(f"{cpu_name()}, torch {torch.__version__}, {args.threads} threads; C=16, 8 cells, 32x32; "
-          f"median of {args.steps} steps", flush=True)
-    print_rows(rows, args.steps, args.threads, args.original)
+    setting = f"{args.threads} threads; C=16, 8 cells, 32x32; median of {args.steps} steps"
+    print(f"{cpu_name()}, torch {torch.__version__}, {setting}", flush=True)
+    table = measure_rows(rows, args.steps, args.threads, args.original)
+    notes = ("`mode`: the recomputation the step ran with; `step GB`: the step's peak memory above the process's "
+             "baseline; `peak GB`: the whole process's peak RSS under glibc's default malloc (see the script's "
+             "docstring). Ratios divide by rows of this run only (`orig`: the original DARTS code, with --original).")
+    if args.paper_batches:
+        write_results("pcdarts_memory", "PC-DARTS at batch 256 against DARTS at 64 (the PC-DARTS paper's claim)",
+                      [(setting, COLUMNS, table)], notes)
+    else:
+        write_results("darts_step", "One search step of DARTS, PC-DARTS and GDAS against a plain DARTS reference",
+                      [(setting, COLUMNS, table)], notes)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ with the default augmentation (crop + flip) as training consumes them, and again
 Goal: later cached epochs >= 20x the old path's images/s.
 
     python scripts/bench_imagefolder.py [--images 5000] [--epochs 5] [--old-epochs 2] [--workers 2]
+
+The table goes to results/imagefolder.md.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.hardware import cpu_name
+from results_file import write_results
 
 SAMPLE = Path(os.environ.get("NASRUN_CIFAR10_SAMPLE", "/work/shared/data/cifar10-sample/cifar10_sample.npz"))
 BATCH, EVAL_IMAGES, QUALITY = 64, 500, 90
@@ -125,12 +128,20 @@ def main() -> None:
     rate = {label: args.images / s for label, s in seconds.items()}
     for label, s in seconds.items():
         print(f"{label:<45} {rate[label]:>10,.0f} images/s  ({s * 1000:,.1f} ms/epoch)")
-    print(f"decoding for the cache: {total} images in {load_s:.2f} s = {total / load_s:,.0f} images/s; "
-          f"a load() reading the disk cache: {disk_s:.3f} s")
+    decoding = (f"decoding for the cache: {total} images in {load_s:.2f} s = {total / load_s:,.0f} images/s; "
+                f"a load() reading the disk cache: {disk_s:.3f} s")
     old, later = rate["old path (PIL every epoch)"], rate["cached, later epochs"]
-    print(f"ratio cached later epochs / old path: {later / old:.1f}x with the default augmentation, "
-          f"{rate['cached, later epochs, no augmentation'] / rate['old path (PIL every epoch), no augmentation']:.1f}x "
-          f"without (goal >= 20x); first epoch / old path: {rate['cached, first epoch (with decode)'] / old:.2f}x")
+    ratios = (f"ratio cached later epochs / old path: {later / old:.1f}x with the default augmentation, "
+              f"{rate['cached, later epochs, no augmentation'] / rate['old path (PIL every epoch), no augmentation']:.1f}x "
+              f"without (goal >= 20x); first epoch / old path: {rate['cached, first epoch (with decode)'] / old:.2f}x")
+    print(decoding)
+    print(ratios)
+    write_results("imagefolder", "dataset=imagefolder: the uint8 cache against decoding through PIL every epoch", [(
+        f"{args.images} training images, 32x32 JPEG quality {QUALITY}, shuffled batches of {BATCH}, "
+        f"{args.workers} decode workers, {torch.get_num_threads()} torch threads",
+        ["path", "images/s", "ms per epoch"],
+        [[label, f"{rate[label]:,.0f}", f"{s * 1000:,.1f}"] for label, s in seconds.items()])],
+        notes=f"{ratios}. {decoding}.")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ optimiser, alternating the two loops `--repeats` times; the median throughputs (
 second, final validation pass included in both) and their ratio are printed. Goal: ratio >= 0.97.
 
     python scripts/bench_overhead.py [--epochs 10] [--repeats 3]
+
+The figures go to results/overhead_training.md.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch import nn
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.hardware import seed_everything
+from results_file import write_results
 
 SPACE = ["search_space.min_layers=8", "search_space.max_layers=12", "search_space.widths=[16,32,64]",
          "search_space.stem_width=16"]  # a macro space that holds ARCH
@@ -95,8 +98,16 @@ def main() -> None:
         print(f"repeat {repeat}: nasrun {ours[-1]:.0f} samples/s (val {evaluation.metrics['val_accuracy']:.3f}), "
               f"plain {plain[-1]:.0f} samples/s (val {accuracy:.3f})")
     ratio = statistics.median(ours) / statistics.median(plain)
-    print(f"median throughput: nasrun {statistics.median(ours):.0f} samples/s, plain loop "
-          f"{statistics.median(plain):.0f} samples/s, ratio {ratio:.3f} (goal >= 0.97) on {torch.get_num_threads()} threads")
+    summary = (f"median throughput: nasrun {statistics.median(ours):.0f} samples/s, plain loop "
+               f"{statistics.median(plain):.0f} samples/s, ratio {ratio:.3f} (goal >= 0.97) on "
+               f"{torch.get_num_threads()} threads")
+    print(summary)
+    rows = [[repeat, f"{a:.0f}", f"{b:.0f}", f"{a / b:.3f}"] for repeat, (a, b) in enumerate(zip(ours, plain))]
+    rows.append(["median", f"{statistics.median(ours):.0f}", f"{statistics.median(plain):.0f}", f"{ratio:.3f}"])
+    write_results("overhead_training", "Training throughput: nasrun's estimator against a plain PyTorch loop",
+                  [(f"digits, one fixed macro architecture, {args.epochs} epochs, batch {args.batch_size}",
+                    ["repeat", "nasrun samples/s", "plain loop samples/s", "ratio"], rows)],
+                  notes=f"{summary}.")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the same run. Goal on 2 free cores: >= 1.7x for processes (2 workers) and ray (l
     python scripts/bench_parallel.py [--trials 16] [--steps 400] [--workers 2] [--repeats 1] [--skip-ray]
 
 With --repeats N the executors take turns N times and the medians are printed (steadier on a busy machine).
+The table goes to results/parallel.md.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import TrialJob
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
+from results_file import write_results
 
 
 class FixedWorkEstimator(Estimator):
@@ -89,8 +91,9 @@ def main() -> None:
     if not args.skip_ray:
         executors["ray"] = lambda: components(["executor=ray", f"executor.local_cpus={args.workers}", "executor.num_cpus=1",
                                                "executor.object_store_mb=128"], "executor")
-    print(f"{args.trials} trials x {args.steps} steps, {os.cpu_count()} cores, load average "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, {args.repeats} repeat(s)")
+    setting = (f"{args.trials} trials x {args.steps} steps, {args.workers} workers, load average at the start "
+               f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, {args.repeats} repeat(s)")
+    print(setting)
     times = {name: [] for name in executors}
     reference = None
     for _ in range(args.repeats):
@@ -103,9 +106,13 @@ def main() -> None:
             times[name].append((startup, elapsed, statistics.median(t.seconds for t in done)))
     print(f"{'executor':<10} {'start-up s':>10} {'trials s':>9} {'speed-up':>9}  per-trial s (median)")
     baseline = statistics.median(elapsed for _, elapsed, _ in times["local"])
+    rows = []
     for name, runs in times.items():
         startup, elapsed, per_trial = (statistics.median(column) for column in zip(*runs))
         print(f"{name:<10} {startup:>10.2f} {elapsed:>9.2f} {baseline / elapsed:>8.2f}x  {per_trial:.2f}")
+        rows.append([name, f"{startup:.2f}", f"{elapsed:.2f}", f"{baseline / elapsed:.2f}x", f"{per_trial:.2f}"])
+    write_results("parallel", "Parallel trials: local, processes and Ray", [(setting, [
+        "executor", "start-up s", "trials s", "speed-up over local", "per-trial s (median)"], rows)])
 
 
 if __name__ == "__main__":

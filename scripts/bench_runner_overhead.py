@@ -9,6 +9,8 @@ installed) and with `tensorboard=false`.
 
     python scripts/bench_runner_overhead.py --trials 2000
     python scripts/bench_runner_overhead.py --durable-log    # fsync every trials.jsonl line (training runs)
+
+The figures go to results/overhead_runner.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nasrun.estimators.nb201 import load_table
 from nasrun.records import Trial
 from nasrun.run.runner import Budget, Runner
 from nasrun.run.tensorboard import tensorboard_available
+from results_file import write_results
 
 CONFIG = ["search_space=nb201", "strategy=random", "estimator=nb201", "hardware=cpu", "executor=local"]
 
@@ -69,6 +72,7 @@ def main() -> None:
     load_table()  # both sides start with the table in memory
     runner_loop(20, 0, args.durable_log, True)  # warm-up: one-time imports
     bare = min(bare_loop(args.trials, seed) for seed in range(args.repeats)) / args.trials
+    rows = [["bare loop (strategy + estimator)", f"{bare * 1e3:.3f}", "-", "-"]]
     print(f"bare loop (strategy + estimator): {bare * 1e3:.3f} ms/trial")
     for tensorboard in ([True, False] if tensorboard_available() else [False]):
         runner = min(runner_loop(args.trials, seed, args.durable_log, tensorboard)
@@ -76,6 +80,10 @@ def main() -> None:
         label = f"Runner (durable_log={args.durable_log}, tensorboard={tensorboard})"
         print(f"{label}: {runner * 1e3:.3f} ms/trial; overhead {(runner - bare) * 1e3:.3f} ms/trial "
               f"(goal <= 1 ms); ratio runner/bare = {runner / bare:.2f}")
+        rows.append([label, f"{runner * 1e3:.3f}", f"{(runner - bare) * 1e3:.3f}", f"{runner / bare:.2f}"])
+    write_results("overhead_runner", "The Runner's overhead per tabular trial",
+                  [(f"NB201 random search on the table, {args.trials} trials, best of {args.repeats} runs",
+                    ["what", "ms per trial", "overhead ms per trial (goal <= 1)", "ratio to bare loop"], rows)])
 
 
 if __name__ == "__main__":

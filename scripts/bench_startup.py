@@ -9,6 +9,8 @@ the interpreter and `import torch` alone take in the same invocation (goals: --h
   tabular run, whole               the same run to its end (final test, summary, plots)
 
     python scripts/bench_startup.py [--repeats 5]
+
+The table goes to results/startup.md.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_file import write_results  # noqa: E402
 
 NASRUN = str(Path(sys.executable).with_name("nasrun"))
 TABULAR = ["search_space=nb201", "estimator=nb201", "strategy=random", "budget.trials=20", "progress=false"]
@@ -63,6 +68,13 @@ def main() -> None:
     median = {label: statistics.median(values) for label, values in rows.items()}
     print(f"goals: --help {median['nasrun --help']:.2f} s and --cfg job {median['nasrun --cfg job']:.2f} s "
           f"(<= 1.5 s); tabular first trial {median['tabular run, first trial']:.2f} s (<= 3 s)")
+    table = [[label, f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}"]
+             for label, values in rows.items()]
+    write_results("startup", "Start-up of the nasrun command beside the interpreter and `import torch`",
+                  [(f"median of {args.repeats} fresh processes each (python {sys.version.split()[0]})",
+                    ["what", "median s", "min s", "max s"], table)],
+                  "Goals: `--help` and `--cfg job` <= 1.5 s; a tabular run's first trial <= 3 s after the command "
+                  f"starts (`{' '.join(TABULAR)}`).")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ papers' GPU-days.
     python scripts/gpu_check.py                 # on a CUDA machine (hardware=cuda)
     python scripts/gpu_check.py --cpu-smoke     # the same code path on the CPU at toy sizes (the test suite runs it)
 
+A GPU run writes its table to results/gpu_check.md (a --cpu-smoke run writes nothing).
+
 Settings come from the package's own configs (conf/strategy/<name>.yaml: batch size, epochs, C, cells,
 train_portion), so the check measures what `nasrun strategy=<name> dataset=cifar10 hardware=cuda` runs.
 One search step = one α step + one weight step, as `strategy.search()` runs them; the projected hours
@@ -34,6 +36,7 @@ from nasrun.commands.common import compose_run_config
 from nasrun.hardware import Hardware
 from nasrun.spaces.darts_genotypes import published_genotype
 from nasrun.strategies.differentiable import to_device
+from results_file import write_results
 
 CIFAR10_TRAIN = 50_000
 SEARCHES = {  # variant: (strategy option, overrides, published GPU-days)
@@ -156,6 +159,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (smoke sizes: figures mean nothing)"
     print(f"{name}, torch {torch.__version__}; median of {args.steps} steps after one warm-up")
     print(f"{'what':34} {'amp':>5} {'s/step':>8} {'peak GB':>8} {'projected h':>12} {'published':>16}")
+    table = []
     for amp in (False,) if args.cpu_smoke else (False, True):  # autocast is CUDA-only (Hardware.autocast)
         hardware = build_components(compose_run_config([f"hardware={device}", f"hardware.amp={str(amp).lower()}"]),
                                     ["hardware"]).hardware
@@ -165,6 +169,14 @@ def main() -> None:
             published = f"{row['published_gpu_days']} GPU-days" if row["published_gpu_days"] else "-"
             print(f"{row['what']:34} {str(amp):>5} {row['seconds']:8.3f} {row['peak_gb']:8.2f} {row['hours']:12.1f}"
                   f" {published:>16}", flush=True)
+            table.append([row["what"], amp, f"{row['seconds']:.3f}", f"{row['peak_gb']:.2f}", f"{row['hours']:.1f}",
+                          published])
+    if not args.cpu_smoke:
+        write_results("gpu_check", "DARTS, PC-DARTS and GDAS on a GPU at their published settings", [(
+            f"{name}; median of {args.steps} steps after one warm-up",
+            ["what", "amp", "s/step", "peak GB", "projected hours", "published"], table)],
+            notes="Projected hours: s/step × steps per epoch (CIFAR-10) × the config's epochs; published: the "
+                  "papers' search cost on their own GPUs (quoted, never divided by).")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ accuracy, wall seconds, as mean ± std over seeds.
     python scripts/multifidelity_bench.py                          # digits + CIFAR-10 sample, ~35 min on 2 cores
     python scripts/multifidelity_bench.py --datasets digits            # 7 min
     python scripts/multifidelity_bench.py --datasets cifar10           # 25 min (500 training images)
+
+Each dataset's table goes to results/multifidelity_<dataset>.md.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar10_sample  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 
 def epochs_spent(trials, full_epochs: int) -> int:
@@ -102,24 +105,40 @@ def mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.pstdev(values):.{digits}f}"
 
 
-def print_table(rows: list[dict], args) -> None:
+COLUMNS = ["method", "epochs", "epochs / RS", "best val %", "test %", "seconds"]
+
+
+def dataset_rows(rows: list[dict], dataset: str) -> list[list[str]]:
+    """One row per method on `dataset`: means over seeds, epochs also as a fraction of random search's."""
+    mine = [r for r in rows if r["dataset"] == dataset]
+    rs_epochs = statistics.mean(r["epochs"] for r in mine if r["method"].startswith("random"))
+    table = []
+    for method in dict.fromkeys(r["method"] for r in mine):
+        group = [r for r in mine if r["method"] == method]
+        epochs = statistics.mean(r["epochs"] for r in group)
+        table.append([method, f"{epochs:.0f}", f"{epochs / rs_epochs:.2f}", mean_std([r["best_val"] for r in group], 100),
+                      mean_std([r["test"] for r in group], 100), f"{statistics.mean(r['seconds'] for r in group):.0f}"])
+    return table
+
+
+def report(rows: list[dict], args, datasets: dict[str, str]) -> None:
+    """Print each dataset's table and write it to results/multifidelity_<dataset>.md."""
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Multi-fidelity vs random search (max {args.epochs} epochs, eta 3), mean ± std over "
-                        f"{args.seeds} seeds")
-    for column in ("dataset", "method", "epochs", "epochs / RS", "best val %", "test %", "seconds"):
-        table.add_column(column, justify="right")
-    for dataset in dict.fromkeys(r["dataset"] for r in rows):
-        mine = [r for r in rows if r["dataset"] == dataset]
-        rs_epochs = statistics.mean(r["epochs"] for r in mine if r["method"].startswith("random"))
-        for method in dict.fromkeys(r["method"] for r in mine):
-            group = [r for r in mine if r["method"] == method]
-            epochs = statistics.mean(r["epochs"] for r in group)
-            table.add_row(dataset, method, f"{epochs:.0f}", f"{epochs / rs_epochs:.2f}",
-                          mean_std([r["best_val"] for r in group], 100), mean_std([r["test"] for r in group], 100),
-                          f"{statistics.mean(r['seconds'] for r in group):.0f}")
-    Console(width=150).print(table)
+    caption = f"Multi-fidelity vs random search (max {args.epochs} epochs, eta 3), mean ± std over {args.seeds} seeds"
+    for dataset, described in datasets.items():
+        table = Table(title=f"{caption}: {described}")
+        for column in COLUMNS:
+            table.add_column(column, justify="right")
+        body = dataset_rows(rows, dataset)
+        for row in body:
+            table.add_row(*row)
+        Console(width=150).print(table)
+        write_results(f"multifidelity_{dataset}", f"Multi-fidelity search against random search: {dataset}",
+                      [(f"{caption}; {described}", COLUMNS, body)],
+                      notes="Epochs count what each trial trained (a continued trial its extra epochs); RS: random "
+                            "search, every architecture trained for the full epochs.")
 
 
 def main(argv=None) -> int:
@@ -134,11 +153,12 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(2)
-    rows = []
+    rows, described = [], {}
     with tempfile.TemporaryDirectory() as root:
         for dataset in args.datasets:
             if dataset == "digits":
                 overrides = ["dataset=digits"]
+                described[dataset] = "digits (scikit-learn's 8×8 images)"
             else:
                 if not cifar10_sample.sample_path().is_file():
                     print(f"skipping cifar10: no sample at {cifar10_sample.sample_path()}", file=sys.stderr)
@@ -146,8 +166,10 @@ def main(argv=None) -> int:
                 cifar10_sample.write_cifar10_batches(Path(root))
                 overrides = ["dataset=cifar10", f"dataset.root={root}", "dataset.verify=false",
                              f"dataset.train_subset={args.cifar_train}", "dataset.eval_subset=500"]
+                described[dataset] = (f"CIFAR-10 sample: {args.cifar_train} training, 500 validation, "
+                                      "500 test images")
             rows += run_dataset(dataset, overrides, args)
-    print_table(rows, args)
+    report(rows, args, described)
     return 0
 
 

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from results_file import write_results
+
 STRATEGIES = ["random", "regularized_evolution", "rea_synflow", "reinforce", "tpe", "local_search",
               "local_search_first", "evolution", "bananas", "proxy_guided"]
 VARIANTS = {"rea_synflow": ("regularized_evolution", ["strategy.warmup.proxy=synflow"])}  # REA, synflow warm start
@@ -129,39 +127,30 @@ def mean_std(values: list[float]) -> str:
 
 
 def dataset_table(dataset: str, results: dict, budgets: list[int], seeds_used: dict, resnet: str,
-                  optimum: str) -> list[str]:
-    """One markdown table: a row per strategy (test accuracy at each budget, zero-cost lookups per search),
-    then the published rows in the budget column they were measured at."""
-    lines = [f"### {dataset}", "", "| method (seeds) | " + " | ".join(f"{b} queries" for b in budgets)
-             + " | zero-cost lookups / search |", "|---" * (len(budgets) + 2) + "|"]
+                  optimum: str) -> tuple[str, list[str], list[list[str]]]:
+    """One table (caption, columns, rows): a row per strategy (test accuracy at each budget, zero-cost lookups
+    per search), then the published rows in the budget column they were measured at."""
+    columns = ["method (seeds)", *(f"{b} queries" for b in budgets), "zero-cost lookups / search"]
+    rows = []
     for name, by_dataset in results.items():
         runs = by_dataset.get(dataset)
         if runs is None:
             continue
-        cells = [mean_std([r[0][b] for r in runs]) for b in budgets]
         lookups = sorted({r[1] for r in runs})
-        lines.append(f"| {name} ({seeds_used[name]}) | " + " | ".join(cells) + f" | {'/'.join(map(str, lookups))} |")
+        rows.append([f"{name} ({seeds_used[name]})", *(mean_std([r[0][b] for r in runs]) for b in budgets),
+                     "/".join(map(str, lookups))])
     for method, column, numbers, budget in PUBLISHED:
         if dataset in numbers:
-            cells = [numbers[dataset] if b == column else "" for b in budgets]
             note = "" if column in budgets else f": {numbers[dataset]}"
-            lines.append(f"| *published:* {method}, {budget}{note} | " + " | ".join(cells) + " | |")
+            rows.append([f"*published:* {method}, {budget}{note}",
+                         *(numbers[dataset] if b == column else "" for b in budgets), ""])
     for label, value in (("ResNet cell", resnet), ("optimum", optimum)):
-        lines.append(f"| {label} (200-epoch test) | " + " | ".join([value] * len(budgets)) + " | |")
-    return lines + [""]
+        rows.append([f"{label} (200-epoch test)", *([value] * len(budgets)), ""])
+    return f"### {dataset}", columns, rows
 
 
-def machine() -> str:
-    cpu = platform.processor() or "?"
-    if Path("/proc/cpuinfo").is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)
-    return f"{cpu}, {os.cpu_count()} cores"
-
-
-def write_markdown(path: Path, args, results: dict, seeds_used: dict, budgets: list[int], seconds: float) -> None:
-    import torch
-
+def write_table(args, results: dict, seeds_used: dict, budgets: list[int], seconds: float) -> Path:
+    """results/nb201_small_budgets.md (or --md): the settings, then one table per dataset."""
     from nasrun.estimators.nb201 import NB201_DATASETS, load_table
     from nasrun.estimators.nb201_zc import load_zc_table
 
@@ -171,21 +160,21 @@ def write_markdown(path: Path, args, results: dict, seeds_used: dict, budgets: l
         names = None if args.partial_table == "true" else args.partial_table.strip("[]").split(",")
         partial = (f" — **PARTIAL TABLE: every strategy searched only the {len(zc.done(names)):,} architectures "
                    f"scored by {', '.join(names) if names else 'every proxy'}; not the final numbers**")
-    lines = ["# NAS-Bench-201 at small budgets (`scripts/nb201_table.py`)", "",
-             f"- command: `python scripts/nb201_table.py {' '.join(sys.argv[1:])}`",
-             f"- machine: {machine()}; date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
-             f"torch {torch.__version__}; {seconds / 60:.1f} min",
-             f"- zero-cost table: {zc.describe()}{partial}",
-             f"- seeds {args.first_seed}..{args.first_seed + args.seeds - 1} (fewer for slow strategies: "
-             f"{ {k: v for k, v in seeds_used.items() if v != args.seeds} }); tuning used seeds 0-199",
-             "- 200-epoch test accuracy (%) of the best-validation (12-epoch) architecture among the first b "
-             "queries, mean ± std over seeds; overrides: " + (" ".join(args.set) or "none"), ""]
+    preamble = "\n".join([
+        f"- {seconds / 60:.1f} min in all",
+        f"- zero-cost table: {zc.describe()}{partial}",
+        f"- seeds {args.first_seed}..{args.first_seed + args.seeds - 1} (fewer for slow strategies: "
+        f"{ {k: v for k, v in seeds_used.items() if v != args.seeds} }); tuning used seeds 0-199",
+        "- 200-epoch test accuracy (%) of the best-validation (12-epoch) architecture among the first b "
+        "queries, mean ± std over seeds; overrides: " + (" ".join(args.set) or "none")])
+    tables = []
     for dataset in args.datasets:
         test = table.columns[NB201_DATASETS[dataset].test_column]
-        lines += dataset_table(dataset, results, budgets, seeds_used, f"{test[table.row(RESNET_CELL)]:.2f}",
-                               f"{max(test):.2f}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+        tables.append(dataset_table(dataset, results, budgets, seeds_used, f"{test[table.row(RESNET_CELL)]:.2f}",
+                                    f"{max(test):.2f}"))
+    path = Path(args.md) if args.md else None
+    return write_results("nb201_small_budgets", "NAS-Bench-201 at small budgets, beside the published numbers",
+                         tables, preamble=preamble, path=path)
 
 
 def main(argv=None) -> int:
@@ -203,7 +192,7 @@ def main(argv=None) -> int:
                              "so far, by every proxy or by those listed (e.g. [synflow,params])")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--chunk", type=int, default=25, help="seeds per worker job")
-    parser.add_argument("--md", default=str(REPO / "results" / "nb201_small_budgets.md"), help="markdown table here")
+    parser.add_argument("--md", help="write the markdown table here (default results/nb201_small_budgets.md)")
     parser.add_argument("--out", help="write the raw results as JSON here")
     args = parser.parse_args(argv)
 
@@ -228,8 +217,7 @@ def main(argv=None) -> int:
                 print(f"{name:>22} {dataset:>10}: " + "  ".join(f"{b}: {mean_std([r[0][b] for r in runs])}"
                                                                 for b in budgets)
                       + f"  ({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
-    write_markdown(Path(args.md), args, results, seeds_used, budgets, time.perf_counter() - start)
-    print(Path(args.md).read_text())
+    print(write_table(args, results, seeds_used, budgets, time.perf_counter() - start).read_text())
     if args.out:
         with open(args.out, "w") as handle:
             json.dump({"queries": budgets, "first_seed": args.first_seed, "overrides": args.set,

@@ -16,6 +16,8 @@
     python scripts/zc_table.py                          # 1,000 architectures: ~100 min scoring + ~13 min REA, 2 cores
     python scripts/zc_table.py --archs 200 --rea-seeds 10
     python scripts/zc_table.py --reuse outputs/zc_table # print again from a finished run's files
+
+A run (not --reuse) writes results/zero_cost.md.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar10_sample  # noqa: E402  (the CIFAR-10 sample in torchvision's layout)
 import nb201_table  # noqa: E402  (REA searches on the table, in memory)
+from results_file import write_results  # noqa: E402
 
 PROXIES = ["synflow", "jacob_cov", "naswot", "snip", "grad_norm", "grasp", "fisher", "params", "flops"]
 PUBLISHED_RHO = {  # Spearman ρ with 200-epoch CIFAR-10 test accuracy, all 15,625 NB201 architectures
@@ -124,32 +127,38 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.pstdev(values):.2f}"
 
 
-def print_tables(result: dict, rows: list[dict], vote: tuple[float, int], naswot: list[float], rea: dict, args,
-                 seconds: dict) -> None:
-    console = Console(width=170)
-    table = Table(title=f"NB201 CIFAR-10: proxies vs 200-epoch accuracy, {result['sampled']} sampled architectures "
-                        f"(seed {args.seed}), batch {args.batch_size}×{args.batches} of real CIFAR-10 images")
-    for column in ("proxy", "scored", "ρ test", "95 % (bootstrap)", "τ test", "ρ valid",
-                   f"published ρ ({PUBLISHED_SOURCE})", "valid − published"):
-        table.add_column(column, justify="right")
+def tables(result: dict, rows: list[dict], vote: tuple[float, int], naswot: list[float], rea: dict, args) -> list:
+    """The ranking table and the searches table as (caption, columns, rows)."""
+    ranking = []
     for row in rows:
         published = row["published"]
-        table.add_row(row["proxy"], str(row["scored"]), f"{row['rho_test']:.3f}",
-                      f"{row['rho_test_95'][0]:.3f}–{row['rho_test_95'][1]:.3f}", f"{row['tau_test']:.3f}",
-                      f"{row['rho_valid']:.3f}", f"{published:.3f}" if published is not None else "-",
-                      f"{row['rho_valid'] - published:+.3f}" if published is not None else "-")
-    table.add_row(f"vote({', '.join(VOTE)})", str(vote[1]), f"{vote[0]:.3f}", "-", "-", "-", "-", "-")
-    console.print(table)
-
-    searches = Table(title="Searches: 200-epoch CIFAR-10 test accuracy (%) of the architecture found")
-    for column in ("search", "ours (mean ± std)", "runs", "published"):
-        searches.add_column(column, justify="right")
-    searches.add_row(f"NASWOT: best naswot of {args.naswot_n} random", mean_std(naswot), str(len(naswot)),
-                     f"{NASWOT_PUBLISHED[0]:.2f} ± {NASWOT_PUBLISHED[1]:.2f} ({NASWOT_PUBLISHED[2]})")
+        ranking.append([row["proxy"], row["scored"], f"{row['rho_test']:.3f}",
+                        f"{row['rho_test_95'][0]:.3f}–{row['rho_test_95'][1]:.3f}", f"{row['tau_test']:.3f}",
+                        f"{row['rho_valid']:.3f}", f"{published:.3f}" if published is not None else "-",
+                        f"{row['rho_valid'] - published:+.3f}" if published is not None else "-"])
+    ranking.append([f"vote({', '.join(VOTE)})", vote[1], f"{vote[0]:.3f}", "-", "-", "-", "-", "-"])
+    searches = [[f"NASWOT: best naswot of {args.naswot_n} random", mean_std(naswot), len(naswot),
+                 f"{NASWOT_PUBLISHED[0]:.2f} ± {NASWOT_PUBLISHED[1]:.2f} ({NASWOT_PUBLISHED[2]})"]]
     for label, values in rea.items():
         published = f"{REA_PUBLISHED[0]:.2f} ± {REA_PUBLISHED[1]:.2f} ({REA_PUBLISHED[2]})" if label == "REA" else "-"
-        searches.add_row(f"{label}, {args.queries} queries", mean_std(values), str(len(values)), published)
-    console.print(searches)
+        searches.append([f"{label}, {args.queries} queries", mean_std(values), len(values), published])
+    return [(f"NB201 CIFAR-10: proxies vs 200-epoch accuracy, {result['sampled']} sampled architectures (seed "
+             f"{args.seed}), batch {args.batch_size}×{args.batches} of real CIFAR-10 images",
+             ["proxy", "scored", "ρ test", "95 % (bootstrap)", "τ test", "ρ valid",
+              f"published ρ ({PUBLISHED_SOURCE})", "valid − published"], ranking),
+            ("Searches: 200-epoch CIFAR-10 test accuracy (%) of the architecture found",
+             ["search", "ours (mean ± std)", "runs", "published"], searches)]
+
+
+def print_tables(parts: list, seconds: dict) -> None:
+    console = Console(width=170)
+    for caption, columns, rows in parts:
+        table = Table(title=caption)
+        for column in columns:
+            table.add_column(column, justify="right")
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        console.print(table)
     console.print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
 
 
@@ -189,17 +198,23 @@ def main(argv=None) -> int:
     rea = rea_runs(args)
     seconds["REA searches"] = time.perf_counter() - start
     summary = {"naswot": naswot, "rea": rea, "args": {k: str(v) for k, v in vars(args).items()}, "seconds": seconds}
-    report(result, summary, args)
+    parts = report(result, summary, args)
     (args.out / "zc_table.json").write_text(json.dumps(summary, indent=1))
     print(f"wrote {args.out / 'correlation.json'}, {args.out / 'correlation.png'} and {args.out / 'zc_table.json'}")
+    write_results("zero_cost", "Zero-cost proxies on NAS-Bench-201 CIFAR-10", parts, notes=(
+        "ρ test / τ test: with the table's 200-epoch test accuracy (bootstrap 95 % interval over the sampled "
+        "architectures); ρ valid: with the 200-epoch validation accuracy (cifar10_valid_200ep), the column the "
+        "published figures correlate with. Seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) + "."))
     return 0
 
 
-def report(result: dict, summary: dict, args) -> None:
-    """Print both tables and add the ranking rows and the vote to `summary`."""
+def report(result: dict, summary: dict, args) -> list:
+    """Print both tables, add the ranking rows and the vote to `summary`, return the tables."""
     rows, vote = proxy_rows(result), vote_rho(result)
     summary.update(proxies=rows, vote={"proxies": VOTE, "spearman_rho": vote[0], "archs": vote[1]})
-    print_tables(result, rows, vote, summary["naswot"], summary["rea"], args, summary["seconds"])
+    parts = tables(result, rows, vote, summary["naswot"], summary["rea"], args)
+    print_tables(parts, summary["seconds"])
+    return parts
 
 
 def reprint(directory: Path) -> int:

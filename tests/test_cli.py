@@ -70,7 +70,7 @@ def test_help_says_what_each_group_is_for_and_lists_the_commands(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor", "scale"):
+    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor", "scale", "experiment"):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"{group} "))
         assert len(lines[start].split()) >= 4  # the group's name, then what it is for
         block = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1:])]
@@ -179,6 +179,7 @@ def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
                             "--target", str(target), str(REPO)], capture_output=True, text=True, timeout=300)
     assert build.returncode == 0, build.stderr
     assert (target / "nasrun" / "conf" / "strategy" / "random.yaml").is_file()
+    assert (target / "nasrun" / "conf" / "experiment" / "darts_cifar10.yaml").is_file()  # the recipes too
     env = {**os.environ, "PYTHONPATH": str(target)}
     result = subprocess.run([sys.executable, "-m", "nasrun", "--cfg", "job"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)

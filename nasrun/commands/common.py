@@ -14,13 +14,20 @@ from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import NetworkLimits
 
 
+def plain_experiment(overrides: Sequence[str]) -> list[str]:
+    """`+experiment=NAME` read as `experiment=NAME`. config.yaml declares the (empty) experiment group
+    before `scale`, so that `scale=tiny` still shrinks a recipe; Hydra refuses `+` for a declared group."""
+    return [item[1:] if item.startswith("+experiment=") else item for item in overrides]
+
+
 def compose_run_config(overrides: Sequence[str], return_hydra_config: bool = False):
     """The config `nasrun` would compose from `overrides` (a one-line ConfigError for a bad one)."""
     from hydra import compose, initialize_config_module
 
     try:
         with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+            overrides = plain_experiment(overrides)
+            return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
     except HydraException as err:
         raise ConfigError(str(err).splitlines()[0]) from None
 

@@ -13,6 +13,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from nasrun.commands.common import plain_experiment
 from nasrun.console import print_error, print_warning
 from nasrun.errors import NasrunError, NoResult
 
@@ -111,6 +112,7 @@ def app_help(argv: list[str]) -> str | None:
 
 
 def main() -> None:
+    sys.argv[1:] = plain_experiment(sys.argv[1:])
     resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
     if resume:  # `nasrun resume=RUN_DIR` continues a run from its own saved config (nasrun/commands/resume.py)
         others = [arg for arg in sys.argv[1:] if arg not in (*resume, "progress=false")]
