@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from nasrun.run.observers import RunObserver
 from nasrun.rundir import RunDir, atomic_write, load_checkpoint, save_checkpoint
 from nasrun.errors import CheckpointError
 from nasrun.state import JsonLines, read_json, release_held_logs, remove_tree
-from nasrun.state.files import append_to, open_append, remove_file
+from nasrun.state.files import remove_file
 from nasrun.estimators import Evaluation
 from nasrun.executors import TrialJob, run_trial
 from nasrun.records import Trial, best_trial
@@ -54,6 +53,10 @@ class RunCheckpoint(RunObserver):
     def __init__(self, run_dir: Path, space):
         files = RunDir(run_dir)
         self.path, self.journal_path, self.times_path = files.runner_state, files.runner_journal, files.trial_times
+        # appended after every ask / trial, kept open: a killed process leaves every line it wrote (no
+        # fsync: a power cut may cost the last ones)
+        self.journal_log = JsonLines(self.journal_path, what="runner journal", compact=True, keep_open=True)
+        self.times_log = JsonLines(self.times_path, what="trial times", compact=True, keep_open=True)
         self.states_dir = files.training_states
         self.space = space
         self.pending: dict[int, TrialJob] = {}
@@ -64,7 +67,6 @@ class RunCheckpoint(RunObserver):
         self.journal: list[dict] = []  # after `load`: the journaled asks that came after runner.json
         self._asked: list[TrialJob] = []  # jobs of the ask being made
         self._saved_at = -math.inf  # when runner.json was last written (perf_counter)
-        self._fds: dict[Path, int] = {}  # open append descriptors: the journal, trial_times.jsonl
         self._clock = time.perf_counter()
 
     def start_clock(self) -> float:
@@ -86,9 +88,8 @@ class RunCheckpoint(RunObserver):
         self.save(strategy, told, asked)
 
     def on_close(self) -> None:
-        for fd in self._fds.values():
-            os.close(fd)
-        self._fds.clear()
+        self.journal_log.close()
+        self.times_log.close()
 
     def on_finish(self, summary: dict) -> None:
         """No promotion can come any more: the multi-fidelity training states go (best_model.pt stays)."""
@@ -103,7 +104,7 @@ class RunCheckpoint(RunObserver):
     def recorded(self, trial: Trial) -> None:
         """A trial reached trials.jsonl (the strategy is told before the next save)."""
         self.pending.pop(trial.id, None)
-        self._append(self.times_path, {"id": trial.id, "finished_at": round(self.seconds(), 3)})
+        self.times_log.append({"id": trial.id, "finished_at": round(self.seconds(), 3)})
 
     def save(self, strategy: Strategy, told: int, asked: int | None = None) -> None:
         """Called after every ask of `asked` architectures (and with None when the search ends), when all
@@ -113,7 +114,7 @@ class RunCheckpoint(RunObserver):
         if asked is not None:
             self.asks += 1
             if time.perf_counter() - self._saved_at < FULL_SAVE_SECONDS:
-                self._append(self.journal_path, {"ask": self.asks, "asked": asked, "told": told,
+                self.journal_log.append({"ask": self.asks, "asked": asked, "told": told,
                                                  "jobs": [self.job_record(j) for j in jobs],
                                                  "elapsed": round(self.seconds(), 3)})
                 return
@@ -127,19 +128,8 @@ class RunCheckpoint(RunObserver):
             "elapsed": round(self.seconds(), 3),
         }, separators=(",", ":")), durable=False)  # no fsync: halves the per-trial file cost
         self._saved_at = time.perf_counter()
-        fd = self._fds.pop(self.journal_path, None)
-        if fd is not None:
-            os.close(fd)
+        self.journal_log.close()
         remove_file(self.journal_path)  # its asks are in runner.json now
-
-    def _append(self, path: Path, record: dict) -> None:
-        """One JSON line at the end of `path` (kept open, never through a link), whole or not at all and
-        handed to the OS at once: a killed process leaves every line it wrote (no fsync: a power cut may
-        cost the last ones)."""
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._fds[path] = open_append(path)
-        append_to(fd, (json.dumps(record, separators=(",", ":")) + "\n").encode(), path)
 
     def job_record(self, job: TrialJob) -> dict:
         return {"id": job.id, "arch": self.space.to_json(job.arch), "seed": job.seed, "fidelity": job.fidelity,
@@ -181,7 +171,7 @@ class RunCheckpoint(RunObserver):
     def read_journal(self) -> list[dict]:
         """The journaled asks after runner.json's (older lines are in it already), in order."""
         events = []
-        for number, line in enumerate(JsonLines(self.journal_path, what="runner journal").lines(), start=1):
+        for number, line in enumerate(self.journal_log.lines(), start=1):
             try:
                 event = json.loads(line)
                 ask = int(event["ask"])
@@ -222,8 +212,8 @@ def restore(runner) -> None:
         runner.strategy.tell(unconfirmed)
     restore_best(runner, {t.id for t in unconfirmed})
     release_held_logs()
-    for path, what in ((checkpoint.times_path, "trial times"), (checkpoint.journal_path, "runner journal")):
-        JsonLines(path, what=what).repair()
+    checkpoint.times_log.repair()
+    checkpoint.journal_log.repair()
     trial_log.repair()
     log.info("resumed %s: %d trials done, %d to run again", runner.run_dir, len(trials), len(checkpoint.pending))
 
