@@ -93,7 +93,10 @@ def test_successive_halving_promotes_the_top_third_rung_by_rung():
     history = drive(SuccessiveHalving(min_epochs=1, eta=3), quality, rounds=13)
     rungs = {f: [h for h in history if h[1] == f] for f in (1, 3, 9)}
     assert [len(rungs[f]) for f in (1, 3, 9)] == [9, 3, 1]        # one bracket: 9 -> 3 -> 1
-    best_of = lambda entries, k: {h[0] for h in sorted(entries, key=lambda h: (-quality(h[3], h[1]), h[0]))[:k]}
+
+    def best_of(entries, k):
+        return {h[0] for h in sorted(entries, key=lambda h: (-quality(h[3], h[1]), h[0]))[:k]}
+
     assert {h[2] for h in rungs[3]} == best_of(rungs[1], 3)        # continues the best third of rung 1
     assert {h[2] for h in rungs[9]} == best_of(rungs[3], 1)
     assert all(h[3] == next(g[3] for g in history if g[0] == h[2]) for h in rungs[3] + rungs[9])

@@ -138,11 +138,11 @@ def test_sandwich_trains_largest_smallest_and_random_paths_each_step(monkeypatch
         keys = [key for key, _, _ in calls[4 * step:4 * step + 4]]
         assert keys[:2] == [largest, smallest] and largest not in keys[2:]
     largest_arch = calls[0][2]
-    assert len(largest_arch["layers"]) == 4 and {l["width"] for l in largest_arch["layers"]} == {12}
-    assert {l["op"] for l in largest_arch["layers"]} == {"conv7x7"}
+    assert len(largest_arch["layers"]) == 4 and {layer["width"] for layer in largest_arch["layers"]} == {12}
+    assert {layer["op"] for layer in largest_arch["layers"]} == {"conv7x7"}
     smallest_arch = calls[1][2]
-    assert len(smallest_arch["layers"]) == 2 and {l["width"] for l in smallest_arch["layers"]} == {4}
-    assert {l["op"] for l in smallest_arch["layers"]} == {"conv3x3"}
+    assert len(smallest_arch["layers"]) == 2 and {layer["width"] for layer in smallest_arch["layers"]} == {4}
+    assert {layer["op"] for layer in smallest_arch["layers"]} == {"conv3x3"}
 
 
 def test_sandwich_accumulates_gradients_of_all_its_paths(monkeypatch):
@@ -161,13 +161,13 @@ def test_progressive_shrinking_enables_kernel_then_depth_then_width(monkeypatch)
     stages = [archs[i * 10:(i + 1) * 10] for i in range(4)]     # 40 steps, 4 stages of 10
 
     def kernels(group):
-        return {op_kind(l["op"])[1] for a in group for l in a["layers"] if op_kind(l["op"])[0] == "conv"}
+        return {op_kind(layer["op"])[1] for a in group for layer in a["layers"] if op_kind(layer["op"])[0] == "conv"}
 
     def depths(group):
         return {len(a["layers"]) for a in group}
 
     def widths(group):
-        return {l["width"] for a in group for l in a["layers"]}
+        return {layer["width"] for a in group for layer in a["layers"]}
 
     assert kernels(stages[0]) == {7} and depths(stages[0]) == {4} and widths(stages[0]) == {12}
     assert len(kernels(stages[1])) > 1 and depths(stages[1]) == {4} and widths(stages[1]) == {12}
