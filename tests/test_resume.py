@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from nasrun.rundir import RunDir, load_checkpoint
+from nasrun.state import TrainingState
 from nasrun.datasets.digits import Digits
 from nasrun.errors import CheckpointError
 from nasrun.estimators.full_training import FullTraining
@@ -348,3 +349,33 @@ def test_one_shot_search_killed_between_epochs_resumes(tmp_path):
     assert load_checkpoint(state)["epoch"] == 1 and not RunDir(run_dir).trials.exists()
     one_shot_runner(run_dir, ToyOneShot(), resume=True).run()
     assert outcome(run_dir) == outcome(tmp_path / "reference")
+
+
+def test_a_training_state_continues_model_optimiser_scheduler_and_rng_exactly(tmp_path):
+    """nasrun.state.TrainingState, which the one-shot searches, the supernet and multi-fidelity trials save
+    with: fresh objects given a saved state take the same next steps as the ones that saved it."""
+    def parts(seed):
+        torch.manual_seed(seed)
+        model = nn.Linear(4, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    def step(model, optimizer, scheduler) -> float:
+        loss = model(torch.randn(8, 4)).pow(2).mean()   # draws from the torch RNG
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.item()
+
+    first = parts(0)
+    for _ in range(2):
+        step(*first)
+    names = dict(zip(("model", "optimizer", "scheduler"), first))
+    TrainingState(**names).save(tmp_path / "state.pt", epoch=2)
+    straight = [step(*first) for _ in range(3)]
+    second = parts(1)
+    state = TrainingState(**dict(zip(("model", "optimizer", "scheduler"), second))).restore(
+        load_checkpoint(tmp_path / "state.pt"))
+    assert state["epoch"] == 2
+    assert [step(*second) for _ in range(3)] == straight
