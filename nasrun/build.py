@@ -32,6 +32,7 @@ COMPONENT_BASES: dict[str, type] = {
     "search_space": SearchSpace, "strategy": Strategy, "estimator": Estimator,
     "dataset": DatasetSource, "hardware": Hardware, "executor": Executor,
 }
+GROUPS = tuple(COMPONENT_BASES)  # the config groups every run config holds (conf/<group>/)
 
 
 # Keys a group's config may hold for every component of the group, handed to `component.configure(key,

@@ -6,13 +6,11 @@ from numbers import Number
 
 from omegaconf import DictConfig, OmegaConf
 
-from nasrun.build import check_config
+from nasrun.build import GROUPS, check_config
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import NetworkLimits
 from nasrun.rundir import RunDir
 from nasrun.state import read_yaml
-
-GROUPS = ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
 
 
 def positive_int(value, name: str) -> int:

@@ -29,7 +29,6 @@ with `weights_only=True`, so a file can never run code.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -37,10 +36,9 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
-from nasrun.errors import CheckpointError
 from nasrun.records import Trial, TrialLog, to_jsonable
 from nasrun.state import (HeldLogHandler, JsonLines, RunLock, RunLogHandler, atomic_write, check_links,
-                          open_bounded, read_json, read_json_object)
+                          load_checkpoint, read_json, read_json_object, save_checkpoint)
 from nasrun.state.files import write_error
 from nasrun.state.links import within
 
@@ -50,32 +48,6 @@ __all__ = ["RunDir", "atomic_write", "atomic_write_json", "load_checkpoint", "re
 def atomic_write_json(path: str | Path, obj: Any, durable: bool = True, compact: bool = False) -> None:
     text = json.dumps(to_jsonable(obj), separators=(",", ":")) if compact else json.dumps(to_jsonable(obj), indent=2)
     atomic_write(path, text + "\n", durable)
-
-
-def save_checkpoint(obj: Any, path: str | Path) -> None:
-    """Tensors (and plain containers of them) to `path`, atomically."""
-    import torch  # here: reading and writing the run's JSON files needs no torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write(path, buffer.getvalue())
-
-
-def load_checkpoint(path: str | Path, map_location: str = "cpu") -> Any:
-    """What `save_checkpoint` wrote; a missing, oversized, truncated or unsafe file is a one-line CheckpointError."""
-    import torch
-
-    path = Path(path)
-    try:
-        with open_bounded(path, "checkpoint", "checkpoint") as handle:
-            return torch.load(handle, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} not found") from None
-    except CheckpointError:
-        raise
-    except Exception as err:  # truncated zip, garbage bytes, unsafe pickle
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0][:160]}); delete it to start that part afresh") from None
 
 
 class _File:

@@ -54,8 +54,9 @@ class Recipe:
 
 
 def logits_of(output) -> torch.Tensor:
-    """Networks with an auxiliary head return (logits, aux_logits) in training mode."""
-    return output[0] if isinstance(output, tuple) else output
+    """The logits of a network's output: networks with an auxiliary head return (logits, aux_logits) in
+    training mode."""
+    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 def train_one_epoch(model: nn.Module, data: DataBundle, recipe: Recipe, optimizer, scheduler,
@@ -110,4 +111,5 @@ def accuracy(model: nn.Module, data: DataBundle, split: str, hardware: Hardware,
 
 
 def count_parameters(model: nn.Module) -> int:
+    """The trainable parameters of `model`."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -38,17 +38,20 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def compose_config(overrides=()):
+    """The config `nasrun` would run with for `overrides` (module-scoped fixtures call this directly)."""
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.fixture
 def compose_cfg():
     """compose(overrides) -> the config `nasrun` would run with."""
-
-    def _compose(overrides=()):
-        GlobalHydra.instance().clear()
-        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-            return compose(config_name="config", overrides=list(overrides))
-
-    yield _compose
-    GlobalHydra.instance().clear()
+    return compose_config
 
 
 # Variables read when the interpreter or a native library starts: a run that sets one gets a process

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, read_jsonl, run_cli, run_dirs
+from nasrun.build import GROUPS
 
 
 def test_default_run_finds_an_accurate_architecture(tmp_path):
@@ -70,7 +71,7 @@ def test_help_says_what_each_group_is_for_and_lists_the_commands(tmp_path):
     result = run_cli(["--help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor", "scale", "experiment"):
+    for group in (*GROUPS, "scale", "experiment"):
         start = next(i for i, line in enumerate(lines) if line.startswith(f"{group} "))
         assert len(lines[start].split()) >= 4  # the group's name, then what it is for
         block = [lines[start], *itertools.takewhile(lambda line: line.startswith(" "), lines[start + 1:])]

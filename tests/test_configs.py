@@ -9,6 +9,7 @@ import torch
 
 from conftest import TINY, group_options
 from fake_data import write_cifar10, write_cifar100, write_image_folder, write_mnist
+from nasrun.build import GROUPS
 from nasrun.errors import ConfigError
 from nasrun.experiment import run_experiment
 
@@ -28,8 +29,7 @@ NEEDS = {
     "estimator=nb201": ["search_space=nb201"],
 }
 
-CASES = [(group, option) for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor")
-         for option in group_options(group)]
+CASES = [(group, option) for group in GROUPS for option in group_options(group)]
 
 
 def overrides_for(group: str, option: str) -> list[str]:
@@ -55,7 +55,7 @@ def test_every_config_option_composes_and_runs(compose_cfg, tmp_path, monkeypatc
 
 def test_every_group_has_its_default_and_a_name(compose_cfg):
     cfg = compose_cfg()
-    for group in ("search_space", "strategy", "estimator", "dataset", "hardware", "executor"):
+    for group in GROUPS:
         assert cfg[group]["_target_"].startswith("nasrun.")
     for group in ("search_space", "strategy", "estimator", "dataset"):
         for option in group_options(group):

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from conftest import read_jsonl, run_cli, run_dirs
 from fake_data import write_cifar10
 from nasrun.datasets.base import DataBundle, TensorSplit
+from nasrun.rundir import RunDir
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets.nb201 import parse_arch
@@ -265,7 +266,7 @@ def test_strategies_change_alpha_and_log_every_epoch(make, space, tmp_path):
     strategy = make()
     arch = run_search(strategy, space, tmp_path)
     space.validate(arch)
-    records = read_jsonl(tmp_path / "alphas.jsonl")
+    records = read_jsonl(RunDir(tmp_path).alphas)
     assert [r["epoch"] for r in records] == [1, 2]
     for record in records:
         assert set(record["alphas"]) == ({"normal", "reduce"} if isinstance(space, DartsSpace) else {"cell"})
@@ -278,7 +279,7 @@ def test_strategies_change_alpha_and_log_every_epoch(make, space, tmp_path):
     assert not torch.allclose(last[cell], first[cell], rtol=0, atol=1e-6)  # α moved in epoch 2
     frozen = isinstance(strategy, PCDartsSearch)  # epoch 1 is PC-DARTS's warm-up
     assert torch.allclose(first[cell], torch.tensor(initial[cell]), rtol=0, atol=1e-7) == frozen
-    state = torch.load(tmp_path / "checkpoints" / "search_state.pt", weights_only=True)
+    state = torch.load(RunDir(tmp_path).search_state, weights_only=True)
     assert state["epoch"] == 2
     if isinstance(strategy, PCDartsSearch):
         assert "arch_loss" not in records[0] and "arch_loss" in records[1]  # α frozen during warm-up
@@ -305,11 +306,11 @@ def test_resumed_search_continues_identically(make, tmp_path):
         run_search(make(), space, tmp_path / "resumed", report=stop_after_first_epoch)
     resumed = run_search(make(), space, tmp_path / "resumed")
     assert resumed == straight
-    a = torch.load(tmp_path / "straight" / "checkpoints" / "search_state.pt", weights_only=True)
-    b = torch.load(tmp_path / "resumed" / "checkpoints" / "search_state.pt", weights_only=True)
+    a = torch.load(RunDir(tmp_path / "straight").search_state, weights_only=True)
+    b = torch.load(RunDir(tmp_path / "resumed").search_state, weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    assert read_jsonl(tmp_path / "straight" / "alphas.jsonl") == read_jsonl(tmp_path / "resumed" / "alphas.jsonl")
+    assert read_jsonl(RunDir(tmp_path / "straight").alphas) == read_jsonl(RunDir(tmp_path / "resumed").alphas)
 
 
 def test_search_reports_every_step_counted_over_all_epochs(tmp_path):
@@ -328,10 +329,10 @@ def test_search_reports_every_step_counted_over_all_epochs(tmp_path):
 def test_skip_connect_guard_stops_early(tmp_path):
     strategy = DartsSearch(stop_at_skip_connects=0, **TINY_SEARCH)  # 0: stop at the first epoch's end
     run_search(strategy, DartsSpace(C=4, layers=3), tmp_path)
-    records = read_jsonl(tmp_path / "alphas.jsonl")
+    records = read_jsonl(RunDir(tmp_path).alphas)
     assert len(records) == 1 and records[0]["stopped"] is True
     run_search(DartsSearch(stop_at_skip_connects=0, **TINY_SEARCH), DartsSpace(C=4, layers=3), tmp_path)
-    assert len(read_jsonl(tmp_path / "alphas.jsonl")) == 1  # a stopped search stays stopped on resume
+    assert len(read_jsonl(RunDir(tmp_path).alphas)) == 1  # a stopped search stays stopped on resume
 
 
 def test_configuration_errors_are_clear(tmp_path):
@@ -354,16 +355,16 @@ def test_cli_searches_then_retrains_and_tests_the_genotype(tmp_path):
                       "search_space.drop_path_prob=0.2", "estimator.epochs=1", "progress=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
-    best = json.loads((run_dir / "best_architecture.json").read_text())
+    best = json.loads(RunDir(run_dir).best.read_text())
     DartsSpace().validate(best["arch"])
     assert best["network"]["options"]["auxiliary"] is True
     assert 0.0 <= best["metrics"]["test_accuracy"] <= 1.0 and "search_seconds" in best["metrics"]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     assert summary["strategy"] == "darts" and summary["test"]["test_accuracy"] == best["metrics"]["test_accuracy"]
-    assert len(read_jsonl(run_dir / "alphas.jsonl")) == 1
+    assert len(read_jsonl(RunDir(run_dir).alphas)) == 1
     from nasrun.nets import load_network
 
-    assert load_network(run_dir / "best_architecture.json").eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
+    assert load_network(RunDir(run_dir).best).eval()(torch.randn(2, 1, 8, 8)).shape == (2, 10)
 
 
 @pytest.mark.slow
@@ -374,10 +375,10 @@ def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
                       "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
-    best = json.loads((run_dir / "best_architecture.json").read_text())
+    best = json.loads(RunDir(run_dir).best.read_text())
     parse_arch(best["arch"])
     assert "test_accuracy" in best["metrics"]
-    assert set(read_jsonl(run_dir / "alphas.jsonl")[0]["alphas"]) == {"cell"}
+    assert set(read_jsonl(RunDir(run_dir).alphas)[0]["alphas"]) == {"cell"}
 
 
 @pytest.mark.slow
@@ -393,20 +394,20 @@ def test_cli_search_progress_counts_steps_and_the_cost_estimate_changes_nothing(
     (line,) = [line for line in result.stderr.splitlines() if line.startswith("expected: ")]
     assert "for the supernet search on this CPU" in line and "s/step x 3 steps/epoch x 2 epochs" in line
     assert "strategy.epochs (now 2)" in line and "strategy.steps_per_epoch (now 3)" in line
-    assert line in (tmp_path / "estimated" / "nasrun.log").read_text()
-    config = OmegaConf.load(tmp_path / "estimated" / ".hydra" / "config.yaml")
+    assert line in RunDir(tmp_path / "estimated").log.read_text()
+    config = OmegaConf.load(RunDir(tmp_path / "estimated").config)
     assert (config.strategy.epochs, config.strategy.steps_per_epoch) == (2, 3)
-    cost = json.loads((tmp_path / "estimated" / "summary.json").read_text())["cost"]
+    cost = json.loads(RunDir(tmp_path / "estimated").summary.read_text())["cost"]
     assert cost["phase"] == "supernet search" and cost["factors"] == {"steps_per_epoch": 3, "epochs": 2}
     assert cost["expected_seconds"] == pytest.approx(cost["seconds_per_unit"] * 6, rel=1e-3)
     assert cost["actual_seconds"] > 0
-    assert "expected: " not in plain.stderr and "cost" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert "expected: " not in plain.stderr and "cost" not in json.loads(RunDir(tmp_path / "plain").summary.read_text())
 
     def search(run):
-        trials = read_jsonl(run / "trials.jsonl")
+        trials = read_jsonl(RunDir(run).trials)
         timeless = [{k: v for k, v in t.items() if k not in ("seconds", "metrics")} for t in trials]
         metrics = [{k: v for k, v in t["metrics"].items() if "seconds" not in k} for t in trials]
-        return read_jsonl(run / "alphas.jsonl"), timeless, metrics
+        return read_jsonl(RunDir(run).alphas), timeless, metrics
 
     assert search(tmp_path / "estimated") == search(tmp_path / "plain")
 

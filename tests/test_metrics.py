@@ -9,23 +9,24 @@ import torch
 from torch import nn
 
 from nasrun.errors import ConfigError
-from nasrun.assessment.metrics import (ArchitectureMetrics, MetricsConfig, count_flops, count_params, measure_latency_ms,
+from nasrun.assessment.metrics import (ArchitectureMetrics, MetricsConfig, count_flops, measure_latency_ms,
                             measure_memory_mb)
 from nasrun.assessment.space_check import design_warnings
+from nasrun.training import count_parameters
 from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 
 
 def test_single_conv_params_and_flops_match_hand_count():
     conv = nn.Conv2d(3, 8, kernel_size=3, padding=1)          # 8 output maps of 8x8, 3*3*3 MACs per output
-    assert count_params(conv) == 8 * 3 * 3 * 3 + 8
+    assert count_parameters(conv) == 8 * 3 * 3 * 3 + 8
     assert count_flops(conv, torch.randn(1, 3, 8, 8)) == 2 * (8 * 8 * 8) * (3 * 3 * 3)
 
 
 def test_linear_and_small_mlp_flops_match_hand_count():
     assert count_flops(nn.Linear(10, 5), torch.randn(1, 10)) == 2 * 10 * 5
     mlp = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 3))
-    assert count_params(mlp) == (10 * 20 + 20) + (20 * 3 + 3)
+    assert count_parameters(mlp) == (10 * 20 + 20) + (20 * 3 + 3)
     assert count_flops(mlp, torch.randn(4, 10)) == 4 * 2 * (10 * 20 + 20 * 3)
 
 
@@ -56,7 +57,7 @@ def test_architecture_metrics_are_cached_per_architecture():
     first = measure.measure(arch)
     assert set(first) == {"params", "flops", "macs", "latency_ms", "latency_ms_batch", "memory_mb"}
     assert first["flops"] == 2 * first["macs"] > 0
-    assert first["params"] == count_params(space.build(arch, (1, 8, 8), 10))
+    assert first["params"] == count_parameters(space.build(arch, (1, 8, 8), 10))
     assert measure.measure(arch)["latency_ms"] == first["latency_ms"]       # from the cache
     assert list(measure.latency_cache) == [space.key(arch)]
 

@@ -12,6 +12,7 @@ import torch
 
 from conftest import run_cli
 from nasrun.commands.reproduce import comparable
+from nasrun.rundir import RunDir
 from nasrun.datasets.digits import Digits
 from nasrun.estimators.base import Fidelity
 from nasrun.estimators.early_stopping import EarlyStopping
@@ -50,7 +51,7 @@ def test_continued_training_equals_one_uninterrupted_run(digits, tmp_path, estim
     assert got.metrics == expected.metrics
     assert all(torch.equal(got.weights[k], expected.weights[k]) for k in expected.weights)
     if run_dir:   # the continued states are gone, the last one is kept for a promotion
-        assert sorted(p.name for p in (tmp_path / "checkpoints" / "fidelity").iterdir()) == ["trial_7.pt"]
+        assert sorted(p.name for p in RunDir(tmp_path).training_states.iterdir()) == ["trial_7.pt"]
 
 
 def test_a_fidelity_above_the_schedule_is_refused(digits):
@@ -93,7 +94,10 @@ def test_successive_halving_promotes_the_top_third_rung_by_rung():
     history = drive(SuccessiveHalving(min_epochs=1, eta=3), quality, rounds=13)
     rungs = {f: [h for h in history if h[1] == f] for f in (1, 3, 9)}
     assert [len(rungs[f]) for f in (1, 3, 9)] == [9, 3, 1]        # one bracket: 9 -> 3 -> 1
-    best_of = lambda entries, k: {h[0] for h in sorted(entries, key=lambda h: (-quality(h[3], h[1]), h[0]))[:k]}
+
+    def best_of(entries, k):
+        return {h[0] for h in sorted(entries, key=lambda h: (-quality(h[3], h[1]), h[0]))[:k]}
+
     assert {h[2] for h in rungs[3]} == best_of(rungs[1], 3)        # continues the best third of rung 1
     assert {h[2] for h in rungs[9]} == best_of(rungs[3], 1)
     assert all(h[3] == next(g[3] for g in history if g[0] == h[2]) for h in rungs[3] + rungs[9])
@@ -166,7 +170,7 @@ def test_best_trial_is_taken_at_the_highest_fidelity():
 
 
 def read(run_dir: Path):
-    return TrialLog(run_dir / "trials.jsonl").read()
+    return TrialLog(RunDir(run_dir).trials).read()
 
 
 @pytest.mark.parametrize("strategy", ["successive_halving", "hyperband", "asha", "bohb"])
@@ -177,9 +181,9 @@ def test_each_strategy_searches_from_the_cli(tmp_path, strategy):
     assert result.returncode == 0, result.stderr
     trials = read(run_dir)
     assert len(trials) == 4 and {t.fidelity for t in trials} <= {1, 3} and 3 in {t.fidelity for t in trials}
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     best = next(t for t in trials if t.id == summary["best_trial"])
-    assert best.fidelity == 3 and not (run_dir / "checkpoints" / "fidelity").exists()
+    assert best.fidelity == 3 and not RunDir(run_dir).training_states.exists()
     for trial in trials:
         if trial.continues is not None:
             assert next(t for t in trials if t.id == trial.continues).seed == trial.seed
@@ -212,7 +216,7 @@ def test_a_search_killed_mid_bracket_resumes_exactly(tmp_path, monkeypatch, comp
             start_run(cfg, tmp_path / "run")
     resume_run(tmp_path / "run", show_progress=False)
     assert [comparable(t) for t in read(tmp_path / "run")] == [comparable(t) for t in read(tmp_path / "reference")]
-    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("reference", "run")]
+    summaries = [json.loads(RunDir(tmp_path / d).summary.read_text()) for d in ("reference", "run")]
     assert summaries[0]["test"] == summaries[1]["test"] and summaries[0]["best_trial"] == summaries[1]["best_trial"]
 
 
@@ -244,4 +248,4 @@ def test_bad_multi_fidelity_settings_are_one_line_errors(tmp_path, overrides, me
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not (run_dir / "trials.jsonl").exists()
+    assert not RunDir(run_dir).trials.exists()

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasrun.assessment.metrics import count_flops, count_params, example_input
+from nasrun.assessment.metrics import count_flops, example_input
+from nasrun.training import count_parameters
 from nasrun.errors import ConfigError
 from nasrun.estimators.proxies import DATA_PROXIES, PROXIES, ProxyInputs, score, scores
 from nasrun.spaces.darts import DartsSpace
@@ -103,7 +104,7 @@ def test_params_and_flops_are_the_assessment_measures():
     space, shape = SPACES["nb201"]
     net = network(space, NB201_CONV, shape)
     inputs = batch(shape)
-    assert score("params", net, inputs) == count_params(net)
+    assert score("params", net, inputs) == count_parameters(net)
     assert score("flops", net, inputs) == count_flops(net, example_input(shape))
 
 

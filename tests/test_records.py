@@ -2,7 +2,7 @@ import json
 import math
 
 from nasrun.records import Trial, TrialLog, best_trial
-from nasrun.rundir import atomic_write_json
+from nasrun.rundir import RunDir, atomic_write_json
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -14,7 +14,7 @@ def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
 
 
 def test_trial_log_appends_and_ignores_a_torn_last_line(tmp_path):
-    log = TrialLog(tmp_path / "trials.jsonl")
+    log = TrialLog(RunDir(tmp_path).trials)
     log.append(Trial(0, {"a": 1}, {"val_accuracy": 0.5}))
     log.append(Trial(1, {"a": 2}, status="failed", error="boom"))
     with open(log.path, "a") as handle:

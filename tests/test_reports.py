@@ -14,12 +14,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from nasrun.experiment import run_experiment
+from nasrun.rundir import RunDir
 from nasrun.nets.nb201 import format_arch
 from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.run_report import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
-from conftest import run_cli
+from conftest import compose_config, run_cli
 
 SEARCH = ["budget.trials=3", "estimator.epochs=2", "search_space.min_layers=2", "search_space.max_layers=3",
           "progress=false"]
@@ -45,17 +46,11 @@ def assert_real_png(path: Path, min_colours: int = 8) -> None:
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=SEARCH)
-    GlobalHydra.instance().clear()
+    cfg = compose_config(SEARCH)
     run_dir = tmp_path_factory.mktemp("report") / "run"
     run_dir.mkdir()
     (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
     run_experiment(cfg, run_dir, show_progress=False)
     return run_dir
 
@@ -78,12 +73,12 @@ def test_report_command_draws_alpha_trajectories(finished_run, tmp_path):
     for epoch in range(1, 6):
         weights = torch.softmax(torch.arange(3.0) * epoch / 5 + torch.arange(5.0)[:, None] / 10, dim=1).tolist()
         lines.append(json.dumps({"epoch": epoch, "ops": ops, "alphas": {"normal": weights, "reduce": weights[:3]}}))
-    (run_dir / "alphas.jsonl").write_text("\n".join(lines) + "\n" + '{"epoch": 6, "op')   # torn last line
+    RunDir(run_dir).alphas.write_text("\n".join(lines) + "\n" + '{"epoch": 6, "op')   # torn last line
     result = run_cli([str(run_dir)], tmp_path, command="nasrun-report")
     assert result.returncode == 0, result.stderr
     for name in ("alphas_normal.png", "alphas_reduce.png", "best_so_far_trials.png", "best_architecture.png"):
         assert_real_png(run_dir / "plots" / name)
-    page = (run_dir / "report.html").read_text()
+    page = RunDir(run_dir).report.read_text()
     assert "α over epochs: normal cell" in page and "α over epochs: reduce cell" in page
     assert run_cli([str(tmp_path / "nothing")], tmp_path, command="nasrun-report").returncode == 2
 
@@ -99,8 +94,8 @@ def test_cells_are_drawn_as_dags(space, arch, tmp_path):
 def test_a_failing_plot_warns_and_the_rest_are_drawn(finished_run, tmp_path, caplog):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (run_dir / "trials.jsonl").write_text((finished_run / "trials.jsonl").read_text())
-    (run_dir / "best_architecture.json").write_text(json.dumps({"space": "nb201", "arch": "|garbage|"}))
+    RunDir(run_dir).trials.write_text(RunDir(finished_run).trials.read_text())
+    RunDir(run_dir).best.write_text(json.dumps({"space": "nb201", "arch": "|garbage|"}))
     with caplog.at_level(logging.WARNING, logger="nasrun"):
         written = write_run_report(run_dir)
     assert {p.name for p in written} == {"best_so_far_trials.png", "best_so_far_time.png", "report.html"}
@@ -113,7 +108,7 @@ def test_tensorboard_scalars_per_trial_and_epoch(finished_run):
 
     search = EventAccumulator(str(finished_run / "tensorboard" / "search"))
     search.Reload()
-    trials = [json.loads(line) for line in (finished_run / "trials.jsonl").read_text().splitlines()]
+    trials = [json.loads(line) for line in RunDir(finished_run).trials.read_text().splitlines()]
     logged = [e.value for e in search.Scalars("trial/val_accuracy")]
     assert logged == pytest.approx([t["metrics"]["val_accuracy"] for t in trials])
     assert [e.value for e in search.Scalars("search/best_score")][-1] == pytest.approx(max(logged))
@@ -127,7 +122,7 @@ def test_summary_records_the_environment(finished_run):
 
     import hydra
 
-    summary = json.loads((finished_run / "summary.json").read_text())
+    summary = json.loads(RunDir(finished_run).summary.read_text())
     versions = summary["versions"]
     assert versions["python"] == platform.python_version()
     assert versions["torch"] == torch.__version__ and versions["torchvision"] == metadata.version("torchvision")

@@ -15,7 +15,8 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from nasrun.rundir import load_checkpoint
+from nasrun.rundir import RunDir, load_checkpoint
+from nasrun.state import TrainingState
 from nasrun.datasets.digits import Digits
 from nasrun.errors import CheckpointError
 from nasrun.estimators.full_training import FullTraining
@@ -30,7 +31,7 @@ from nasrun.run.runner import Budget, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
 from nasrun.strategies.random_search import RandomSearch
-from conftest import run_cli
+from conftest import compose_config, run_cli
 
 SEARCH = ["budget.trials=4", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
           "progress=false", "seed=3"]
@@ -56,30 +57,24 @@ def crash_on_call(monkeypatch, owner, name: str, call: int) -> None:
 def start_run(cfg, run_dir: Path) -> None:
     run_dir.mkdir(parents=True)
     (run_dir / ".hydra").mkdir()
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
     run_experiment(cfg, run_dir, show_progress=False)
 
 
 def outcome(run_dir: Path) -> dict:
     """What must not depend on a crash: trial records (timings aside), the best architecture, its weights."""
-    best = json.loads((run_dir / "best_architecture.json").read_text())
+    best = json.loads(RunDir(run_dir).best.read_text())
     best["metrics"] = {k: v for k, v in best["metrics"].items() if k not in TIMING_METRICS}
-    weights = load_checkpoint(run_dir / "checkpoints" / "best_model.pt")
-    summary = json.loads((run_dir / "summary.json").read_text())
-    return {"trials": [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()],
+    weights = load_checkpoint(RunDir(run_dir).best_weights)
+    summary = json.loads(RunDir(run_dir).summary.read_text())
+    return {"trials": [comparable(t) for t in TrialLog(RunDir(run_dir).trials).read()],
             "best": best, "test": summary["test"], "best_trial": summary["best_trial"],
             "weights": {k: v.tolist() for k, v in weights.items()}}  # every value, exactly
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-        cfg = compose(config_name="config", overrides=SEARCH)
-    GlobalHydra.instance().clear()
+    cfg = compose_config(SEARCH)
     run_dir = tmp_path_factory.mktemp("reference") / "run"
     start_run(cfg, run_dir)
     return cfg, outcome(run_dir)
@@ -107,14 +102,14 @@ def test_crash_then_resume_equals_uninterrupted_run(point, reference, tmp_path, 
         crash_on_call(patch, owner, name, call)
         with pytest.raises(Crash):
             start_run(cfg, run_dir)
-    assert not (run_dir / "summary.json").exists()
+    assert not RunDir(run_dir).summary.exists()
     evaluated = []
     original = FullTraining.evaluate
     monkeypatch.setattr(FullTraining, "evaluate", lambda self, arch, seed, report=None: evaluated.append(seed)
                         or original(self, arch, seed, report))
     resume_run(run_dir, show_progress=False)
     assert outcome(run_dir) == expected
-    done_before = len(TrialLog(run_dir / "trials.jsonl").read()) - len(set(evaluated))
+    done_before = len(TrialLog(RunDir(run_dir).trials).read()) - len(set(evaluated))
     assert done_before >= {"mid-trial": 2, "final-test": 4}.get(point, 1)   # finished trials are not re-run
 
 
@@ -139,13 +134,13 @@ def test_truncated_runner_checkpoint_is_a_clear_error(reference, tmp_path, monke
         crash_on_call(patch, FullTraining, "evaluate", 3)
         with pytest.raises(Crash):
             start_run(cfg, run_dir)
-    path = run_dir / "checkpoints" / "runner.json"
+    path = RunDir(run_dir).runner_state
     path.write_text(path.read_text()[:200])
     with pytest.raises(CheckpointError, match="runner.json"):
         resume_run(run_dir, show_progress=False)
     result = run_cli([str(run_dir)], tmp_path, command="nasrun-resume")
     assert result.returncode == 2 and "runner.json" in result.stderr and "Traceback" not in result.stderr
-    assert not (run_dir / "summary.json").exists()
+    assert not RunDir(run_dir).summary.exists()
 
 
 def test_truncated_best_weights_are_a_clear_error(reference, tmp_path, monkeypatch):
@@ -155,7 +150,7 @@ def test_truncated_best_weights_are_a_clear_error(reference, tmp_path, monkeypat
         crash_on_call(patch, FullTraining, "test", 1)
         with pytest.raises(Crash):
             start_run(cfg, run_dir)
-    weights = run_dir / "checkpoints" / "best_model.pt"
+    weights = RunDir(run_dir).best_weights
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="best_model.pt"):
         resume_run(run_dir, show_progress=False)
@@ -168,7 +163,7 @@ def test_torn_last_line_is_cut_and_trial_rerun(reference, tmp_path, monkeypatch)
         crash_on_call(patch, FullTraining, "evaluate", 3)
         with pytest.raises(Crash):
             start_run(cfg, run_dir)
-    with open(run_dir / "trials.jsonl", "a") as log:   # trial 2 half-written when the process died
+    with open(RunDir(run_dir).trials, "a") as log:   # trial 2 half-written when the process died
         log.write('{"id": 2, "arch": {"stem": 16, "lay')
     resume_run(run_dir, show_progress=False)
     assert outcome(run_dir) == expected
@@ -179,7 +174,7 @@ TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=40", "progres
 
 
 def tabular_trials(run_dir: Path) -> list[dict]:
-    return [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()]
+    return [comparable(t) for t in TrialLog(RunDir(run_dir).trials).read()]
 
 
 @pytest.mark.parametrize("strategy", ["random", "regularized_evolution", "local_search", "tpe"])
@@ -197,12 +192,12 @@ def test_a_run_killed_between_rewrites_of_its_checkpoint_replays_the_journal(str
         crash_on_call(patch, NB201Tabular, "evaluate", 26)
         with pytest.raises(Crash):
             start_run(cfg, tmp_path / "run")
-    journal = tmp_path / "run" / "checkpoints" / "runner_journal.jsonl"
+    journal = RunDir(tmp_path / "run").runner_journal
     assert len(journal.read_text().splitlines()) == 25  # asks 2..26: the state of ask 1 is in runner.json
     resume_run(tmp_path / "run", show_progress=False)
     assert tabular_trials(tmp_path / "run") == tabular_trials(tmp_path / "reference")
     assert not journal.exists()  # the finished run's runner.json holds every ask
-    assert json.loads((tmp_path / "run" / "checkpoints" / "runner.json").read_text())["asks"] == 40
+    assert json.loads(RunDir(tmp_path / "run").runner_state.read_text())["asks"] == 40
 
 
 def test_a_journal_the_strategy_does_not_replay_is_a_clear_error(compose_cfg, tmp_path, monkeypatch):
@@ -214,14 +209,14 @@ def test_a_journal_the_strategy_does_not_replay_is_a_clear_error(compose_cfg, tm
         crash_on_call(patch, NB201Tabular, "evaluate", 10)
         with pytest.raises(Crash):
             start_run(compose_cfg(["strategy=random", *TABULAR]), tmp_path / "run")
-    journal = tmp_path / "run" / "checkpoints" / "runner_journal.jsonl"
+    journal = RunDir(tmp_path / "run").runner_journal
     lines = journal.read_text().splitlines()
     event = json.loads(lines[3])
     event["jobs"][0]["arch"] = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     journal.write_text("\n".join([*lines[:3], json.dumps(event), *lines[4:]]) + "\n")
     with pytest.raises(CheckpointError, match="runner_journal.jsonl.*other architectures than at ask 5"):
         resume_run(tmp_path / "run", show_progress=False)
-    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not RunDir(tmp_path / "run").summary.exists()
 
 
 # --- SIGKILL in a real process -------------------------------------------------------------------------
@@ -230,7 +225,7 @@ KILL_SEARCH = ["budget.trials=3", "estimator.epochs=3", "search_space.min_layers
 
 
 def trial_lines(run_dir: Path) -> int:
-    path = run_dir / "trials.jsonl"
+    path = RunDir(run_dir).trials
     return path.read_text().count("\n") if path.exists() else 0
 
 
@@ -256,7 +251,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
     for name, lines, delay in (("between-trials", 1, 0.0), ("during-a-trial", 2, 0.1)):
         run_dir = tmp_path / name
         kill_when(run_dir, lines, delay, tmp_path)
-        if (run_dir / "summary.json").exists():
+        if RunDir(run_dir).summary.exists():
             continue  # finished before the kill landed: nothing to resume
         resumed += 1
         if name == "between-trials":
@@ -318,7 +313,7 @@ def test_one_shot_search_resumes_from_its_saved_state(tmp_path):
     one_shot_runner(tmp_path / "reference", ToyOneShot()).run()
     with pytest.raises(Crash):
         one_shot_runner(tmp_path / "run", ToyOneShot(crash_after=2)).run()
-    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "search_state.pt")
+    saved = load_checkpoint(RunDir(tmp_path / "run").search_state)
     assert saved["epoch"] == 2
     one_shot_runner(tmp_path / "run", ToyOneShot(), resume=True).run()
     assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")
@@ -329,7 +324,7 @@ def test_sweep_dir_resumes_every_job(tmp_path):
 
     for job in ("0", "1", "10", "2"):
         (tmp_path / job / ".hydra").mkdir(parents=True)
-        (tmp_path / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+        RunDir(tmp_path / job).config.write_text("seed: 0\n")
     assert [job.path.name for job in RunDir(tmp_path).sweep_jobs()] == ["0", "1", "2", "10"]
     assert [job.path for job in RunDir(tmp_path / "1").sweep_jobs()] == [tmp_path / "1"]
 
@@ -343,7 +338,7 @@ def test_one_shot_search_killed_between_epochs_resumes(tmp_path):
               f"one_shot_runner({str(run_dir)!r}, ToyOneShot(pause=5.0)).run()\n")
     process = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).parent,
                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE)
-    state = run_dir / "checkpoints" / "search_state.pt"
+    state = RunDir(run_dir).search_state
     deadline = time.time() + 120
     while not state.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -351,6 +346,36 @@ def test_one_shot_search_killed_between_epochs_resumes(tmp_path):
     process.send_signal(signal.SIGKILL)
     _, stderr = process.communicate()
     assert state.exists(), stderr.decode()[-2000:]
-    assert load_checkpoint(state)["epoch"] == 1 and not (run_dir / "trials.jsonl").exists()
+    assert load_checkpoint(state)["epoch"] == 1 and not RunDir(run_dir).trials.exists()
     one_shot_runner(run_dir, ToyOneShot(), resume=True).run()
     assert outcome(run_dir) == outcome(tmp_path / "reference")
+
+
+def test_a_training_state_continues_model_optimiser_scheduler_and_rng_exactly(tmp_path):
+    """nasrun.state.TrainingState, which the one-shot searches, the supernet and multi-fidelity trials save
+    with: fresh objects given a saved state take the same next steps as the ones that saved it."""
+    def parts(seed):
+        torch.manual_seed(seed)
+        model = nn.Linear(4, 2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        return model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+
+    def step(model, optimizer, scheduler) -> float:
+        loss = model(torch.randn(8, 4)).pow(2).mean()   # draws from the torch RNG
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        return loss.item()
+
+    first = parts(0)
+    for _ in range(2):
+        step(*first)
+    names = dict(zip(("model", "optimizer", "scheduler"), first))
+    TrainingState(**names).save(tmp_path / "state.pt", epoch=2)
+    straight = [step(*first) for _ in range(3)]
+    second = parts(1)
+    state = TrainingState(**dict(zip(("model", "optimizer", "scheduler"), second))).restore(
+        load_checkpoint(tmp_path / "state.pt"))
+    assert state["epoch"] == 2
+    assert [step(*second) for _ in range(3)] == straight

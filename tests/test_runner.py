@@ -8,6 +8,7 @@ import pytest
 from toys import ToySpace
 
 from nasrun.errors import NasrunError
+from nasrun.rundir import RunDir
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
@@ -72,14 +73,14 @@ def make_runner(tmp_path, strategy=None, estimator=None, executor=None, trials=6
 def test_runner_writes_trials_best_and_summary(tmp_path):
     runner = make_runner(tmp_path)
     summary = runner.run()
-    lines = [json.loads(line) for line in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in RunDir(tmp_path).trials.read_text().splitlines()]
     assert [line["id"] for line in lines] == list(range(6))
     assert all(line["status"] == "ok" and line["seed"] == trial_seed(0, line["id"]) for line in lines)
-    best = json.loads((tmp_path / "best_architecture.json").read_text())
+    best = json.loads(RunDir(tmp_path).best.read_text())
     assert best["metrics"]["val_accuracy"] == max(line["metrics"]["val_accuracy"] for line in lines)
     assert best["metrics"]["test_accuracy"] == best["metrics"]["val_accuracy"]
     assert summary["trials"] == 6 and summary["best_trial"] == best["trial"]
-    assert json.loads((tmp_path / "summary.json").read_text())["test"] == summary["test"]
+    assert json.loads(RunDir(tmp_path).summary.read_text())["test"] == summary["test"]
 
 
 def test_failures_and_nan_scores_are_recorded_and_the_search_goes_on(tmp_path):
@@ -138,7 +139,7 @@ def test_one_shot_strategy_result_is_scored_like_a_trial(tmp_path):
     summary = runner.run()
     assert len(runner.trials) == 1 and runner.trials[0].arch == [3, 3, 3]
     assert summary["best_val_accuracy"] == 1.0 and "search_seconds" in runner.trials[0].metrics
-    assert (tmp_path / "checkpoints" / "search_state.pt").exists()
+    assert RunDir(tmp_path).search_state.exists()
 
 
 def test_trial_seeds_differ_per_trial_and_run():
@@ -161,10 +162,10 @@ def test_strategy_base_is_abstract():
 
 def test_a_new_run_never_mixes_its_trials_into_an_existing_run_dir(tmp_path):
     make_runner(tmp_path, trials=2).run()
-    before = (tmp_path / "trials.jsonl").read_text()
+    before = RunDir(tmp_path).trials.read_text()
     with pytest.raises(NasrunError, match="nasrun-resume"):
         make_runner(tmp_path, trials=2).run()
-    assert (tmp_path / "trials.jsonl").read_text() == before
+    assert RunDir(tmp_path).trials.read_text() == before
 
 
 def test_a_runner_without_a_run_directory_runs_the_same_search_in_memory(tmp_path, monkeypatch):
@@ -174,5 +175,5 @@ def test_a_runner_without_a_run_directory_runs_the_same_search_in_memory(tmp_pat
     in_memory = make_runner(None)
     summary = in_memory.run()
     assert [(t.id, t.arch, t.metrics) for t in in_memory.trials] == [(t.id, t.arch, t.metrics) for t in on_disk.trials]
-    assert summary["best_trial"] == json.loads((tmp_path / "disk" / "summary.json").read_text())["best_trial"]
+    assert summary["best_trial"] == json.loads(RunDir(tmp_path / "disk").summary.read_text())["best_trial"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disk"]  # nothing written anywhere else

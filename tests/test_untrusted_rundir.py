@@ -19,6 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from nasrun.errors import RunDirError
+from nasrun.rundir import RunDir
 from nasrun.state import JsonLines, RunLock, RunLogHandler
 from conftest import run_cli
 
@@ -60,7 +61,7 @@ def copy_run(made: Path, tmp_path: Path, finished: bool = True, name: str = "swe
     run = tmp_path / name / "0"
     shutil.copytree(made, run, symlinks=True)
     if not finished:
-        (run / "summary.json").unlink()
+        RunDir(run).summary.unlink()
     return run
 
 
@@ -144,8 +145,8 @@ def test_end_to_end_a_checkpoints_link_out_is_refused_and_nothing_outside_delete
     for command in commands(tmp_path, tmp_path):
         case = tmp_path / command
         run = copy_run(made, case, finished=command not in ("nasrun", "nasrun-resume"))
-        (run / "checkpoints" / "fidelity").mkdir()
-        (run / "checkpoints" / "fidelity" / "trial_0.pt").write_bytes(b"state")
+        RunDir(run).training_states.mkdir()
+        RunDir(run).training_state(0).write_bytes(b"state")
         outside = case / "outside"
         outside.mkdir()
         plant(run, "checkpoints", outside)
@@ -158,9 +159,9 @@ def test_a_fresh_run_into_a_folder_whose_log_leads_out_is_refused(tmp_path):
     run, marker = tmp_path / "run", tmp_path / "marker.txt"
     run.mkdir()
     marker.write_text("outside file")
-    (run / "nasrun.log").symlink_to(marker)
+    RunDir(run).log.symlink_to(marker)
     one_line_error(run_cli(["scale=tiny", "progress=false", f"hydra.run.dir={run}"], tmp_path), "nasrun.log")
-    assert marker.read_text() == "outside file" and not (run / "trials.jsonl").exists()
+    assert marker.read_text() == "outside file" and not RunDir(run).trials.exists()
 
 
 def test_nasrun_correlate_refuses_an_output_folder_with_a_link_out(tmp_path):
@@ -199,7 +200,7 @@ def test_writers_are_refused_while_another_process_holds_the_run(made, tmp_path)
 
 def test_readers_draw_the_complete_lines_while_a_writer_holds_the_run(made, tmp_path):
     run = copy_run(made, tmp_path)
-    with open(run / "trials.jsonl", "a") as log:
+    with open(RunDir(run).trials, "a") as log:
         log.write('{"id": 2, "arch": {"stem"')  # a line the writer is half-way through
     with RunLock(run):
         report = run_cli([str(run)], tmp_path, command="nasrun-report")
@@ -211,9 +212,9 @@ def test_readers_draw_the_complete_lines_while_a_writer_holds_the_run(made, tmp_
 
 def test_two_resumes_at_once_record_each_trial_once(made, tmp_path):
     run = copy_run(made, tmp_path, finished=False)
-    config = OmegaConf.load(run / ".hydra" / "config.yaml")
+    config = OmegaConf.load(RunDir(run).config)
     config.budget.trials = 3  # one more trial to run
-    (run / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
+    RunDir(run).config.write_text(OmegaConf.to_yaml(config))
     first = subprocess.Popen([str(Path(sys.executable).with_name("nasrun-resume")), str(run), "--no-progress"],
                              cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
@@ -227,7 +228,7 @@ def test_two_resumes_at_once_record_each_trial_once(made, tmp_path):
         one_line_error(second, "is in use by process")
     else:  # the first had finished by then
         assert second.returncode == 0 and "already finished" in second.stderr, second.stderr[-2000:]
-    ids = [json.loads(line)["id"] for line in (run / "trials.jsonl").read_text().splitlines()]
+    ids = [json.loads(line)["id"] for line in RunDir(run).trials.read_text().splitlines()]
     assert ids == [0, 1, 2]
 
 
@@ -243,7 +244,7 @@ def alias_bomb(levels: int = 30) -> str:
                                      "nasrun-train", "nasrun-compare"])
 def test_a_yaml_alias_bomb_in_the_saved_config_is_refused(command, made, tmp_path):
     run = copy_run(made, tmp_path, finished=command not in ("nasrun", "nasrun-resume"))
-    (run / ".hydra" / "config.yaml").write_text(alias_bomb())
+    RunDir(run).config.write_text(alias_bomb())
     before = snapshot(run)
     result = run_cli(commands(run, tmp_path)[command], tmp_path, command=command, limits=BOUNDS, timeout=120)
     one_line_error(result, "config.yaml", "aliases")
@@ -299,12 +300,12 @@ def test_inputs_that_would_hang_or_flood_memory_are_refused(name, kind, command,
 @pytest.mark.parametrize("damage", ["truncated runner.json", "told more than logged"])
 def test_a_refused_resume_changes_no_file_not_even_nasrun_log(damage, made, tmp_path):
     run = copy_run(made, tmp_path, finished=False)
-    state = run / "checkpoints" / "runner.json"
+    state = RunDir(run).runner_state
     if damage == "truncated runner.json":
         state.write_text(state.read_text()[:100])
     else:
         state.write_text(state.read_text().replace('"told":2', '"told":9'))
-    with open(run / "trials.jsonl", "a") as log:
+    with open(RunDir(run).trials, "a") as log:
         log.write('{"id": 2, "arch"')  # a torn line a resume that went ahead would cut
     before = snapshot(run)
     one_line_error(run_cli([str(run)], tmp_path, command="nasrun-resume"), "runner.json")
@@ -352,7 +353,7 @@ def test_a_full_disk_is_one_line_and_leaves_every_file_whole(command, made, tmp_
     result = run_cli(commands(run, tmp_path)[command], tmp_path, command=command, limits={"file_size": 1000})
     one_line_error(result, "cannot write")
     whole_files(run)
-    assert (run / "trials.jsonl").read_bytes() == (made / "trials.jsonl").read_bytes()
+    assert RunDir(run).trials.read_bytes() == RunDir(made).trials.read_bytes()
 
 
 @pytest.mark.parametrize("name, content, command", [
@@ -373,7 +374,7 @@ def test_a_corrupt_run_file_is_one_line_naming_it(name, content, command, made, 
 def test_an_append_cut_short_by_a_full_disk_is_undone(tmp_path, monkeypatch):
     import nasrun.state.files as files
 
-    log = JsonLines(tmp_path / "trials.jsonl")
+    log = JsonLines(RunDir(tmp_path).trials)
     log.append({"id": 0})
     real_write = os.write
 
@@ -385,17 +386,17 @@ def test_an_append_cut_short_by_a_full_disk_is_undone(tmp_path, monkeypatch):
     monkeypatch.setattr(files.os, "write", half_then_full)
     with pytest.raises(RunDirError, match="No space left on device"):
         log.append({"id": 1, "arch": "x"})
-    assert (tmp_path / "trials.jsonl").read_text() == '{"id": 0}\n'
+    assert RunDir(tmp_path).trials.read_text() == '{"id": 0}\n'
 
 
 def test_appends_and_the_log_handler_never_follow_a_link(tmp_path):
     marker = tmp_path / "marker.txt"
     marker.write_text("outside file")
-    (tmp_path / "trials.jsonl").symlink_to(marker)
+    RunDir(tmp_path).trials.symlink_to(marker)
     with pytest.raises(RunDirError, match="is a link"):
-        JsonLines(tmp_path / "trials.jsonl").append({"id": 0})
-    (tmp_path / "nasrun.log").symlink_to(marker)
-    handler = RunLogHandler(tmp_path / "nasrun.log")
+        JsonLines(RunDir(tmp_path).trials).append({"id": 0})
+    RunDir(tmp_path).log.symlink_to(marker)
+    handler = RunLogHandler(RunDir(tmp_path).log)
     handler.emit(logging.makeLogRecord({"msg": "a record"}))
     handler.close()
     assert marker.read_text() == "outside file"

@@ -13,6 +13,7 @@ import torch
 import nasrun.supernets.training as supernet_training
 from conftest import TINY, run_cli, run_dirs
 from nasrun.datasets.base import DataBundle, TensorSplit
+from nasrun.rundir import RunDir
 from nasrun.errors import CheckpointError, ConfigError, InvalidArchitecture
 from nasrun.estimators.weight_sharing import WeightSharing
 from nasrun.hardware import Hardware
@@ -138,11 +139,11 @@ def test_sandwich_trains_largest_smallest_and_random_paths_each_step(monkeypatch
         keys = [key for key, _, _ in calls[4 * step:4 * step + 4]]
         assert keys[:2] == [largest, smallest] and largest not in keys[2:]
     largest_arch = calls[0][2]
-    assert len(largest_arch["layers"]) == 4 and {l["width"] for l in largest_arch["layers"]} == {12}
-    assert {l["op"] for l in largest_arch["layers"]} == {"conv7x7"}
+    assert len(largest_arch["layers"]) == 4 and {layer["width"] for layer in largest_arch["layers"]} == {12}
+    assert {layer["op"] for layer in largest_arch["layers"]} == {"conv7x7"}
     smallest_arch = calls[1][2]
-    assert len(smallest_arch["layers"]) == 2 and {l["width"] for l in smallest_arch["layers"]} == {4}
-    assert {l["op"] for l in smallest_arch["layers"]} == {"conv3x3"}
+    assert len(smallest_arch["layers"]) == 2 and {layer["width"] for layer in smallest_arch["layers"]} == {4}
+    assert {layer["op"] for layer in smallest_arch["layers"]} == {"conv3x3"}
 
 
 def test_sandwich_accumulates_gradients_of_all_its_paths(monkeypatch):
@@ -161,13 +162,13 @@ def test_progressive_shrinking_enables_kernel_then_depth_then_width(monkeypatch)
     stages = [archs[i * 10:(i + 1) * 10] for i in range(4)]     # 40 steps, 4 stages of 10
 
     def kernels(group):
-        return {op_kind(l["op"])[1] for a in group for l in a["layers"] if op_kind(l["op"])[0] == "conv"}
+        return {op_kind(layer["op"])[1] for a in group for layer in a["layers"] if op_kind(layer["op"])[0] == "conv"}
 
     def depths(group):
         return {len(a["layers"]) for a in group}
 
     def widths(group):
-        return {l["width"] for a in group for l in a["layers"]}
+        return {layer["width"] for a in group for layer in a["layers"]}
 
     assert kernels(stages[0]) == {7} and depths(stages[0]) == {4} and widths(stages[0]) == {12}
     assert len(kernels(stages[1])) > 1 and depths(stages[1]) == {4} and widths(stages[1]) == {12}
@@ -220,12 +221,12 @@ def saved_teacher(tmp_path, space, data) -> tuple:
     """A trained-looking network saved as a run saves its best architecture."""
     arch = space.sample(random.Random(5))
     network = space.build(arch, data.input_shape, data.num_classes)
-    (tmp_path / "checkpoints").mkdir(parents=True)
-    torch.save(network.state_dict(), tmp_path / "checkpoints" / "best_model.pt")
+    RunDir(tmp_path).best_weights.parent.mkdir(parents=True)
+    torch.save(network.state_dict(), RunDir(tmp_path).best_weights)
     spec = {"space": space.name, "arch": arch, "network": {"input_shape": list(data.input_shape),
                                                             "num_classes": data.num_classes, "options": {}}}
-    (tmp_path / "best_architecture.json").write_text(json.dumps(spec))
-    return tmp_path / "best_architecture.json", network.eval()
+    RunDir(tmp_path).best.write_text(json.dumps(spec))
+    return RunDir(tmp_path).best, network.eval()
 
 
 def test_distillation_from_a_given_teacher_network(tmp_path, monkeypatch):
@@ -281,7 +282,7 @@ def test_scores_do_not_depend_on_evaluation_order():
 
 def test_supernet_is_cached_in_the_run_dir_and_never_retrained(tmp_path):
     ws = estimator(macro_space(), run_dir=tmp_path, epochs=2)
-    assert (tmp_path / "checkpoints" / "supernet.pt").is_file()
+    assert RunDir(tmp_path).supernet.is_file()
     again = estimator(macro_space(), run_dir=tmp_path, epochs=2)
     assert again.supernet.forward_samples == 0
     for a, b in zip(ws.supernet.state_dict().values(), again.supernet.state_dict().values()):
@@ -348,7 +349,7 @@ def test_final_test_with_and_without_retraining(tmp_path):
     arch = ws.space.sample(random.Random(0))
     scores = ws.test(arch, ws.evaluate(arch, 0), seed=0)
     assert set(scores) >= {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy", "oneshot_test_accuracy"}
-    assert (tmp_path / "checkpoints" / "retrained_model.pt").is_file()
+    assert RunDir(tmp_path).retrained_weights.is_file()
     ws.retrain_enabled = False
     inherited = ws.test(arch, ws.evaluate(arch, 0), seed=0)
     assert "standalone_val_accuracy" not in inherited
@@ -360,7 +361,7 @@ def test_cli_weight_sharing_writes_both_scores(tmp_path):
     result = run_cli(["estimator=weight_sharing", *TINY, "progress=true"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     steps = -(-1079 // 64)                                      # digits' training split, estimator batches
     assert summary["cost"]["phase"] == "supernet training"
     assert summary["cost"]["factors"] == {"steps_per_epoch": steps, "epochs": 1}
@@ -368,12 +369,12 @@ def test_cli_weight_sharing_writes_both_scores(tmp_path):
     assert f"{steps}/{steps}" in bar                            # the bar counted steps, not the one epoch
     assert summary["trials"] == 2 and summary["estimator"] == "weight_sharing"
     assert {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy"} <= set(summary["test"])
-    assert (run / "checkpoints" / "supernet.pt").is_file() and (run / "checkpoints" / "retrained_model.pt").is_file()
-    best = json.loads((run / "best_architecture.json").read_text())
+    assert RunDir(run).supernet.is_file() and RunDir(run).retrained_weights.is_file()
+    best = json.loads(RunDir(run).best.read_text())
     assert best["metrics"]["oneshot_val_accuracy"] == best["metrics"]["val_accuracy"]
-    network = load_network(run / "best_architecture.json")          # inherited weights fit the rebuilt net
-    network.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
-    network.load_state_dict(torch.load(run / "checkpoints" / "retrained_model.pt", weights_only=True))
+    network = load_network(RunDir(run).best)          # inherited weights fit the rebuilt net
+    network.load_state_dict(torch.load(RunDir(run).best_weights, weights_only=True))
+    network.load_state_dict(torch.load(RunDir(run).retrained_weights, weights_only=True))
 
 
 @pytest.mark.slow
@@ -384,7 +385,7 @@ def test_cli_nb201_sandwich_with_distillation_and_inherited_test(tmp_path):
                       "budget.trials=2", "estimator.epochs=1", "progress=false"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert summary["trials"] == 2 and "standalone_val_accuracy" not in summary["test"]
     assert summary["test"]["test_accuracy"] == summary["test"]["oneshot_test_accuracy"]
 
@@ -396,12 +397,12 @@ def test_cli_darts_weight_sharing_scores_one_shot_and_standalone(tmp_path):
                      tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert summary["trials"] == 2 and summary["estimator"] == "weight_sharing"
     assert {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy"} <= set(summary["test"])
-    network = load_network(run / "best_architecture.json")
-    network.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
-    network.load_state_dict(torch.load(run / "checkpoints" / "retrained_model.pt", weights_only=True))
+    network = load_network(RunDir(run).best)
+    network.load_state_dict(torch.load(RunDir(run).best_weights, weights_only=True))
+    network.load_state_dict(torch.load(RunDir(run).retrained_weights, weights_only=True))
 
 
 def test_narrow_batch_norm_updates_only_its_leading_channels():

@@ -28,10 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nasrun.assessment.metrics_config import MetricsConfig
 from nasrun.errors import ConfigError
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+from nasrun.training import count_parameters
 
 
 def example_input(input_shape: Sequence[int], batch: int = 1, device: str = "cpu") -> torch.Tensor:
@@ -155,7 +152,7 @@ class ArchitectureMetrics:
         x = example_input(self.input_shape, 1, self.device)
         result: dict[str, float] = {}
         if "params" in self.measures:
-            result["params"] = count_params(model)
+            result["params"] = count_parameters(model)
         if "flops" in self.measures:
             flops = count_flops(model, x)
             result.update(flops=flops, macs=flops // 2)

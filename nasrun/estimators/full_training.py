@@ -6,13 +6,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Fidelity, Report
 from nasrun.hardware import seed_everything
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
+from nasrun.state import TrainingState
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 
@@ -106,9 +106,10 @@ class FullTraining(Estimator):
 
 
 class TrainingStates:
-    """The training states multi-fidelity trials leave for their promotions: model, optimizer, scheduler,
-    what `after_epoch` kept, the epoch and the torch RNG, in `RunDir.training_state(trial)` files (in
-    memory without a run directory, which only an in-process executor can share)."""
+    """The training states multi-fidelity trials leave for their promotions (a `TrainingState`: model,
+    optimizer, scheduler, the torch RNG, the epoch and what `after_epoch` kept), in
+    `RunDir.training_state(trial)` files (in memory without a run directory, which only an in-process
+    executor can share)."""
 
     def __init__(self, run_dir: Path | None):
         self.run_dir, self.memory = run_dir, {}
@@ -133,16 +134,13 @@ class TrainingStates:
                                       f"{fidelity.trial} cannot continue it")
         if state is None:
             return 0, None
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        TrainingState(model=model, optimizer=optimizer, scheduler=scheduler).restore(state)
         return int(state["epoch"]), state["best"]
 
     def save(self, fidelity: Fidelity, model, optimizer, scheduler, best: dict) -> None:
         """Keep this trial's state; drop the continued one's (its trial will not be continued twice)."""
-        state = {"model": snapshot(model), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "rng": torch.get_rng_state(), "epoch": int(best.get("last_epoch", best["epoch"])), "best": best}
+        state = TrainingState(model=model, optimizer=optimizer, scheduler=scheduler).capture(
+            epoch=int(best.get("last_epoch", best["epoch"])), best=best)
         path = self._path(fidelity.trial)
         if path is None:
             self.memory[fidelity.trial] = copy.deepcopy(state)
@@ -154,4 +152,5 @@ class TrainingStates:
 
 
 def snapshot(model: nn.Module) -> dict:
+    """A CPU copy of the model's weights."""
     return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})

@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasrun.assessment.metrics import count_flops, count_params, example_input
+from nasrun.assessment.metrics import count_flops, example_input
+from nasrun.training import count_parameters, logits_of
 from nasrun.errors import ConfigError
 
 
@@ -51,11 +52,6 @@ class Proxy:
 
 def layers(network: nn.Module) -> list[nn.Module]:
     return [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-
-
-def logits_of(output) -> torch.Tensor:
-    """The logits of a network that may also return an auxiliary head's."""
-    return output[0] if isinstance(output, (tuple, list)) else output
 
 
 @contextmanager
@@ -191,7 +187,7 @@ PROXIES: dict[str, Proxy] = {proxy.name: proxy for proxy in (
     Proxy("synflow", False, synflow),
     *(Proxy(name, True, lambda network, inputs, name=name: data_scores(network, inputs, [name])[name])
       for name in DATA_PROXIES),
-    Proxy("params", False, lambda network, inputs: float(count_params(network))),
+    Proxy("params", False, lambda network, inputs: float(count_parameters(network))),
     Proxy("flops", False, lambda network, inputs: float(count_flops(network, example_input(
         inputs.input_shape, device=str(next(network.parameters()).device))))),
 )}

@@ -24,6 +24,7 @@ from typing import Any
 
 from nasrun import distributed
 from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
+from nasrun.state import TrainingState
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
 from nasrun.estimators.full_training import FullTraining
@@ -106,6 +107,9 @@ class WeightSharing(Estimator):
             self.save_progress(epoch, optimizer, scheduler)
         return self.recipe.epochs
 
+    def training_state(self, optimizer, scheduler) -> TrainingState:
+        return TrainingState(rng=False, supernet=self.supernet, optimizer=optimizer, scheduler=scheduler)
+
     def load_progress(self, optimizer, scheduler) -> int:
         path = self.checkpoint_path
         if path is None or not path.is_file():
@@ -114,16 +118,12 @@ class WeightSharing(Estimator):
         if state.get("signature") != self.signature():
             raise CheckpointError(f"{path} holds a supernet trained with another space, dataset or training "
                                   f"config; delete it or use a fresh run directory")
-        self.supernet.load_state_dict(state["supernet"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        return int(state["epoch"])
+        return int(self.training_state(optimizer, scheduler).restore(state)["epoch"])
 
     def save_progress(self, epoch: int, optimizer, scheduler) -> None:
         if self.checkpoint_path is not None and distributed.current().is_main:
-            save_checkpoint({"epoch": epoch, "signature": self.signature(), "supernet": self.supernet.state_dict(),
-                             "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                            self.checkpoint_path)
+            self.training_state(optimizer, scheduler).save(self.checkpoint_path, epoch=epoch,
+                                                           signature=self.signature())
 
     # --- scoring with inherited weights -------------------------------------------------------------
     def inherited_accuracy(self, arch: Any, split: str) -> float:

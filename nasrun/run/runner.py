@@ -25,7 +25,8 @@ from nasrun.nets.size import NetworkLimits
 from nasrun.run.progress import SearchProgress
 from nasrun.records import Trial, best_trial
 from nasrun.rundir import RunDir
-from nasrun.run.checkpoint import RunCheckpoint, restore
+from nasrun.state import release_held_logs
+from nasrun.run.checkpoint import RunCheckpoint
 from nasrun.run.cost import CostEstimate
 from nasrun.run.observers import RunDirRecorder, RunObserver
 from nasrun.spaces import SearchSpace
@@ -149,8 +150,29 @@ class Runner:
             self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
-            restore(self)
+            self.restore()
         self.best = best_trial(self.trials)
+
+    def restore(self) -> None:
+        """Bring this runner (space, strategy, estimator bound) to where its run stopped: the strategy's
+        saved state and journaled asks, the trials recorded, the best one's weights (nasrun/run/checkpoint.py).
+        Everything saved is read and checked before the first write (a torn line cut, a record logged)."""
+        trials = self.recorder.log.read()
+        self.checkpoint.restore_strategy(self.strategy, trials)
+        unconfirmed = self.checkpoint.reconcile(trials)
+        self.trials = trials
+        if unconfirmed and not self.strategy.one_shot:
+            log.info("resume: telling %d trial(s) recorded just before the crash", len(unconfirmed))
+            self.strategy.tell(unconfirmed)
+        best = best_trial(trials)
+        if best is not None:
+            self.best_evaluation = self.checkpoint.best_evaluation(self.estimator, best,
+                                                                  best.id in {t.id for t in unconfirmed})
+            self.recorder.write_best(best, {})
+        release_held_logs()
+        self.checkpoint.repair_logs()
+        self.recorder.log.repair()
+        log.info("resumed %s: %d trials done, %d to run again", self.run_dir, len(trials), len(self.checkpoint.pending))
 
     def _steps(self, progress: SearchProgress, phase: str):
         """The step report (done, steps per epoch, epochs) of a supernet training: the progress bar counts

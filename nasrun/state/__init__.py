@@ -8,6 +8,7 @@
     reads.py      bounded reads: regular files only, a size cap per kind of file, YAML without aliases
     jsonlines.py  the append-only JSON-lines log (trials, α per epoch, trial times) with torn-line repair
     logfile.py    nasrun.log's handler (no link followed, whole records; held back during a resume)
+    training.py   training checkpoints: tensors saved whole, read back with weights_only; TrainingState
 
 `nasrun.rundir.RunDir` names the files and opens a run directory through these (`RunDir.writing()`,
 `RunDir.check()`); nothing else in nasrun opens a run directory's files directly.
@@ -19,8 +20,9 @@ from nasrun.state.links import check_links
 from nasrun.state.lock import LOCK_NAME, RunLock
 from nasrun.state.logfile import HeldLogHandler, RunLogHandler, discard_held_logs, release_held_logs
 from nasrun.state.reads import LIMITS, open_bounded, read_json, read_json_object, read_text, read_yaml
+from nasrun.state.training import TrainingState, load_checkpoint, save_checkpoint
 
-__all__ = ["JsonLines", "LIMITS", "LOCK_NAME", "HeldLogHandler", "RunLock", "RunLogHandler", "append_bytes",
-           "atomic_write", "check_links", "discard_held_logs", "open_bounded", "read_json", "read_json_object", "read_text",
-           "read_yaml",
-           "release_held_logs", "remove_tree"]
+__all__ = ["JsonLines", "LIMITS", "LOCK_NAME", "HeldLogHandler", "RunLock", "RunLogHandler", "TrainingState",
+           "append_bytes", "atomic_write", "check_links", "discard_held_logs", "load_checkpoint", "open_bounded",
+           "read_json", "read_json_object", "read_text", "read_yaml", "release_held_logs", "remove_tree",
+           "save_checkpoint"]

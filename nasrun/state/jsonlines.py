@@ -14,19 +14,36 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
-from nasrun.state.files import append_bytes, atomic_write, write_error
+from nasrun.state.files import append_bytes, append_to, atomic_write, open_append, write_error
 from nasrun.state.reads import read_text
 
 log = logging.getLogger("nasrun")
 
 
 class JsonLines:
-    def __init__(self, path: str | Path, durable: bool = False, what: str = "log"):
+    """`compact` writes lines without spaces; `keep_open` keeps the file open between appends (a log
+    appended to after every ask) until `close()`."""
+
+    def __init__(self, path: str | Path, durable: bool = False, what: str = "log", compact: bool = False,
+                 keep_open: bool = False):
         self.path, self.durable, self.what = Path(path), durable, what
+        self.separators = (",", ":") if compact else None
+        self.keep_open, self._fd = keep_open, None
 
     def append(self, record: Any) -> None:
         """One JSON line; fsynced too when `durable` (it then survives a power cut)."""
-        append_bytes(self.path, (json.dumps(record) + "\n").encode(), self.durable)
+        data = (json.dumps(record, separators=self.separators) + "\n").encode()
+        if not self.keep_open:
+            append_bytes(self.path, data, self.durable)
+            return
+        if self._fd is None:
+            self._fd = open_append(self.path)
+        append_to(self._fd, data, self.path, self.durable)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def _text(self) -> str:
         try:

@@ -26,7 +26,7 @@ from nasrun import distributed
 from nasrun.datasets.base import TensorSplit, batches
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import check_network_size
-from nasrun.state import JsonLines
+from nasrun.state import JsonLines, TrainingState
 from nasrun.supernets.memory import choose_checkpoint
 from nasrun.supernets.weighted import (SupernetSize, WeightedSupernet, Weighting, build_weighted_supernet,
                                        check_checkpoint_mode)
@@ -268,16 +268,14 @@ class DifferentiableSearch(OneShotStrategy):
         return {"arch_val_loss": loss / max(count, 1), "arch_val_accuracy": correct / max(count, 1)}
 
     # --- state and records ------------------------------------------------------------------------------
+    def training_state(self, model, w_optimizer, arch_optimizer, scheduler) -> TrainingState:
+        return TrainingState(model=model, w_optimizer=w_optimizer, arch_optimizer=arch_optimizer, scheduler=scheduler)
+
     def save(self, context, model, w_optimizer, arch_optimizer, scheduler, epochs_done: int, stopped: bool) -> None:
-        context.save_state({
-            "epoch": epochs_done, "stopped": stopped,
-            "model": model.state_dict(), "w_optimizer": w_optimizer.state_dict(),
-            "arch_optimizer": arch_optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "alphas": {name: alpha.detach().cpu().clone() for name, alpha in model.alphas.items()},
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "rng": rng_state(self.rng), "extra": self.extra_state(),
-        })
+        context.save_state(self.training_state(model, w_optimizer, arch_optimizer, scheduler).capture(
+            epoch=epochs_done, stopped=stopped,
+            alphas={name: alpha.detach().cpu().clone() for name, alpha in model.alphas.items()},
+            rng=rng_state(self.rng), extra=self.extra_state()))
 
     def restore(self, context, model, w_optimizer, arch_optimizer, scheduler, log_path) -> tuple[int, bool]:
         """Load the saved search state, if any: (epochs already done, whether the guard stopped it)."""
@@ -286,13 +284,7 @@ class DifferentiableSearch(OneShotStrategy):
             if log_path is not None and log_path.exists():
                 log_path.unlink()
             return 0, False
-        model.load_state_dict(state["model"])
-        w_optimizer.load_state_dict(state["w_optimizer"])
-        arch_optimizer.load_state_dict(state["arch_optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.training_state(model, w_optimizer, arch_optimizer, scheduler).restore(state)
         self.rng.setstate(rng_from_state(state["rng"]))
         self.load_extra_state(state["extra"])
         truncate_records(log_path, state["epoch"])
