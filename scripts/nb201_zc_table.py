@@ -177,8 +177,7 @@ Written by `python scripts/nb201_zc_table.py` (resumable; it rewrites this file)
 `nasrun {' '.join(overrides(Path('R'), SCORED + ADDITIVE))}` computes for the architecture, with R the
 CIFAR-10 sample (5,000 real training images, `../shared/data/cifar10-sample`) in `cifar-10-batches-py`
 form: NB201 network C=16, N=5, 32x32 inputs, 10 classes, initialised from seed 0; one batch of 64 real
-CIFAR-10 training images for the data proxies. An empty cell: the proxy is undefined for that architecture
-(see above).
+CIFAR-10 training images for the data proxies.
 
 CIFAR-100 and ImageNet16-120 images are not available here, so lookups for those datasets use these same
 CIFAR-10 scores: synflow, params and flops are data-free apart from the input size and number of classes;
