@@ -10,7 +10,6 @@ from typing import Iterator, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from nasrun.datasets.source import DatasetSource  # noqa: F401 (re-exported)
 from nasrun.errors import ConfigError, DataError
 
 

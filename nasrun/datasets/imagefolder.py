@@ -17,7 +17,8 @@ import torchvision
 from torchvision import datasets as tv
 from torchvision import transforms as T
 
-from nasrun.datasets.base import Augment, DataBundle, DatasetSource, InputTransform, limit, resolve_root, split_indices
+from nasrun.datasets.source import DatasetSource
+from nasrun.datasets.base import Augment, DataBundle, InputTransform, limit, resolve_root, split_indices
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset, decode, load_or_decode
 from nasrun.errors import ConfigError, DataError, DatasetMissing
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torchvision import datasets as tv
 
-from nasrun.datasets.base import (Augment, DataBundle, DatasetSource, InputTransform, TensorSplit, limit, resolve_root,
+from nasrun.datasets.source import DatasetSource
+from nasrun.datasets.base import (Augment, DataBundle, InputTransform, TensorSplit, limit, resolve_root,
                                   split_indices, standardise)
 from nasrun.errors import ConfigError, DatasetMissing
 
