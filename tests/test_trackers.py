@@ -91,23 +91,28 @@ class Crash(BaseException):
     """Stands in for a kill: nothing after the raise point runs."""
 
 
+def crash_at_record(cfg, run_dir, monkeypatch, call: int) -> None:
+    """Run `cfg` in `run_dir`, killed (Crash) as it records its `call`-th trial."""
+    original, calls = Runner._record, []
+
+    def crash(self, *args):
+        calls.append(1)
+        if len(calls) == call:
+            raise Crash()
+        return original(self, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Runner, "_record", crash)
+        with pytest.raises(Crash):
+            run_experiment(cfg, run_dir, show_progress=False)
+
+
 def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_path, monkeypatch):
     cfg = compose_cfg([*TABULAR, "budget.trials=6"])
     run_dir = tmp_path / "outputs" / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    original, calls = Runner._record, []
-
-    def crash_on_fourth(self, *args):
-        calls.append(1)
-        if len(calls) == 4:
-            raise Crash()
-        return original(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Runner, "_record", crash_on_fourth)
-        with pytest.raises(Crash):
-            run_experiment(cfg, run_dir, show_progress=False)
+    crash_at_record(cfg, run_dir, monkeypatch, 4)
     database = tmp_path / "outputs" / "nasrun.db"
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2]
     resume_run(run_dir, show_progress=False)
@@ -128,18 +133,7 @@ def test_a_resume_follows_no_tracker_dir_from_the_saved_config(compose_cfg, tmp_
     run_dir = tmp_path / "shared" / "run"
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    original, calls = Runner._record, []
-
-    def crash_on_third(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            raise Crash()
-        return original(self, *args)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Runner, "_record", crash_on_third)
-        with pytest.raises(Crash):
-            run_experiment(cfg, run_dir, show_progress=False)
+    crash_at_record(cfg, run_dir, monkeypatch, 3)
     assert (elsewhere / "nasrun.db").is_file()  # what the original run tracked, on the machine that ran it
     shutil.rmtree(elsewhere)
     resume_run(run_dir, show_progress=False)
