@@ -12,7 +12,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import torch
+
+# This process runs networks itself (in-process runs call Hardware.apply, which would take every core) beside
+# another pytest-xdist worker: one torch thread, and idle OpenMP threads that sleep rather than spin. Both
+# are read when torch loads. Left to the defaults, a worker's 2 spinning threads beside the other busy
+# worker made in-process searches ~10x slower (the collapse nasrun.machine describes for a busy machine).
+os.environ["OMP_NUM_THREADS"] = "1"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 from hydra import compose, initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 
