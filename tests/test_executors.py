@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from toys import ToySpace
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors.local import LocalExecutor
+from nasrun.executors import processes
 from nasrun.executors.processes import ProcessesExecutor, worker_devices
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
@@ -141,6 +144,25 @@ def test_unpicklable_estimator_is_a_clear_error(tmp_path):
     estimator.hook = lambda: None
     with pytest.raises(NasrunError, match="picklable estimator"):
         toy_search(tmp_path, ProcessesExecutor(workers=2), estimator)
+
+
+class HangsWhenUnpickled(KillingEstimator):
+    """An estimator whose unpickling in a worker never ends (stands in for a worker stuck starting)."""
+
+    def __setstate__(self, state):
+        if multiprocessing.parent_process() is not None:   # in a worker, not in the test's own pickle check
+            time.sleep(3600)
+        self.__dict__.update(state)
+
+
+def test_a_worker_that_never_gets_ready_is_an_error_not_a_hang(monkeypatch):
+    monkeypatch.setattr(processes, "START_TIMEOUT_S", 3.0)
+    before = set(multiprocessing.active_children())
+    estimator = HangsWhenUnpickled()
+    estimator.hardware = Hardware("cpu")
+    with pytest.raises(NasrunError, match="not ready within 3 s"):
+        ProcessesExecutor(workers=2).start(estimator)
+    assert set(multiprocessing.active_children()) <= before   # the hung workers were terminated, not waited for
 
 
 # --- ray ------------------------------------------------------------------------------------------

@@ -28,6 +28,10 @@ from nasrun.machine import choose_threads
 
 log = logging.getLogger("nasrun")
 _WORKER: dict = {}  # inside a worker process: its estimator and name
+# A worker imports torch and nasrun and unpickles the estimator before it is ready: seconds, a minute on a
+# loaded machine. One that is not ready in this time hangs (a blocking import, an estimator that waits in
+# its unpickling); without a limit the search would wait for it forever.
+START_TIMEOUT_S = 600.0
 
 
 def _start_worker(estimator_bytes: bytes, device: str, threads: int, name: str) -> None:
@@ -92,10 +96,14 @@ class ProcessesExecutor(Executor):
 
     def _check_started(self, ready: cf.Future) -> None:
         try:
-            ready.result()
+            ready.result(timeout=START_TIMEOUT_S)
         except BrokenProcessPool as err:
-            self.shutdown()
+            self.shutdown(terminate=True)
             raise NasrunError(f"executor=processes: a worker process could not start ({err})") from None
+        except cf.TimeoutError:
+            self.shutdown(terminate=True)
+            raise NasrunError(f"executor=processes: a worker process was not ready within {START_TIMEOUT_S:g} s "
+                              "(it hung importing nasrun or unpickling the estimator); no trial was run") from None
 
     def submit(self, job: TrialJob, report=None) -> None:
         self.queue.append((job, 0))
@@ -136,12 +144,13 @@ class ProcessesExecutor(Executor):
         worker = f"proc{slot}:{self.slot_devices[slot]}"
         return Trial(id=job.id, arch=job.arch, status="failed", error=error, seed=job.seed, worker=worker), None
 
-    def shutdown(self) -> None:
+    def shutdown(self, terminate: bool = False) -> None:
         """Stop the workers. Trials still running (the search ended early: an error, Ctrl-C) are
-        abandoned: their processes are terminated rather than waited for."""
+        abandoned: their processes are terminated rather than waited for (every worker's, with
+        `terminate`: workers that failed to start)."""
         busy = {slot for slot, _, _ in getattr(self, "running", {}).values()}
         for slot, pool in enumerate(getattr(self, "pools", [])):
-            if slot in busy:
+            if terminate or slot in busy:
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
                     process.terminate()
             pool.shutdown(wait=True, cancel_futures=True)
