@@ -33,7 +33,7 @@ from nasrun.strategies.base import ProxySettings, Strategy, rng_from_state, rng_
 from nasrun.strategies.novelty import Novelty
 from nasrun.strategies.proxy_model import PoolGP, expected_improvement, first_best, quantile_ranks
 
-DEFAULT_PROXIES = ("synflow", "jacob_cov", "naswot", "params")
+DEFAULT_PROXIES = ("synflow",)   # why: conf/strategy/proxy_guided.yaml
 
 
 def finite_or_none(value: float) -> float | None:
