@@ -7,7 +7,7 @@ EXTRAS ?= dev,launchers,ray,export
 STAMP := $(VENV)/.nasrun-$(shell cat pyproject.toml | sha1sum | cut -c1-10)-$(shell pwd | sha1sum | cut -c1-10)
 ARGS ?=
 
-.PHONY: setup run test bench clean
+.PHONY: setup run test test-slow bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,8 +21,13 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/nasrun $(ARGS)
 
+# `make test`: every test but the few long ones marked `slow` (engines started, processes per test);
+# `make test-slow`: those. CI (.ci/run) runs both.
 test: setup
-	$(PY) -m pytest -q -n 2 $(ARGS)
+	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -n 2 -m slow $(ARGS)
 
 bench: setup
 	$(PY) scripts/bench_overhead.py

@@ -3,7 +3,8 @@
 On digits and on the real CIFAR-10 sample (written in torchvision's `cifar-10-batches-py` layout and read
 by `dataset=cifar10`), for each seed: random search training every architecture for `--epochs`, then
 Hyperband and ASHA (min 1 epoch, eta 3, max `--epochs`) at about a third of random search's epochs, at
-about the same epochs, and at random search's wall time. Every search is nasrun's Runner in memory
+about the same epochs, and at random search's wall time; proxy_guided and regularized evolution (full
+training of every architecture they propose) at a third of random search's trials and at as many. Every search is nasrun's Runner in memory
 (components from the packaged configs via build_components); reported per method: epochs trained
 (a continued trial counts only its extra epochs), best validation accuracy, the final architecture's test
 accuracy, wall seconds, as mean ± std over seeds.
@@ -77,6 +78,12 @@ def mf_trials_for(epochs_target: int, strategy: str, max_epochs: int, common: li
     return len(trials)
 
 
+# Strategies that train every architecture they propose fully: a third of random search's trials is a third
+# of its epochs. proxy_guided's zero-cost scores (synflow on the run's data, no training) count in its
+# seconds, not its epochs.
+FULL_TRAINING_STRATEGIES = ("proxy_guided", "regularized_evolution")
+
+
 def run_dataset(name: str, data_overrides: list[str], args) -> list[dict]:
     from nasrun.build import build_components
     from nasrun.commands.common import compose_run_config
@@ -96,6 +103,10 @@ def run_dataset(name: str, data_overrides: list[str], args) -> list[dict]:
                 rows.append({"dataset": name, "seed": seed, "method": f"{strategy}, {label}", **result})
             result = search([*base, f"strategy={strategy}"], data, 10_000, rs["seconds"])
             rows.append({"dataset": name, "seed": seed, "method": f"{strategy}, equal wall time", **result})
+        for strategy in FULL_TRAINING_STRATEGIES:
+            for label, trials in (("~1/3 the epochs", max(1, args.rs_configs // 3)), ("~equal epochs", args.rs_configs)):
+                result = search([*base, f"strategy={strategy}"], data, trials, None)
+                rows.append({"dataset": name, "seed": seed, "method": f"{strategy}, {label}", **result})
         print(f"{name} seed {seed} done", file=sys.stderr, flush=True)
     return rows
 
@@ -126,7 +137,7 @@ def report(rows: list[dict], args, datasets: dict[str, str]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    caption = f"Multi-fidelity vs random search (max {args.epochs} epochs, eta 3), mean ± std over {args.seeds} seeds"
+    caption = f"Multi-fidelity and proxy-guided search vs random search (max {args.epochs} epochs, eta 3), mean ± std over {args.seeds} seeds"
     for dataset, described in datasets.items():
         table = Table(title=f"{caption}: {described}")
         for column in COLUMNS:
@@ -135,7 +146,7 @@ def report(rows: list[dict], args, datasets: dict[str, str]) -> None:
         for row in body:
             table.add_row(*row)
         Console(width=150).print(table)
-        write_results(f"multifidelity_{dataset}", f"Multi-fidelity search against random search: {dataset}",
+        write_results(f"multifidelity_{dataset}", f"Multi-fidelity and proxy-guided search against random search: {dataset}",
                       [(f"{caption}; {described}", COLUMNS, body)],
                       notes="Epochs count what each trial trained (a continued trial its extra epochs); RS: random "
                             "search, every architecture trained for the full epochs.")

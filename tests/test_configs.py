@@ -30,13 +30,16 @@ NEEDS = {
 }
 
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
+SLOW = {("executor", "ray"): "starts Ray: `make test-slow`"}   # the option's engine costs more than its run
+PARAMS = [pytest.param(group, option, id=f"{group}={option}", marks=[pytest.mark.slow] if (group, option) in SLOW else [])
+          for group, option in CASES]
 
 
 def overrides_for(group: str, option: str) -> list[str]:
     return [f"{group}={option}", *TINY, *NEEDS.get(f"{group}={option}", [])]
 
 
-@pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
+@pytest.mark.parametrize("group, option", PARAMS)
 def test_every_config_option_composes_and_runs(compose_cfg, tmp_path, monkeypatch, group, option):
     monkeypatch.setenv("NASRUN_DATA_DIR", str(tmp_path / "data"))
     if group == "dataset" and option in DATA_WRITERS:

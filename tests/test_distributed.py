@@ -18,6 +18,8 @@ from nasrun.errors import ConfigError
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
 
+pytestmark = pytest.mark.slow  # several gloo processes per test: `make test-slow`
+
 ALPHA_TOLERANCE = 1e-5  # float rounding of the sum over shards vs one mean over the global batch
 GLOBAL_BATCH = 15       # odd on purpose: the two ranks get 8 and 7 samples
 
@@ -154,7 +156,6 @@ DARTS_TINY = ["hardware=cpu", "hardware.threads=1", "search_space=darts", "strat
               "report=false", "progress=false"]
 
 
-@pytest.mark.slow
 def test_darts_on_two_gloo_processes_derives_what_one_process_derives(compose_cfg, tmp_path):
     single = run_experiment(compose_cfg(DARTS_TINY), tmp_path / "single", show_progress=False)
     spawned = run_experiment(compose_cfg([*DARTS_TINY, "hardware.devices=2"]), tmp_path / "ddp", show_progress=False)

@@ -177,6 +177,7 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.mark.slow  # starts Ray: `make test-slow`
 def test_ray_runs_the_same_trained_trials_as_local(ray_session, compose_cfg, tmp_path):
     from nasrun.records import TrialLog
 
@@ -189,6 +190,7 @@ def test_ray_runs_the_same_trained_trials_as_local(ray_session, compose_cfg, tmp
     assert ray_session.is_initialized()  # a session the executor did not start is left running
 
 
+@pytest.mark.slow  # starts Ray: `make test-slow`
 def test_ray_worker_death_fails_its_trial_and_the_search_goes_on(ray_session, tmp_path):
     from nasrun.executors.ray import RayExecutor
 

@@ -12,6 +12,7 @@ import torch
 from conftest import REPO
 
 
+@pytest.mark.slow  # every GPU-check row on the CPU: `make test-slow`
 def test_gpu_check_runs_every_row_on_the_cpu():
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check.py"), "--cpu-smoke", "--steps", "1"],
                             cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,

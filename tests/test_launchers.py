@@ -17,6 +17,7 @@ TINY_SWEEP = ["budget.trials=1", "estimator.epochs=1", "search_space.min_layers=
               "progress=false", "final_test=false", "report=false"]
 
 
+@pytest.mark.slow  # submitit jobs: `make test-slow`
 def test_submitit_local_sweep_of_two_points_completes(tmp_path):
     result = run_cli(["-m", "hydra/launcher=slurm_local", "seed=0,1", *TINY_SWEEP], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -243,6 +243,7 @@ def kill_when(run_dir: Path, lines: int, delay: float, cwd: Path) -> None:
     process.wait()
 
 
+@pytest.mark.slow  # a fresh run per kill point: `make test-slow`
 @pytest.mark.slow
 def test_sigkill_at_several_points_then_resume(tmp_path):
     reference = tmp_path / "reference"

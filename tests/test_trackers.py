@@ -196,6 +196,7 @@ def test_tracker_none_writes_no_database(tmp_path):
     assert not (tmp_path / "outputs" / "nasrun.db").exists()
 
 
+@pytest.mark.slow  # MLflow's start-up: `make test-slow`
 @pytest.mark.slow
 def test_mlflow_tracker_logs_the_config_trials_epochs_and_artefacts(tmp_path):
     from mlflow.tracking import MlflowClient

@@ -126,7 +126,8 @@ TOO_BIG = {
 }
 
 
-@pytest.mark.parametrize("case", TOO_BIG)
+@pytest.mark.parametrize("case", [pytest.param(case, marks=[pytest.mark.slow] if case == "1e6 layers" else [])
+                                  for case in TOO_BIG])   # 1e6 layers: a ~60 MB JSON file read under limits
 def test_export_refuses_a_network_too_big_before_writing_anything(run, case):
     changes, option = TOO_BIG[case]
     set_best(run, **changes)

@@ -255,6 +255,7 @@ def test_distillation_loss_weighs_soft_and_hard_targets():
         pytest.approx(ce(logits, y).item())
 
 
+@pytest.mark.slow  # 100 evaluations: `make test-slow`
 def test_evaluating_100_architectures_costs_far_less_than_training_the_supernet():
     """Forward passes counted in images. Evaluation: calibration + validation, forward only. Training:
     epochs x train images, forward and backward (a backward costs about two forwards)."""
