@@ -28,6 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar10_sample  # noqa: E402
 from results_file import write_results  # noqa: E402
+from nasrun.machine import prepare_openmp  # noqa: E402
+
+prepare_openmp()  # idle OpenMP threads sleep, as in `nasrun` (set before torch loads; nasrun/machine.py)
 
 
 def epochs_spent(trials, full_epochs: int) -> int:

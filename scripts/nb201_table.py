@@ -27,6 +27,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 from results_file import write_results
+from nasrun.machine import prepare_openmp  # noqa: E402
+
+prepare_openmp()  # idle OpenMP threads sleep, as in `nasrun` (set before torch loads; nasrun/machine.py)
 
 STRATEGIES = ["random", "regularized_evolution", "rea_synflow", "reinforce", "tpe", "local_search",
               "local_search_first", "evolution", "bananas", "proxy_guided"]

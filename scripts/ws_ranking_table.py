@@ -21,6 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from results_file import write_results  # noqa: E402
+from nasrun.machine import prepare_openmp  # noqa: E402
+
+prepare_openmp()  # idle OpenMP threads sleep, as in `nasrun` (set before torch loads; nasrun/machine.py)
 
 MACRO = ["search_space=macro", "search_space.widths=[16,32]",
          "search_space.ops=[conv3x3,conv5x5,sepconv3x3,maxpool3x3,identity]"]

@@ -38,6 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cifar10_sample  # noqa: E402  (the CIFAR-10 sample in torchvision's layout)
 import nb201_table  # noqa: E402  (REA searches on the table, in memory)
 from results_file import write_results  # noqa: E402
+from nasrun.machine import prepare_openmp  # noqa: E402
+
+prepare_openmp()  # idle OpenMP threads sleep, as in `nasrun` (set before torch loads; nasrun/machine.py)
 
 PROXIES = ["synflow", "jacob_cov", "naswot", "snip", "grad_norm", "grasp", "fisher", "params", "flops"]
 PUBLISHED_RHO = {  # Spearman ρ with 200-epoch CIFAR-10 test accuracy, all 15,625 NB201 architectures
