@@ -17,7 +17,7 @@ from nasrun.executors.local import LocalExecutor
 from nasrun.executors.processes import ProcessesExecutor, worker_devices
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
-from nasrun.run.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Experiment, Runner, trial_seed
 from nasrun.strategies.random_search import RandomSearch
 
 TESTS = str(Path(__file__).parent)
@@ -48,8 +48,9 @@ class KillingEstimator(Estimator):
 
 
 def toy_search(tmp_path, executor, estimator=None, trials=8):
-    runner = Runner(ToySpace(width=3), RandomSearch(), estimator or KillingEstimator(), executor, None, Hardware("cpu"),
-                    tmp_path, seed=0, budget=Budget(trials), show_progress=False)
+    experiment = Experiment(ToySpace(width=3), RandomSearch(), estimator or KillingEstimator(), executor,
+                            Hardware("cpu"), Budget(trials), seed=0)
+    runner = Runner(experiment, tmp_path, show_progress=False)
     runner.run()
     return {t.id: t for t in runner.trials}
 

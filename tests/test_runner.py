@@ -13,7 +13,7 @@ from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
-from nasrun.run.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Experiment, Runner, trial_seed
 from nasrun.strategies import OneShotStrategy, Strategy
 from nasrun.strategies.random_search import RandomSearch
 
@@ -66,8 +66,9 @@ class RecordingStrategy(RandomSearch):
 
 
 def make_runner(tmp_path, strategy=None, estimator=None, executor=None, trials=6, seconds=None):
-    return Runner(ToySpace(width=3), strategy or RandomSearch(), estimator or ToyEstimator(), executor or LocalExecutor(),
-                  None, Hardware("cpu"), tmp_path, seed=0, budget=Budget(trials, seconds), show_progress=False)
+    experiment = Experiment(ToySpace(width=3), strategy or RandomSearch(), estimator or ToyEstimator(),
+                            executor or LocalExecutor(), Hardware("cpu"), Budget(trials, seconds), seed=0)
+    return Runner(experiment, tmp_path, show_progress=False)
 
 
 def test_runner_writes_trials_best_and_summary(tmp_path):
