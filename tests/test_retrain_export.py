@@ -181,6 +181,24 @@ def test_bad_inputs_are_one_line_errors(search_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_the_recipe_is_composed_over_the_runs_dataset_and_hardware(search_run, tmp_path):
+    import shutil
+
+    from nasrun.errors import ConfigError
+    from nasrun.evaluation.retrain import train_config
+    from nasrun.rundir import RunDir
+
+    run = Path(shutil.copytree(search_run, tmp_path / "run"))
+    saved = RunDir(run).config
+    saved.write_text(saved.read_text().replace("val_fraction: 0.2", "val_fraction: 0.25").replace("device: auto", "device: cpu"))
+    cfg, _ = train_config(run, ["epochs=3", "+network.C=4", "dataset.test_fraction=0.1"])
+    assert cfg.epochs == 3 and cfg.network == {"C": 4} and cfg.hardware.device == "cpu"
+    assert (cfg.dataset.name, cfg.dataset.val_fraction, cfg.dataset.test_fraction) == ("digits", 0.25, 0.1)
+    assert train_config(run, ["dataset=mnist", "hardware=auto"])[0].hardware.device == "auto"
+    with pytest.raises(ConfigError, match=r"unknown key 'bogus' .*'\+bogus=1' adds it"):
+        train_config(run, ["bogus=1"])
+
+
 def test_export_of_a_search_run(search_run, tmp_path):
     result = run_cli([str(search_run), "--out", str(tmp_path / "export")], tmp_path, command="nasrun-export")
     assert result.returncode == 0, result.stderr[-2000:]
