@@ -303,10 +303,11 @@ class Runner:
             return {}
         evaluation = self.best_evaluation or Evaluation(metrics=dict(best.metrics))
         arch = self.space.from_json(best.arch)
-        test_metrics = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
-        log.info("final test of trial %d: %s", best.id, test_metrics)
-        self._tell("on_test", best, test_metrics)
-        return test_metrics
+        tested = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
+        tested = tested if isinstance(tested, Evaluation) else Evaluation(dict(tested))
+        log.info("final test of trial %d: %s", best.id, tested.metrics)
+        self._tell("on_test", best, tested.metrics, tested.weights)
+        return tested.metrics
 
     def no_result(self) -> str | None:
         """Why the run has no best architecture (every trial failed, none feasible), or None."""
