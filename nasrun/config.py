@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from numbers import Number
+from typing import Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -62,3 +64,44 @@ def load_saved_config(run_dir) -> DictConfig:
         raise NasrunError(f"{path} is not a nasrun run config (a mapping of config groups)")
     check_config(cfg)
     return cfg
+
+
+SAVED = "saved_run"  # the config-group option a run's own saved node stands under while a config is composed
+
+
+def compose_config(name: str, overrides: Sequence[str], saved: dict[str, DictConfig] | None = None,
+                   return_hydra_config: bool = False) -> DictConfig:
+    """Compose `conf/<name>.yaml` with `overrides` through Hydra, as `nasrun` composes its own (a one-line
+    ConfigError for a bad override). `saved` ({group: node}, e.g. a run's saved dataset) stands in for
+    that group's default unless an override picks another option of the group."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.config_store import ConfigStore
+    from hydra.errors import HydraException
+
+    picked = {item.partition("=")[0] for item in overrides}
+    chosen = [f"{group}={SAVED}" for group in saved or {} if group not in picked]
+    for group in saved or {}:
+        ConfigStore.instance().store(group=group, name=SAVED, node=saved[group])
+    try:
+        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
+            return compose(config_name=name, overrides=[*chosen, *overrides], return_hydra_config=return_hydra_config)
+    except HydraException as err:
+        raise ConfigError(hydra_error(err, name)) from None
+
+
+def hydra_error(err: Exception, name: str) -> str:
+    """Hydra's message in one line: an unknown key or option named with what is known, an override that
+    does not parse with why, else its first line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    unknown_key = re.fullmatch(r"Could not override '(.+)'\.", lines[0])
+    if unknown_key and len(lines) > 1 and lines[1].startswith("To append"):
+        added = lines[1].rpartition(" ")[2]
+        return f"unknown key '{unknown_key[1]}' (see conf/{name}.yaml; '{added}' adds it)"
+    unknown_option = re.search(r"Could not find '([^/']+)/([^']+)'", lines[0])
+    if unknown_option and len(lines) > 1 and lines[1].startswith("Available options"):
+        options = lines[2:lines.index("Config search path:")] if "Config search path:" in lines else lines[2:]
+        known = [option for option in options if option != SAVED]
+        return f"{unknown_option[1]}={unknown_option[2]}: no such option (known: {known})"
+    if lines[0].startswith("Error parsing override") and len(lines) > 1 and not lines[1].startswith("See "):
+        return f"{lines[0]}: {lines[1]} (an override reads key=value)"
+    return lines[0]

@@ -1,4 +1,6 @@
-"""Build every component from a composed config and run one search. Used by the CLI and by replays."""
+"""From a composed config to a finished run: `plan(cfg)` validates the config and builds everything the
+search needs once (an Experiment); `run_experiment` runs it in a run directory (nasrun.run.runner.Runner).
+Used by the CLI, by resumes and by replays."""
 
 from __future__ import annotations
 
@@ -8,23 +10,27 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 import nasrun
 from nasrun.assessment.assess import assessment_settings, build_assessment
+from nasrun.assessment.metrics_config import MetricsConfig
+from nasrun.assessment.objectives import Objectives
 from nasrun.build import Components, build_components
 from nasrun.config import network_limits, validate
 from nasrun.errors import NoResult
+from nasrun.nets.size import NetworkLimits
 from nasrun.hardware import seed_everything, torch_loaded
 from nasrun.reports.run_report import write_run_report
 from nasrun.console import print_table
 from nasrun.run.progress import summary_table
-from nasrun.run.ranks import takes_run_lock
+from nasrun.run.ranks import current_rank, takes_run_lock
 from nasrun.run.budget_check import random_start_warning
 from nasrun.run.cost import cost_estimate
-from nasrun.run.runner import Budget, Runner
+from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.run.proxy_scoring import check_proxy_settings, strategy_needs_data
 from nasrun.run.trackers import build_trackers, tracker_names
 from nasrun.run.warm_start import warmup_needs_data, warmup_scorer
@@ -43,67 +49,104 @@ def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = T
         return _plan_and_run(cfg, run_dir, show_progress, resume)
 
 
-def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bool, resume: bool) -> dict:
+@dataclass
+class Checked:
+    """A config's components, built and checked before any data is loaded (the first half of `plan`)."""
+
+    parts: Components
+    objectives: Objectives
+    metrics: MetricsConfig
+    limits: NetworkLimits
+
+
+def check(cfg: DictConfig) -> Checked:
+    """Validate `cfg`, build its components and run every check that needs no data: a bad config fails
+    before anything is loaded, spawned or trained."""
     validate(cfg)
     tracker_names(cfg)  # an unknown tracker or a missing package, before anything is built
+    limits = network_limits(cfg)
     seed_everything(cfg.seed)  # before the components: a constructor may draw random numbers
     parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor", "dataset"])
-    hardware = parts.hardware
-    assessment_settings(cfg, parts.estimator, parts.strategy.one_shot)  # objectives, metrics: before training
-    warmup_scorer(parts.strategy)  # an unknown warm-start proxy, before training
-    check_proxy_settings(parts.strategy)
-    if parts.strategy.multi_fidelity:  # fidelities the estimator cannot train to, before training
-        parts.strategy.fit_fidelity(parts.estimator.max_fidelity, type(parts.estimator).__name__)
-    if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's variable
-        return _run(cfg, parts, run_dir, show_progress, resume)  # one process: torch.distributed stays unloaded
-    from nasrun import distributed
-    from nasrun.run import spawn
-
-    if spawn.should_spawn(hardware, parts.strategy, parts.estimator):
-        return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
-    try:
-        group = distributed.init(hardware)  # one of the processes torchrun or `hardware.devices` started
-        hardware.device = distributed.rank_device(hardware, group)
-        spawn.require_supernet(parts.strategy, parts.estimator)
-        return _run(cfg, parts, run_dir, show_progress, resume, follower=not group.is_main)
-    finally:
-        distributed.finish()
+    strategy, estimator = parts.strategy, parts.estimator
+    objectives, metrics = assessment_settings(cfg, estimator, strategy.one_shot)  # the metrics they name
+    warmup_scorer(strategy)  # an unknown warm-start proxy
+    check_proxy_settings(strategy)
+    if strategy.multi_fidelity:  # fidelities the estimator cannot train to
+        strategy.fit_fidelity(estimator.max_fidelity, type(estimator).__name__)
+    return Checked(parts, objectives, metrics, limits)
 
 
-def _run(cfg: DictConfig, parts: Components, run_dir: str | Path, show_progress: bool, resume: bool,
-         follower: bool = False) -> dict:
+def plan(cfg: DictConfig, checked: Checked | None = None) -> Experiment:
+    """The experiment `cfg` describes, built and checked once: its components (`check(cfg)`, unless
+    `checked` holds them already), the data if anything reads it, the assessment, what the summary
+    records about the run and the cost estimate."""
+    checked = checked or check(cfg)
+    parts = checked.parts
+    hardware, space, strategy, estimator = parts.hardware, parts.search_space, parts.strategy, parts.estimator
+    threads, data = load_data(parts)
+    check_space(space, cfg.budget.trials)
+    budget_warning = random_start_warning(cfg.strategy.get("name", cfg.strategy._target_), strategy, space,
+                                          cfg.budget.trials)
+    if budget_warning and current_rank() == 0:  # the other ranks of a distributed run say nothing twice
+        log.warning(budget_warning)
+    return Experiment(
+        space, strategy, estimator, parts.executor, hardware, Budget(cfg.budget.trials, cfg.budget.get("seconds")),
+        data=data, seed=cfg.seed, limits=checked.limits,
+        assessment=build_assessment(checked.objectives, checked.metrics, space, data, hardware),
+        final_test=cfg.get("final_test", True), durable_log=durable_log(cfg, estimator),
+        run_info={**run_info(cfg, hardware, threads), "tabular": not estimator.needs_data},  # a lookup: no training time
+        cost=cost_estimate(cfg, parts, scale_choice()))
+
+
+def load_data(parts: Components):
+    """Set the process's threads and load the data, when anything reads them: (ThreadChoice | None,
+    DataBundle | None). A search of a table reads neither, and never loads torch."""
     hardware, space, strategy, estimator = parts.hardware, parts.search_space, parts.strategy, parts.estimator
     needs_data = (estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy, space)
                   or strategy_needs_data(strategy, space))
     scores_proxies = strategy.proxy_settings is not None or strategy.warmup.proxy is not None
-    threads = hardware.apply() if needs_data or scores_proxies or torch_loaded() else None  # a lookup: no torch
+    threads = hardware.apply() if needs_data or scores_proxies or torch_loaded() else None
     if threads is not None:
         log.info("CPU threads: %d (%s); idle threads wait: %s", threads.threads, threads.why, threads.openmp_wait)
     data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
-    check_space(space, cfg.budget.trials)
-    if follower:  # a rank but 0 of a distributed one-shot search
-        from nasrun.run import spawn
+    return threads, data
 
-        return spawn.follow(space, strategy, estimator, data, hardware, run_dir, cfg.seed, cfg.budget.trials)
-    budget_warning = random_start_warning(cfg.strategy.get("name", cfg.strategy._target_), strategy, space,
-                                          cfg.budget.trials)
-    if budget_warning:
-        log.warning(budget_warning)
-    assessment = build_assessment(*assessment_settings(cfg, estimator, strategy.one_shot), space, data, hardware)
-    info = {**run_info(cfg, hardware, threads), "tabular": not estimator.needs_data}  # a lookup: no training time
-    trackers, watch = build_trackers(cfg, run_dir, space, assessment.objectives, study_attrs(cfg, info), resume)
-    runner = Runner(space, strategy, estimator, parts.executor, data, hardware, run_dir, cfg.seed,
-                    Budget(cfg.budget.trials, cfg.budget.get("seconds")), show_progress=show_progress,
-                    final_test=cfg.get("final_test", True), run_info={**info, **watch},
-                    assessment=assessment, resume=resume, durable_log=durable_log(cfg, estimator), trackers=trackers,
-                    cost=cost_estimate(cfg, parts, scale_choice()), limits=network_limits(cfg),
-                    tensorboard=cfg.get("tensorboard", True))
+
+def _plan_and_run(cfg: DictConfig, run_dir: str | Path | None, show_progress: bool, resume: bool) -> dict:
+    checked = check(cfg)
+    hardware = checked.parts.hardware
+    if int(hardware.devices) <= 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # torchrun's variable
+        return _run(cfg, plan(cfg, checked), run_dir, show_progress, resume)  # torch.distributed stays unloaded
+    from nasrun import distributed
+    from nasrun.run import spawn
+
+    if spawn.should_spawn(hardware, checked.parts.strategy, checked.parts.estimator):
+        return spawn.run_spawned(run_experiment, cfg, run_dir, show_progress, resume)
+    try:
+        group = distributed.init(hardware)  # one of the processes torchrun or `hardware.devices` started
+        hardware.device = distributed.rank_device(hardware, group)
+        spawn.require_supernet(checked.parts.strategy, checked.parts.estimator)
+        experiment = plan(cfg, checked)
+        if not group.is_main:  # a rank but 0 of a distributed one-shot search
+            return spawn.follow(experiment, run_dir)
+        return _run(cfg, experiment, run_dir, show_progress, resume)
+    finally:
+        distributed.finish()
+
+
+def _run(cfg: DictConfig, experiment: Experiment, run_dir: str | Path, show_progress: bool, resume: bool) -> dict:
+    """Run `experiment` in `run_dir` with the trackers `cfg` asks for; write the report, print the table."""
+    objectives = experiment.assessment.objectives
+    trackers, watch = build_trackers(cfg, run_dir, experiment.space, objectives,
+                                     study_attrs(cfg, experiment.run_info), resume)
+    runner = Runner(replace(experiment, run_info={**experiment.run_info, **watch}), run_dir, resume=resume,
+                    show_progress=show_progress, trackers=trackers, tensorboard=cfg.get("tensorboard", True))
     summary = runner.run()
     if cfg.get("report", True):
         write_run_report(run_dir)
-    print_table(summary_table(runner.trials, space.describe, summary["test"], run_dir, assessment.objectives))
+    print_table(summary_table(runner.trials, experiment.space.describe, summary["test"], run_dir, objectives))
     problem = runner.no_result()
     if problem:
         raise NoResult(f"{problem} (the run directory {run_dir} is written)")

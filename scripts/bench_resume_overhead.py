@@ -19,7 +19,7 @@ from pathlib import Path
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
-from nasrun.run.runner import Budget, Runner
+from nasrun.run.runner import Budget, Experiment, Runner
 from results_file import write_results
 
 
@@ -37,9 +37,9 @@ def run_seconds(trials: int, checkpointing: bool) -> float:
     parts = build_components(compose_run_config(["search_space=nb201", "strategy=random", "hardware=cpu"]),
                              ["hardware", "search_space", "strategy", "executor"])
     with tempfile.TemporaryDirectory() as run_dir:
-        runner = Runner(parts.search_space, parts.strategy, InstantEstimator(), parts.executor, None, parts.hardware,
-                        Path(run_dir), seed=0, budget=Budget(trials), show_progress=False, final_test=False,
-                        tensorboard=False)
+        experiment = Experiment(parts.search_space, parts.strategy, InstantEstimator(), parts.executor,
+                                parts.hardware, Budget(trials), seed=0, final_test=False)
+        runner = Runner(experiment, Path(run_dir), show_progress=False, tensorboard=False)
         if not checkpointing:
             runner.observers.remove(runner.checkpoint)
         start = time.perf_counter()

@@ -24,7 +24,7 @@ from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.estimators.nb201 import load_table
 from nasrun.records import Trial
-from nasrun.run.runner import Budget, Runner
+from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.run.tensorboard import tensorboard_available
 from results_file import write_results
 
@@ -54,9 +54,9 @@ def runner_loop(trials: int, seed: int, durable_log: bool, tensorboard: bool) ->
     """Seconds for a whole Runner.run() of `trials` trials (summary and final test included)."""
     parts = components()
     with tempfile.TemporaryDirectory() as run_dir:
-        runner = Runner(parts.search_space, parts.strategy, parts.estimator, parts.executor, None, parts.hardware,
-                        run_dir, seed, Budget(trials), show_progress=False, durable_log=durable_log,
-                        tensorboard=tensorboard)
+        experiment = Experiment(parts.search_space, parts.strategy, parts.estimator, parts.executor, parts.hardware,
+                                Budget(trials), seed=seed, durable_log=durable_log)
+        runner = Runner(experiment, run_dir, show_progress=False, tensorboard=tensorboard)
         start = time.perf_counter()
         runner.run()
         return time.perf_counter() - start

@@ -41,16 +41,16 @@ def epochs_spent(trials, full_epochs: int) -> int:
 
 
 def search(overrides: list[str], data, trials: int, seconds: float | None) -> dict:
-    from nasrun.build import build_components
     from nasrun.commands.common import compose_run_config
-    from nasrun.run.runner import Budget, Runner
+    from nasrun.experiment import check
+    from nasrun.run.runner import Budget, Experiment, Runner
 
     cfg = compose_run_config(overrides)
-    parts = build_components(cfg, ["hardware", "search_space", "strategy", "estimator", "executor"])
+    parts = check(cfg).parts  # built, the strategy's fidelities fitted to the estimator
     parts.hardware.apply()
     start = time.perf_counter()
-    runner = Runner(parts.search_space, parts.strategy, parts.estimator, parts.executor, data, parts.hardware, None,
-                    cfg.seed, Budget(trials, seconds), show_progress=False)
+    runner = Runner(Experiment(parts.search_space, parts.strategy, parts.estimator, parts.executor, parts.hardware,
+                               Budget(trials, seconds), data=data, seed=cfg.seed), None, show_progress=False)
     summary = runner.run()
     return {"epochs": epochs_spent(runner.trials, cfg.estimator.epochs), "trials": len(runner.trials),
             "best_val": summary["best_val_accuracy"], "test": summary["test"]["test_accuracy"],

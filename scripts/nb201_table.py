@@ -74,10 +74,11 @@ def search(strategy, estimator, space, hardware, seed: int, queries: int, budget
     from nasrun.estimators import Evaluation
     from nasrun.executors.local import LocalExecutor
     from nasrun.records import best_trial
-    from nasrun.run.runner import Budget, Runner
+    from nasrun.run.runner import Budget, Experiment, Runner
 
-    runner = Runner(space, strategy, estimator, LocalExecutor(), None, hardware, None, seed, Budget(queries),
-                    show_progress=False, final_test=False)
+    experiment = Experiment(space, strategy, estimator, LocalExecutor(), hardware, Budget(queries), seed=seed,
+                            final_test=False)
+    runner = Runner(experiment, None, show_progress=False)
     summary = runner.run()
     trials = sorted(runner.trials, key=lambda t: t.id)
 

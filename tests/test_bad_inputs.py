@@ -12,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from fake_data import write_cifar10
+from nasrun.rundir import RunDir
 
 TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=3", "progress=false"]
 FOREIGN = ["os.system", "builtins.eval", "nasrun.rundir.os.makedirs", "nasrun.commands.search.os.getcwd",
@@ -50,7 +51,7 @@ def assert_one_line_error(result, *fragments: str) -> None:
 
 
 def tamper(run: Path, change) -> None:
-    config = run / ".hydra" / "config.yaml"
+    config = RunDir(run).config
     config.write_text(change(config.read_text()))
 
 
@@ -150,7 +151,7 @@ def test_nested_foreign_target_inside_a_group_is_refused(run):
 
 @pytest.mark.parametrize("command", ["nasrun-reproduce", "nasrun-resume", "nasrun-benchmark"])
 def test_a_corrupt_saved_config_is_one_line(run, command):
-    (run / ".hydra" / "config.yaml").write_text("seed: [unclosed\n")
+    RunDir(run).config.write_text("seed: [unclosed\n")
     check_refused(run, command, [str(run)], "config.yaml")
 
 
@@ -162,16 +163,16 @@ def test_a_folder_that_is_no_run_is_one_line(tmp_path, command):
 
 
 def test_resume_with_a_corrupt_middle_trial_line_names_the_line(run):
-    (run / "summary.json").unlink()
-    lines = (run / "trials.jsonl").read_text().splitlines()
+    RunDir(run).summary.unlink()
+    lines = RunDir(run).trials.read_text().splitlines()
     lines[1] = lines[1][:15]
-    (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    RunDir(run).trials.write_text("\n".join(lines) + "\n")
     check_refused(run, "nasrun-resume", [str(run)], "line 2")
 
 
 def test_resume_with_a_corrupt_runner_checkpoint_names_it(run):
-    (run / "summary.json").unlink()
-    (run / "checkpoints" / "runner.json").write_text('{"version": 1, "strat')
+    RunDir(run).summary.unlink()
+    RunDir(run).runner_state.write_text('{"version": 1, "strat')
     check_refused(run, "nasrun-resume", [str(run)], "runner.json")
 
 
@@ -191,10 +192,10 @@ def test_benchmark_rejects_a_bad_number_list(run):
 
 
 def test_export_with_a_corrupt_checkpoint_names_it(run):
-    best = json.loads((run / "best_architecture.json").read_text())
+    best = json.loads(RunDir(run).best.read_text())
     weights = run / "weights.pt"
     weights.write_bytes(b"\x00garbage")
-    check_refused(run, "nasrun-export", [str(run / "best_architecture.json"), "--weights", str(weights),
+    check_refused(run, "nasrun-export", [str(RunDir(run).best), "--weights", str(weights),
                                          "--out", str(run.parent / "export")], "weights.pt")
     assert best["space"] == "nb201"
 
@@ -219,7 +220,7 @@ def test_compare_of_a_folder_without_runs_is_one_line(tmp_path):
 
 
 def test_compare_with_a_corrupt_summary_names_it(run):
-    (run / "summary.json").write_text("{cut")
+    RunDir(run).summary.write_text("{cut")
     check_refused(run, "nasrun-compare", [str(run.parent)], "summary.json")
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from conftest import TINY, read_jsonl, run_cli, run_dirs
+from nasrun.rundir import RunDir
 from nasrun.evaluation.benchmark import fgsm_accuracy, noisy_accuracy
 from nasrun.datasets.digits import Digits
 from nasrun.assessment.objectives import dominates
@@ -52,13 +53,13 @@ def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_
     result = run_cli(args, tmp_path, env={"COLUMNS": "80"})
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    assert (run / "pareto.png").stat().st_size > 1000
+    assert RunDir(run).pareto_plot.stat().st_size > 1000
     # the result table: each objective's value beside fitness, which the caption defines; nothing cut
     assert "fitness = val_accuracy - params/15000; -inf where a constraint is violated" in result.stderr
     header = next(line for line in result.stderr.splitlines() if "fitness" in line and "rank" in line)
     assert "val_accuracy" in header and "params" in header and "epochs" not in header  # no fidelities here
     assert "…" not in result.stderr
-    trials = read_jsonl(run / "trials.jsonl")
+    trials = read_jsonl(RunDir(run).trials)
     for t in trials:
         assert {"params", "flops", "macs", "memory_mb", "feasible", "fitness"} <= set(t["metrics"])
         assert t["metrics"]["feasible"] == int(t["metrics"]["params"] <= 15000)
@@ -66,14 +67,14 @@ def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_
     assert feasible and len(feasible) < len(trials), "the constraint should bind on some trials"
 
     # constraints: no violating architecture is reported as best
-    best = json.loads((run / "best_architecture.json").read_text())
-    summary = json.loads((run / "summary.json").read_text())
+    best = json.loads(RunDir(run).best.read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert best["metrics"]["params"] <= 15000 and summary["best_trial"] == best["trial"]
     assert best["trial"] in {t["id"] for t in feasible}
     assert summary["feasible_trials"] == len(feasible)
 
     # the Pareto front is non-dominated and every other feasible trial is dominated by it
-    pareto = json.loads((run / "pareto.json").read_text())
+    pareto = json.loads(RunDir(run).pareto.read_text())
     point = lambda m: (m["val_accuracy"], -m["params"])  # noqa: E731
     front = [point(e["metrics"]) for e in pareto["front"]]
     assert front and summary["pareto_front"] == [e["trial"] for e in pareto["front"]]
@@ -85,7 +86,7 @@ def test_constrained_nsga2_run_writes_a_true_pareto_front_and_benchmarks_it(tmp_
     result = run_cli([str(run), "--pareto", "--sigmas", "0,1", "--epsilons", "0,0.3", "hardware.threads=1"], tmp_path,
                      command="nasrun-benchmark", env={"COLUMNS": "80"})  # overrides after the flags
     assert result.returncode == 0, result.stderr[-2000:]
-    bench = json.loads((run / "benchmark.json").read_text())
+    bench = json.loads(RunDir(run).benchmark.read_text())
     assert "…" not in result.stderr  # every number and header whole at 80 columns, piped
     for r in bench["results"]:
         assert f"{r['test_accuracy']:.4f}" in result.stderr and f"{r['params']:,}" in result.stderr

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import REPO, TINY, read_jsonl, run_cli, run_dirs
+from nasrun.rundir import RunDir
 from nasrun.build import GROUPS
 
 
@@ -20,14 +21,14 @@ def test_default_run_finds_an_accurate_architecture(tmp_path):
     result = run_cli([], cwd=tmp_path, fresh=True)  # a process of its own, as a user starts it: import warnings show
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert summary["trials"] == 8 and summary["failed_trials"] == 0
     assert summary["test"]["test_accuracy"] >= 0.97
     assert "best architecture, final test" in result.stderr
-    scores = [t["metrics"]["val_accuracy"] for t in read_jsonl(run / "trials.jsonl")]
+    scores = [t["metrics"]["val_accuracy"] for t in read_jsonl(RunDir(run).trials)]
     assert len(set(scores)) >= 6, f"the demo should show a search, not ties: {scores}"
     assert "warning" not in result.stderr.lower()
-    plots = {p.name for p in (run / "plots").iterdir()}
+    plots = {p.name for p in RunDir(run).plots.iterdir()}
     assert {"best_so_far_trials.png", "best_so_far_time.png", "best_architecture.png"} <= plots
 
 
@@ -36,11 +37,11 @@ def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(tmp_path)
     assert {"config.yaml", "overrides.yaml", "hydra.yaml"} <= {p.name for p in (run / ".hydra").iterdir()}
-    assert "trial 1" in (run / "nasrun.log").read_text()
-    trials = read_jsonl(run / "trials.jsonl")
+    assert "trial 1" in RunDir(run).log.read_text()
+    trials = read_jsonl(RunDir(run).trials)
     assert [t["id"] for t in trials] == [0, 1]
     assert {"id", "arch", "metrics", "status", "seconds", "error", "seed"} <= set(trials[0])
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     for key in ("strategy", "search_space", "budget", "best_val_accuracy", "test", "wall_seconds", "versions", "seed"):
         assert key in summary
     assert summary["versions"]["torch"] == torch.__version__
@@ -48,9 +49,9 @@ def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):
     from nasrun.datasets.digits import Digits
     from nasrun.nets import load_network
 
-    best = json.loads((run / "best_architecture.json").read_text())
-    net = load_network(run / "best_architecture.json")
-    net.load_state_dict(torch.load(run / "checkpoints" / "best_model.pt", weights_only=True))
+    best = json.loads(RunDir(run).best.read_text())
+    net = load_network(RunDir(run).best)
+    net.load_state_dict(torch.load(RunDir(run).best_weights, weights_only=True))
     net.eval()
     test = Digits().load().test
     accuracy = (net(test.images).argmax(1) == test.labels).float().mean().item()
@@ -101,9 +102,9 @@ def test_help_config_and_table_lookups_never_import_torch(tmp_path, args):
     assert result.returncode == 0, result.stderr
     assert "torch imported: False" in result.stdout
     if search:
-        summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+        summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
         assert summary["trials"] == 20 and summary["device"] is None and summary["cpu_threads"] is None
-        assert (tmp_path / "run" / "plots" / "best_architecture.png").is_file()
+        assert (RunDir(tmp_path / "run").plots / "best_architecture.png").is_file()
 
 
 def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
@@ -111,9 +112,9 @@ def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     runs = run_dirs(tmp_path)
     assert len(runs) == 2 and runs[0].parent == runs[1].parent
-    seeds = sorted(json.loads((r / "summary.json").read_text())["seed"] for r in runs)
+    seeds = sorted(json.loads(RunDir(r).summary.read_text())["seed"] for r in runs)
     assert seeds == [0, 1]
-    assert read_jsonl(runs[0] / "trials.jsonl")[0]["arch"] != read_jsonl(runs[1] / "trials.jsonl")[0]["arch"]
+    assert read_jsonl(RunDir(runs[0]).trials)[0]["arch"] != read_jsonl(RunDir(runs[1]).trials)[0]["arch"]
 
 
 def test_reproduce_from_the_run_directory_alone_gives_identical_trials(tmp_path):
@@ -125,13 +126,13 @@ def test_reproduce_from_the_run_directory_alone_gives_identical_trials(tmp_path)
     assert result.returncode == 0, result.stderr
     assert "identical trials" in result.stdout + result.stderr
     (again,) = run_dirs(elsewhere)
-    assert read_jsonl(again / "trials.jsonl")[0]["metrics"] == read_jsonl(run / "trials.jsonl")[0]["metrics"]
+    assert read_jsonl(RunDir(again).trials)[0]["metrics"] == read_jsonl(RunDir(run).trials)[0]["metrics"]
 
 
 def test_reproduce_refuses_a_config_that_names_code_outside_the_package(tmp_path):
     assert run_cli(TINY, cwd=tmp_path).returncode == 0
     (run,) = run_dirs(tmp_path)
-    config = run / ".hydra" / "config.yaml"
+    config = RunDir(run).config
     config.write_text(config.read_text().replace("nasrun.strategies.random_search.RandomSearch", "os.system"))
     before = sorted(p.name for p in run.iterdir())
     result = run_cli([str(run)], cwd=tmp_path, command="nasrun-reproduce")
@@ -209,7 +210,7 @@ def test_the_result_table_shows_fidelity_and_objectives_whole_at_80_columns(tmp_
         assert f" {column} " in header
     assert "fitness = val_accuracy - 0.5·latency_ms/10" in result.stderr
     assert "…" not in result.stderr
-    for trial in read_jsonl(run / "trials.jsonl"):  # 4 trials: every one is in the top-5 table
+    for trial in read_jsonl(RunDir(run).trials):  # 4 trials: every one is in the top-5 table
         row = next(line for line in lines if line.startswith("│") and line.split("│")[2].strip() == str(trial["id"]))
         cells = [cell.strip() for cell in row.split("│")[1:-1]]
         metrics = trial["metrics"]

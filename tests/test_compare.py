@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from nasrun.rundir import RunDir
 from nasrun.reports.compare import best_so_far, compare
 from nasrun.reports.plots import anytime_band
 from nasrun.reports.significance import mann_whitney
@@ -42,7 +43,7 @@ def test_a_sweep_of_strategies_that_cannot_differ_is_warned_about_and_compared_a
     result = run_cli([str(sweep), "--no-plot"], cwd=sweep, command="nasrun-compare")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "random and regularized_evolution: indistinguishable at n=2 seeds (p=1; identical results)" in result.stdout
-    comparison = json.loads((sweep / "comparison.json").read_text())
+    comparison = json.loads(RunDir(sweep).comparison.read_text())
     assert [g["rank"] for g in comparison["groups"]] == [1, 1]
     (pair,) = comparison["pairs"]
     assert pair["identical"] and pair["verdict"] == "indistinguishable" and pair["p"] == 1.0
@@ -53,24 +54,24 @@ def test_compare_a_real_sweep(sweep):
     result = run_cli([str(sweep)], cwd=sweep, command="nasrun-compare")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "random" in result.stdout and "regularized_evolution" in result.stdout
-    comparison = json.loads((sweep / "comparison.json").read_text())
+    comparison = json.loads(RunDir(sweep).comparison.read_text())
     groups = {g["group"]: g for g in comparison["groups"]}
     assert set(groups) == {"random", "regularized_evolution"}
     for group in groups.values():
-        values = [json.loads((sweep / job["dir"] / "summary.json").read_text())["test"]["test_accuracy"]
+        values = [json.loads(RunDir(sweep / job["dir"]).summary.read_text())["test"]["test_accuracy"]
                   for job in group["jobs"]]
         assert group["runs"] == 2 and group["metric"] == ["test_accuracy"]
         assert group["mean"] == pytest.approx(statistics.mean(values))
         assert group["std"] == pytest.approx(statistics.stdev(values))
         assert (group["best"], group["worst"]) == (max(values), min(values))
         assert group["median"] == pytest.approx(statistics.median(values))
-    assert (sweep / "anytime.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert RunDir(sweep).anytime_plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert_comparison_page(sweep, comparison)
 
 
 def assert_comparison_page(sweep: Path, comparison: dict) -> None:
     """comparison.html in headless chromium: ranked groups, every job linked to its report, the plot, offline."""
-    page = sweep / "comparison.html"
+    page = RunDir(sweep).comparison_page
     html = page.read_text()
     try:
         assert "http://" not in html and "https://" not in html and "<link" not in html
@@ -82,7 +83,7 @@ def assert_comparison_page(sweep: Path, comparison: dict) -> None:
         jobs = rendered.table("jobs")
         assert sorted(row[0] for row in jobs) == sorted(j["dir"] for g in comparison["groups"] for j in g["jobs"])
         for row in jobs:
-            assert f'<a href="{row[0]}/report.html">' in html and (sweep / row[0] / "report.html").is_file()
+            assert f'<a href="{row[0]}/report.html">' in html and RunDir(sweep / row[0]).report.is_file()
         by_name = open_page(page, "#sort=group:desc").table("groups")
         assert [row[1] for row in by_name] == sorted((g["group"] for g in comparison["groups"]), reverse=True)
     except AssertionError as err:
@@ -92,15 +93,15 @@ def assert_comparison_page(sweep: Path, comparison: dict) -> None:
 def make_job(root: Path, name: str, strategy: str, seed: int, scores: list, test: float | None) -> None:
     job = root / name
     (job / ".hydra").mkdir(parents=True)
-    (job / ".hydra" / "config.yaml").write_text(
+    RunDir(job).config.write_text(
         f"seed: {seed}\nstrategy: {{name: {strategy}}}\nsearch_space: {{name: toy}}\nbudget: {{trials: {len(scores)}}}\n")
     lines = [json.dumps({"id": i, "arch": [i], "metrics": {} if s is None else {"val_accuracy": s},
                          "status": "failed" if s is None else "ok"}) for i, s in enumerate(scores)]
-    (job / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    RunDir(job).trials.write_text("\n".join(lines) + "\n")
     ok = [s for s in scores if s is not None]
     summary = {"strategy": strategy, "seed": seed, "best_val_accuracy": max(ok) if ok else None,
                "test": {"test_accuracy": test} if test is not None else {}}
-    (job / "summary.json").write_text(json.dumps(summary))
+    RunDir(job).summary.write_text(json.dumps(summary))
 
 
 def test_compare_ranks_by_mean_and_falls_back_to_validation(tmp_path):
@@ -123,7 +124,7 @@ def test_groups_split_by_settings_that_vary(tmp_path):
 
 def test_best_so_far_curve_and_band(tmp_path):
     make_job(tmp_path, "0", "a", 0, [None, 0.5, 0.3, 0.7], test=None)
-    assert best_so_far(tmp_path / "0" / "trials.jsonl") == [0.5, 0.5, 0.7]
+    assert best_so_far(RunDir(tmp_path / "0").trials) == [0.5, 0.5, 0.7]
     means, stds = anytime_band([[0.2, 0.4], [0.4, 0.6, 0.8]])
     assert means == pytest.approx([0.3, 0.5, 0.6]) and stds == pytest.approx([0.1, 0.1, 0.2])
 
@@ -148,7 +149,7 @@ def test_equal_means_share_a_rank_and_each_mean_has_a_t_interval(tmp_path):
     assert pairs[("a", "c")]["p"] == pytest.approx(0.1) and pairs[("a", "c")]["smallest_possible_p"] == pytest.approx(0.1)
     assert all(p["verdict"] == "indistinguishable" and p["better"] is None for p in pairs.values())
     assert comparison["test"]["name"].startswith("Mann-Whitney U")
-    assert json.loads((tmp_path / "comparison.json").read_text())["pairs"] == comparison["pairs"]
+    assert json.loads(RunDir(tmp_path).comparison.read_text())["pairs"] == comparison["pairs"]
 
 
 def test_compare_says_which_is_better_when_the_seeds_show_it(tmp_path):
@@ -156,7 +157,7 @@ def test_compare_says_which_is_better_when_the_seeds_show_it(tmp_path):
     result = run_cli([str(tmp_path), "--no-plot"], cwd=tmp_path, command="nasrun-compare")
     assert result.returncode == 0, result.stderr
     assert "fast better than slow at n=6 seeds (p=0.00" in result.stdout
-    (pair,) = json.loads((tmp_path / "comparison.json").read_text())["pairs"]
+    (pair,) = json.loads(RunDir(tmp_path).comparison.read_text())["pairs"]
     assert pair["better"] == "fast" and pair["p"] == pytest.approx(2 / math.comb(12, 6))
     assert "95% CI" in result.stdout
 

@@ -12,6 +12,7 @@ from fake_data import write_cifar10, write_cifar100, write_image_folder, write_m
 from nasrun.build import GROUPS
 from nasrun.errors import ConfigError
 from nasrun.experiment import run_experiment
+from nasrun.rundir import RunDir
 
 DATA_WRITERS = {
     "cifar10": write_cifar10,
@@ -51,8 +52,8 @@ def test_every_config_option_composes_and_runs(compose_cfg, tmp_path, monkeypatc
         return
     summary = run_experiment(cfg, tmp_path / "run", show_progress=False)
     assert summary["trials"] >= 1 and summary["best_trial"] is not None
-    assert (tmp_path / "run" / "trials.jsonl").exists()
-    best = json.loads((tmp_path / "run" / "best_architecture.json").read_text())
+    assert RunDir(tmp_path / "run").trials.exists()
+    best = json.loads(RunDir(tmp_path / "run").best.read_text())
     assert best["space"] == cfg.search_space.name
 
 

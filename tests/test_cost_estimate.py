@@ -10,6 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import TINY, read_jsonl, run_cli, run_dirs
+from nasrun.rundir import RunDir
 from nasrun.executors import TrialJob
 from nasrun.records import Trial
 from nasrun.run.cost import CostEstimate, Estimate, duration, shrink_hints
@@ -115,17 +116,17 @@ def test_a_tiny_run_prints_its_cost_and_the_same_seed_finds_the_same_trials_with
     (line,) = [line for line in estimated.stderr.splitlines() if line.startswith("expected: ")]
     assert re.search(r"for the 3 trials on this CPU \(\S+ s/epoch x 1 epoch x 3 trials\)", line), line
     assert line.endswith("to shrink: budget.trials (now 3), estimator.epochs (now 1)")  # scale=tiny already
-    assert line in (tmp_path / "estimated" / "nasrun.log").read_text()
-    config = OmegaConf.load(tmp_path / "estimated" / ".hydra" / "config.yaml")
+    assert line in RunDir(tmp_path / "estimated").log.read_text()
+    config = OmegaConf.load(RunDir(tmp_path / "estimated").config)
     assert (config.budget.trials, config.estimator.epochs) == (3, 1)
-    cost = json.loads((tmp_path / "estimated" / "summary.json").read_text())["cost"]
+    cost = json.loads(RunDir(tmp_path / "estimated").summary.read_text())["cost"]
     assert cost["unit"] == "epoch" and cost["factors"] == {"epochs": 1, "trials": 3}
     assert cost["expected_seconds"] > 0 and cost["actual_seconds"] > 0
     assert "expected: " not in plain.stderr
-    assert "cost" not in json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert "cost" not in json.loads(RunDir(tmp_path / "plain").summary.read_text())
 
     def trials(run):
-        return [{**t, "seconds": None, "worker": None} for t in read_jsonl(tmp_path / run / "trials.jsonl")]
+        return [{**t, "seconds": None, "worker": None} for t in read_jsonl(RunDir(tmp_path / run).trials)]
 
     assert trials("estimated") == trials("plain")
 
@@ -136,7 +137,7 @@ def test_a_table_lookup_has_no_cost_to_estimate(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "expected: " not in result.stderr
     (run,) = run_dirs(tmp_path)
-    assert "cost" not in json.loads((run / "summary.json").read_text())
+    assert "cost" not in json.loads(RunDir(run).summary.read_text())
 
 
 def test_estimate_must_be_a_boolean(tmp_path):

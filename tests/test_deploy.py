@@ -14,6 +14,7 @@ import torch
 
 from conftest import TINY, run_cli
 from fake_data import write_array_folder
+from nasrun.rundir import RunDir
 
 # Runs in a fresh interpreter with nasrun unimportable: loads every model file of the export in EXPORT and
 # prints the accuracy of each on images.npy / labels.npy.
@@ -76,7 +77,7 @@ def scores_without_nasrun(export: Path, images: np.ndarray, labels: np.ndarray, 
 
 def assert_nasrun_accuracy(scores: dict, run: Path, test_size: int) -> None:
     """Every format scores the test accuracy nasrun recorded (to within one image: other kernels)."""
-    reported = json.loads((run / "best_architecture.json").read_text())["metrics"]["test_accuracy"]
+    reported = json.loads(RunDir(run).best.read_text())["metrics"]["test_accuracy"]
     assert set(scores) == {"pt2", "torchscript", "onnx"}
     for kind, score in scores.items():
         assert abs(score - reported) <= 1 / test_size + 1e-9, (kind, score, reported)
@@ -104,7 +105,7 @@ def test_a_digits_export_scores_nasrun_accuracy_on_raw_images_without_nasrun(dig
     assert meta["classes"] == [str(digit) for digit in range(10)]
     assert meta["input"]["shape"] == [1, 8, 8] and meta["input"]["range"] == [0.0, 1.0]
     assert meta["input"]["normalized_inside_model"] and meta["input"]["preprocessing"][-1] == "pixel / 16"
-    assert meta["input"] == {**json.loads((run / "best_architecture.json").read_text())["input"],
+    assert meta["input"] == {**json.loads(RunDir(run).best.read_text())["input"],
                              "normalized_inside_model": True}
     images, labels = raw_digits_test_split()
     assert_nasrun_accuracy(scores_without_nasrun(export, images, labels, tmp_path), run, len(labels))
@@ -129,7 +130,7 @@ def test_an_image_folder_export_carries_class_names_and_preprocessing(tmp_path):
     root = write_band_images(tmp_path / "images")
     run, export = search_and_export(tmp_path, ["dataset=imagefolder", f"dataset.root={root}",
                                                "dataset.image_size=8", "dataset.mean=0.4", "dataset.std=0.3"])
-    best = json.loads((run / "best_architecture.json").read_text())
+    best = json.loads(RunDir(run).best.read_text())
     meta = json.loads((export / "architecture.json").read_text())
     for described in (best, meta):
         assert described["classes"] == ["cat", "dog", "owl"]
@@ -178,10 +179,10 @@ def test_a_requested_format_that_cannot_be_written_is_an_error_before_writing(di
 
 def test_an_architecture_without_a_recorded_normalisation_exports_the_bare_network(digits_export, tmp_path):
     run, _ = digits_export
-    spec = json.loads((run / "best_architecture.json").read_text())
+    spec = json.loads(RunDir(run).best.read_text())
     del spec["input"]
     (tmp_path / "old.json").write_text(json.dumps(spec))
-    result = run_cli([str(tmp_path / "old.json"), "--weights", str(run / "checkpoints" / "best_model.pt"),
+    result = run_cli([str(tmp_path / "old.json"), "--weights", str(RunDir(run).best_weights),
                       "--formats", "json", "torchscript"], tmp_path, command="nasrun-export")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "does not record its input normalisation" in result.stderr

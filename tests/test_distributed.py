@@ -10,6 +10,7 @@ import torch
 from test_weight_sharing import estimator, macro_space, tiny_data
 from torch import nn
 
+from nasrun.rundir import RunDir
 from nasrun import distributed
 from nasrun.distributed import Distributed
 from nasrun.run import spawn
@@ -100,11 +101,11 @@ def test_shards_cover_the_global_batch_and_weights_sum_to_one():
 
 def test_follower_ranks_read_the_saved_search_state_but_write_nothing(tmp_path):
     (tmp_path / "checkpoints").mkdir()
-    torch.save({"epoch": 3}, tmp_path / "checkpoints" / "search_state.pt")
+    torch.save({"epoch": 3}, RunDir(tmp_path).search_state)
     context = FollowerContext(None, None, Hardware("cpu"), tmp_path, 0)
     assert context.load_state() == {"epoch": 3}
     context.save_state({"epoch": 4})
-    assert context.run_dir is None and torch.load(tmp_path / "checkpoints" / "search_state.pt") == {"epoch": 3}
+    assert context.run_dir is None and torch.load(RunDir(tmp_path).search_state) == {"epoch": 3}
 
 
 SUPERNET_TOLERANCE = 1e-5  # float rounding: sums over shards vs one mean over the global batch
@@ -138,7 +139,7 @@ def test_weight_sharing_supernet_on_two_gloo_processes_matches_one_process(tmp_p
         assert result["scores"] == single_scores
         for name, value in single_weights.items():
             assert torch.allclose(result["weights"][name].float(), value.float(), atol=SUPERNET_TOLERANCE, rtol=0), name
-    assert (tmp_path / "run0" / "checkpoints" / "supernet.pt").is_file()
+    assert RunDir(tmp_path / "run0").supernet.is_file()
     assert not (tmp_path / "run1").exists()  # only rank 0 writes
 
 
@@ -160,13 +161,13 @@ def test_darts_on_two_gloo_processes_derives_what_one_process_derives(compose_cf
     single = run_experiment(compose_cfg(DARTS_TINY), tmp_path / "single", show_progress=False)
     spawned = run_experiment(compose_cfg([*DARTS_TINY, "hardware.devices=2"]), tmp_path / "ddp", show_progress=False)
     assert spawned["best_arch"] == single["best_arch"]
-    epochs = [[json.loads(line) for line in (tmp_path / run / "alphas.jsonl").read_text().splitlines()]
+    epochs = [[json.loads(line) for line in RunDir(tmp_path / run).alphas.read_text().splitlines()]
               for run in ("single", "ddp")]
     assert len(epochs[0]) == len(epochs[1]) == 2
     for one, two in zip(*epochs):
         for cell, weights in one["alphas"].items():
             assert torch.allclose(torch.tensor(two["alphas"][cell]), torch.tensor(weights), atol=ALPHA_TOLERANCE, rtol=0)
-    assert len((tmp_path / "ddp" / "trials.jsonl").read_text().splitlines()) == 1  # rank 0 alone writes
+    assert len(RunDir(tmp_path / "ddp").trials.read_text().splitlines()) == 1  # rank 0 alone writes
 
 
 WS_TINY = ["hardware=cpu", "hardware.threads=1", "estimator=weight_sharing", "estimator.retrain.enabled=false",
@@ -178,10 +179,10 @@ WS_TINY = ["hardware=cpu", "hardware.threads=1", "estimator=weight_sharing", "es
 def test_weight_sharing_run_on_two_gloo_processes_scores_what_one_process_scores(compose_cfg, tmp_path):
     run_experiment(compose_cfg(WS_TINY), tmp_path / "single", show_progress=False)
     run_experiment(compose_cfg([*WS_TINY, "hardware.devices=2"]), tmp_path / "ddp", show_progress=False)
-    trials = [[json.loads(line) for line in (tmp_path / run / "trials.jsonl").read_text().splitlines()]
+    trials = [[json.loads(line) for line in RunDir(tmp_path / run).trials.read_text().splitlines()]
               for run in ("single", "ddp")]
     assert len(trials[1]) == 3  # rank 0 alone writes the run directory
     assert [t["arch"] for t in trials[1]] == [t["arch"] for t in trials[0]]
     for one, two in zip(*trials):  # rounding differences grow over the ~17 steps: allow 1% (3 of 359 images)
         assert two["metrics"]["val_accuracy"] == pytest.approx(one["metrics"]["val_accuracy"], abs=SCORE_TOLERANCE)
-    assert (tmp_path / "ddp" / "checkpoints" / "supernet.pt").is_file()
+    assert RunDir(tmp_path / "ddp").supernet.is_file()

@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY
 from toys import ToySpace
 
+from nasrun.rundir import RunDir
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors.local import LocalExecutor
@@ -20,7 +21,7 @@ from nasrun.executors import processes
 from nasrun.executors.processes import ProcessesExecutor, worker_devices
 from nasrun.experiment import run_experiment
 from nasrun.hardware import Hardware
-from nasrun.run.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Experiment, Runner, trial_seed
 from nasrun.strategies.random_search import RandomSearch
 
 TESTS = str(Path(__file__).parent)
@@ -51,8 +52,9 @@ class KillingEstimator(Estimator):
 
 
 def toy_search(tmp_path, executor, estimator=None, trials=8):
-    runner = Runner(ToySpace(width=3), RandomSearch(), estimator or KillingEstimator(), executor, None, Hardware("cpu"),
-                    tmp_path, seed=0, budget=Budget(trials), show_progress=False)
+    experiment = Experiment(ToySpace(width=3), RandomSearch(), estimator or KillingEstimator(), executor,
+                            Hardware("cpu"), Budget(trials), seed=0)
+    runner = Runner(experiment, tmp_path, show_progress=False)
     runner.run()
     return {t.id: t for t in runner.trials}
 
@@ -76,8 +78,8 @@ def test_processes_run_the_same_trained_trials_as_local(compose_cfg, tmp_path):
                               show_progress=False)
     from nasrun.records import TrialLog
 
-    local = {t.id: t for t in TrialLog(tmp_path / "local" / "trials.jsonl").read()}
-    procs = {t.id: t for t in TrialLog(tmp_path / "proc" / "trials.jsonl").read()}
+    local = {t.id: t for t in TrialLog(RunDir(tmp_path / "local").trials).read()}
+    procs = {t.id: t for t in TrialLog(RunDir(tmp_path / "proc").trials).read()}
     same_trials(local, procs)
     assert {t.worker for t in procs.values()} == {"proc0:cpu", "proc1:cpu"}
     assert all(t.seconds > 0 for t in procs.values())
@@ -111,7 +113,7 @@ def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, 
     cfg = compose_cfg(tiny_training(["executor=processes"]))
     run_dir = tmp_path / "proc"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
     saves, save = [], RunCheckpoint.save
 
     def crash_on_third_save(self, *args):
@@ -124,10 +126,10 @@ def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, 
         patch.setattr(RunCheckpoint, "save", crash_on_third_save)
         with pytest.raises(Crash):
             run_experiment(cfg, run_dir, show_progress=False)
-    assert not (run_dir / "summary.json").exists() and 0 < len(TrialLog(run_dir / "trials.jsonl").read()) < 4
+    assert not RunDir(run_dir).summary.exists() and 0 < len(TrialLog(RunDir(run_dir).trials).read()) < 4
     resume_run(run_dir, show_progress=False)
-    same_trials({t.id: t for t in TrialLog(tmp_path / "local" / "trials.jsonl").read()},
-                {t.id: t for t in TrialLog(run_dir / "trials.jsonl").read()})
+    same_trials({t.id: t for t in TrialLog(RunDir(tmp_path / "local").trials).read()},
+                {t.id: t for t in TrialLog(RunDir(run_dir).trials).read()})
 
 
 def test_processes_config_errors_and_devices():
@@ -183,8 +185,8 @@ def test_ray_runs_the_same_trained_trials_as_local(ray_session, compose_cfg, tmp
 
     run_experiment(compose_cfg(tiny_training([])), tmp_path / "local", show_progress=False)
     run_experiment(compose_cfg(tiny_training(["executor=ray"])), tmp_path / "ray", show_progress=False)
-    local = {t.id: t for t in TrialLog(tmp_path / "local" / "trials.jsonl").read()}
-    remote = {t.id: t for t in TrialLog(tmp_path / "ray" / "trials.jsonl").read()}
+    local = {t.id: t for t in TrialLog(RunDir(tmp_path / "local").trials).read()}
+    remote = {t.id: t for t in TrialLog(RunDir(tmp_path / "ray").trials).read()}
     same_trials(local, remote)
     assert all(t.worker.startswith("ray:") for t in remote.values())
     assert ray_session.is_initialized()  # a session the executor did not start is left running

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from conftest import CONF, TINY, group_options, run_cli, run_dirs
 from fake_data import write_cifar10
+from nasrun.rundir import RunDir
 
 RECIPES = group_options("experiment")
 ABSENT = object()
@@ -80,7 +81,7 @@ def test_recipe_runs_end_to_end_at_tiny_scale(tmp_path, name):
     result = run_cli(args, cwd=tmp_path, env={"NASRUN_DATA_DIR": str(tmp_path / "data")})
     assert result.returncode == 0, result.stderr
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     chosen = dict(choice.split("=") for choice in group_choices(name))
     assert summary["strategy"] == chosen["strategy"]
     assert summary["best_trial"] is not None and summary["test"]

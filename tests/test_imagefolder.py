@@ -16,6 +16,7 @@ from torchvision import transforms as T
 
 from conftest import CIFAR10_SAMPLE, TINY, run_cli, run_dirs
 from fake_data import write_array_folder, write_flat_image_folder, write_image_folder
+from nasrun.rundir import RunDir
 from nasrun.datasets import image_cache, imagefolder
 from nasrun.datasets.image_cache import CachedSplit, FolderSubset
 from nasrun.datasets.imagefolder import ImageFolderDataset
@@ -272,7 +273,7 @@ def test_a_search_on_a_folder_of_real_cifar10_images(tmp_path):
     result = run_cli(["dataset=imagefolder", f"dataset.root={root}", *TINY], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert summary["dataset"] == "imagefolder" and summary["trials"] == 2
     assert summary["failed_trials"] == 0
-    assert "'train': 240, 'val': 30, 'test': 30" in (run / "nasrun.log").read_text()
+    assert "'train': 240, 'val': 30, 'test': 30" in RunDir(run).log.read_text()

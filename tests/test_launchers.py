@@ -10,6 +10,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from conftest import run_cli, run_dirs
+from nasrun.rundir import RunDir
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="launchers extra: pip install 'nasrun[launchers]'")
 
@@ -23,7 +24,7 @@ def test_submitit_local_sweep_of_two_points_completes(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     runs = run_dirs(tmp_path)
     assert len(runs) == 2
-    assert sorted(json.loads((run / "summary.json").read_text())["seed"] for run in runs) == [0, 1]
+    assert sorted(json.loads(RunDir(run).summary.read_text())["seed"] for run in runs) == [0, 1]
     submitit_logs = list((runs[0].parent / ".submitit").rglob("*_log.out"))
     assert len(submitit_logs) == 2  # each point ran as its own submitit job
 

@@ -11,6 +11,7 @@ import torch
 from test_runner import ToyEstimator, make_runner
 
 from conftest import TINY, run_cli
+from nasrun.rundir import RunDir
 from nasrun.assessment.assess import Assessment
 from nasrun.errors import CheckpointError, NasrunError
 from nasrun.supernets.weighted import GumbelWeighting
@@ -26,7 +27,7 @@ def test_a_run_with_no_feasible_trial_exits_1_with_one_line_and_writes_its_run_d
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert len(errors) == 1 and "no feasible architecture" in errors[0] and "Traceback" not in result.stderr
-    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
     assert summary["best_trial"] is None and summary["trials"] == 3
 
 
@@ -34,14 +35,14 @@ def test_a_sweep_runs_every_job_and_exits_1_when_one_has_no_result(tmp_path):
     result = run_cli(["-m", *TABULAR, "constraints={val_accuracy:{max:0.01}}", "seed=0,1",
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], tmp_path)
     assert result.returncode == 1 and "2 job(s) of the sweep ended without a result" in result.stderr
-    assert all((tmp_path / "sweep" / job / "summary.json").exists() for job in ("0", "1"))
+    assert all(RunDir(tmp_path / "sweep" / job).summary.exists() for job in ("0", "1"))
 
 
 def test_every_trial_failing_is_reported_as_no_result(tmp_path):
     runner = make_runner(tmp_path, estimator=ToyEstimator(fail_on=(0, 1, 2, 3)), trials=3)
     runner.run()
     assert runner.no_result().startswith("no trial succeeded: all 3 failed") and "out of memory" in runner.no_result()
-    assert json.loads((tmp_path / "summary.json").read_text())["best_trial"] is None
+    assert json.loads(RunDir(tmp_path).summary.read_text())["best_trial"] is None
 
 
 class ThreeOnly(RandomSearch):
@@ -71,14 +72,14 @@ def lines_of(trials):
 
 
 def test_only_a_torn_last_line_of_the_trial_log_is_ignored(tmp_path):
-    path = tmp_path / "trials.jsonl"
+    path = RunDir(tmp_path).trials
     path.write_text("\n".join(lines_of(range(3))) + "\n" + lines_of([3])[0][:20])
     assert [t.id for t in TrialLog(path).read()] == [0, 1, 2]
 
 
 @pytest.mark.parametrize("bad", ['{"id": 1, "arch": [1, 0', "not json", "[1, 2]", '{"id": 1}'])
 def test_a_corrupt_line_before_the_last_is_an_error_naming_the_line(tmp_path, bad):
-    path = tmp_path / "trials.jsonl"
+    path = RunDir(tmp_path).trials
     good = lines_of(range(3))
     path.write_text("\n".join([good[0], bad, good[2]]) + "\n")
     with pytest.raises(CheckpointError, match=r"line 2 is corrupt"):
@@ -86,7 +87,7 @@ def test_a_corrupt_line_before_the_last_is_an_error_naming_the_line(tmp_path, ba
 
 
 def test_a_complete_but_corrupt_last_line_is_an_error_too(tmp_path):
-    path = tmp_path / "trials.jsonl"
+    path = RunDir(tmp_path).trials
     path.write_text("\n".join([*lines_of(range(2)), "garbage"]) + "\n")
     with pytest.raises(CheckpointError, match="line 3"):
         TrialLog(path).read()
@@ -124,4 +125,4 @@ def test_a_diverging_differentiable_search_stops_with_the_epoch(compose_cfg, tmp
     cfg = compose_cfg([f"strategy={strategy}", *TINY, "strategy.lr=1e30"])
     with pytest.raises(NasrunError, match=r"search diverged: .* non-finite in epoch 1"):
         run_experiment(cfg, tmp_path / "run", show_progress=False)
-    assert not (tmp_path / "run" / "trials.jsonl").exists() or not (tmp_path / "run" / "trials.jsonl").read_text()
+    assert not RunDir(tmp_path / "run").trials.exists() or not RunDir(tmp_path / "run").trials.read_text()

@@ -9,6 +9,7 @@ import pytest
 
 from nasrun import machine
 from nasrun.machine import cgroup_cpu_quota, choose_threads, prepare_openmp
+from nasrun.rundir import RunDir
 from conftest import TINY, run_cli
 
 
@@ -65,10 +66,10 @@ def test_a_run_sets_passive_waiting_before_torch_loads_and_records_its_threads(t
                      env={"OMP_DISPLAY_ENV": "VERBOSE", "OMP_NUM_THREADS": "2"}, fresh=True)
     assert result.returncode == 0, result.stderr
     assert "GOMP_SPINCOUNT = '0'" in result.stderr  # libgomp's report of the policy it runs with
-    record = json.loads((tmp_path / "run" / "summary.json").read_text())["cpu_threads"]
+    record = json.loads(RunDir(tmp_path / "run").summary.read_text())["cpu_threads"]
     assert record["threads"] == 2 and record["why"] == "OMP_NUM_THREADS=2"
     assert record["openmp_wait"].startswith("OMP_WAIT_POLICY=PASSIVE, set by nasrun")
-    assert "CPU threads: 2 (OMP_NUM_THREADS=2)" in (tmp_path / "run" / "nasrun.log").read_text()
+    assert "CPU threads: 2 (OMP_NUM_THREADS=2)" in RunDir(tmp_path / "run").log.read_text()
 
 
 @pytest.mark.parametrize("policy", [{"GOMP_SPINCOUNT": "5000"}, {"OMP_WAIT_POLICY": "ACTIVE"}])
@@ -78,5 +79,5 @@ def test_a_run_keeps_the_users_wait_policy(tmp_path, no_wait_policy, policy):
     assert result.returncode == 0, result.stderr
     name, value = next(iter(policy.items()))
     assert f"{name} = '{value}'" in result.stderr
-    record = json.loads((tmp_path / "run" / "summary.json").read_text())["cpu_threads"]
+    record = json.loads(RunDir(tmp_path / "run").summary.read_text())["cpu_threads"]
     assert record["openmp_wait"] == f"{name}={value} from the environment"

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from nasrun.rundir import RunDir
 from nasrun.errors import ConfigError
 from nasrun.assessment.metrics import (ArchitectureMetrics, MetricsConfig, count_flops, measure_latency_ms,
                             measure_memory_mb)
@@ -143,6 +144,6 @@ def test_latency_table_cli_feeds_the_search(tmp_path):
     (run,) = run_dirs(tmp_path)
     predict = LatencyTable.load(tmp_path / "table.json").predictor(MacroSpace(2, 3, ops=["conv3x3", "identity",
                                                                    "maxpool3x3"], widths=[8, 16], stem_width=8), (1, 8, 8))
-    for trial in read_jsonl(run / "trials.jsonl"):
+    for trial in read_jsonl(RunDir(run).trials):
         assert trial["metrics"]["latency_ms"] == pytest.approx(predict(trial["arch"]), abs=1e-3)
-    assert (run / "pareto.json").is_file()
+    assert RunDir(run).pareto.is_file()

@@ -227,7 +227,7 @@ def test_a_multi_fidelity_sweep_appears_in_nasrun_compare(tmp_path):
     assert result.returncode == 0, result.stderr
     compared = run_cli([str(sweep), "--no-plot"], cwd=tmp_path, command="nasrun-compare")
     assert compared.returncode == 0, compared.stderr
-    groups = {g["strategy"] for g in json.loads((sweep / "comparison.json").read_text())["groups"]}
+    groups = {g["strategy"] for g in json.loads(RunDir(sweep).comparison.read_text())["groups"]}
     assert groups == {"hyperband", "random"}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from nasrun.rundir import RunDir
 from nasrun.errors import ConfigError, InvalidArchitecture
 from nasrun.estimators.base import Evaluation
 from nasrun.estimators.nb201 import NB201Tabular, load_table
@@ -102,22 +103,22 @@ def strategy_sweep(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_cli_runs_every_strategy_on_nb201(strategy_sweep):
     dirs = run_dirs(strategy_sweep)
-    summaries = [json.loads((d / "summary.json").read_text()) for d in dirs]
+    summaries = [json.loads(RunDir(d).summary.read_text()) for d in dirs]
     assert sorted(s["strategy"] for s in summaries) == sorted(STRATEGIES)
     table = load_table()
     for run_dir, summary in zip(dirs, summaries):
-        trials = read_jsonl(run_dir / "trials.jsonl")
+        trials = read_jsonl(RunDir(run_dir).trials)
         assert len(trials) == 12 and len({t["arch"] for t in trials}) == 12
         assert all(0 < t["metrics"]["val_accuracy"] < 1 for t in trials)
         best = summary["best_arch"]
         assert summary["test"]["test_accuracy"] == pytest.approx(table.columns["cifar10_test_200ep"][table.row(best)] / 100)
-        spec = json.loads((run_dir / "best_architecture.json").read_text())
+        spec = json.loads(RunDir(run_dir).best.read_text())
         assert spec["network"]["input_shape"] == [3, 32, 32] and spec["network"]["num_classes"] == 10
 
 
 @pytest.mark.slow
 def test_best_architecture_json_rebuilds_the_network(strategy_sweep):
-    net = load_network(run_dirs(strategy_sweep)[0] / "best_architecture.json")
+    net = load_network(RunDir(run_dirs(strategy_sweep)[0]).best)
     assert net.head[-1].out_features == 10
 
 
@@ -126,5 +127,5 @@ def test_cli_imagenet16_writes_its_input_shape(tmp_path):
     result = run_cli(["search_space=nb201", "estimator=nb201", "estimator.dataset=imagenet16", "budget.trials=3",
                       "progress=false"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    spec = json.loads((run_dirs(tmp_path)[0] / "best_architecture.json").read_text())
+    spec = json.loads(RunDir(run_dirs(tmp_path)[0]).best.read_text())
     assert spec["network"]["input_shape"] == [3, 16, 16] and spec["network"]["num_classes"] == 120

@@ -16,6 +16,7 @@ import pytest
 from conftest import CIFAR10_SAMPLE, REPO, TINY, read_jsonl, run_cli
 from nasrun.errors import ConfigError
 from nasrun.estimators.nb201_zc import agrees, load_zc_table
+from nasrun.rundir import RunDir
 
 sys.path.insert(0, str(REPO / "scripts"))
 import cifar10_sample  # noqa: E402  (the CIFAR-10 sample in torchvision's layout)
@@ -88,8 +89,8 @@ def test_the_nb201_space_restricted_to_scored_rows_stays_inside(tmp_path):
     result = run_cli([*PARTIAL, "strategy=regularized_evolution", "budget.trials=15", "seed=2",
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert {t["arch"] for t in read_jsonl(tmp_path / "run" / "trials.jsonl")} <= set(scored)
-    assert "partial table" in json.loads((tmp_path / "run" / "summary.json").read_text())["partial_table"]
+    assert {t["arch"] for t in read_jsonl(RunDir(tmp_path / "run").trials)} <= set(scored)
+    assert "partial table" in json.loads(RunDir(tmp_path / "run").summary.read_text())["partial_table"]
 
 
 def test_zero_cost_estimator_looks_the_table_up(tmp_path):
@@ -98,7 +99,7 @@ def test_zero_cost_estimator_looks_the_table_up(tmp_path):
                       f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     table = load_zc_table()
-    for trial in read_jsonl(tmp_path / "run" / "trials.jsonl"):
+    for trial in read_jsonl(RunDir(tmp_path / "run").trials):
         assert trial["metrics"]["zc_source"] == "table (CIFAR-10 images)"
         assert trial["metrics"]["zc_params"] == table.scores(trial["arch"], ["params"])["params"]
     result = run_cli(["estimator=zero_cost", "estimator.table=true", *TINY], cwd=tmp_path)

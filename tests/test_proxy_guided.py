@@ -16,6 +16,7 @@ from conftest import CONF, REPO, TINY, read_jsonl, run_cli, run_dirs
 from test_strategies import found_at, run_search, toy_score
 from toys import ToySpace
 
+from nasrun.rundir import RunDir
 from nasrun.build import instantiate
 from nasrun.errors import ConfigError
 from nasrun.estimators.nb201_zc import load_zc_table
@@ -136,10 +137,10 @@ def test_proxy_guided_on_nb201_equals_the_table_script_seed_by_seed(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     script = nb201_table.run_budgets(("proxy_guided", "cifar10", seeds, [20], [], "true"))
     for run_dir, (by_budget, lookups) in zip(run_dirs(tmp_path / "sweep"), script):
-        summary = json.loads((run_dir / "summary.json").read_text())
+        summary = json.loads(RunDir(run_dir).summary.read_text())
         assert summary["test"]["test_accuracy"] * 100 == pytest.approx(by_budget[20])
         assert summary["zero_cost"]["looked_up"] == lookups == len(load_zc_table().archs())
-        trials = read_jsonl(run_dir / "trials.jsonl")
+        trials = read_jsonl(RunDir(run_dir).trials)
         assert all(t["metrics"]["proxy_source"] == "table (CIFAR-10 images)" for t in trials)
         assert "predicted_score" in trials[-1]["metrics"]
 
@@ -150,7 +151,7 @@ def test_full_training_on_the_darts_space(tmp_path):
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     for run_dir in run_dirs(tmp_path / "sweep"):
-        trials, summary = read_jsonl(run_dir / "trials.jsonl"), json.loads((run_dir / "summary.json").read_text())
+        trials, summary = read_jsonl(RunDir(run_dir).trials), json.loads(RunDir(run_dir).summary.read_text())
         assert len(trials) == 3 and all(t["status"] == "ok" for t in trials)
         if summary["strategy"] == "proxy_guided":
             assert summary["zero_cost"]["computed"] >= 4 and summary["zero_cost"]["results"] == 3
@@ -168,14 +169,14 @@ def test_a_search_killed_mid_way_resumes_to_the_same_trials(tmp_path, monkeypatc
     cfg = compose_cfg([*PARTIAL, "strategy=proxy_guided", "budget.trials=12", "seed=5"])
 
     def outcome(run_dir):
-        summary = json.loads((run_dir / "summary.json").read_text())
-        return [comparable(t) for t in TrialLog(run_dir / "trials.jsonl").read()], summary["test"], summary["zero_cost"]
+        summary = json.loads(RunDir(run_dir).summary.read_text())
+        return [comparable(t) for t in TrialLog(RunDir(run_dir).trials).read()], summary["test"], summary["zero_cost"]
 
     start_run(cfg, tmp_path / "reference")
     with monkeypatch.context() as patch:
         crash_on_call(patch, ProxyGuided, "tell", 7)
         with pytest.raises(Crash):
             start_run(cfg, tmp_path / "run")
-    assert len(TrialLog(tmp_path / "run" / "trials.jsonl").read()) == 7
+    assert len(TrialLog(RunDir(tmp_path / "run").trials).read()) == 7
     resume_run(tmp_path / "run", show_progress=False)
     assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")

@@ -15,6 +15,7 @@ from conftest import CIFAR10_SAMPLE, REPO, TINY, read_jsonl, run_cli, run_dirs
 
 sys.path.insert(0, str(REPO / "scripts"))
 import cifar10_sample  # noqa: E402  (scripts/cifar10_sample.py: the sample in the torchvision layout)
+from nasrun.rundir import RunDir
 
 SAMPLE = CIFAR10_SAMPLE
 pytestmark = pytest.mark.skipif(not SAMPLE.is_file(), reason=f"{SAMPLE} is not on this machine")
@@ -47,7 +48,7 @@ def test_a_search_on_real_cifar10_images_in_their_own_format(tmp_path):
                       "dataset.train_subset=null", "dataset.eval_subset=null"], tmp_path)  # every image of the sample
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads(RunDir(run).summary.read_text())
     assert summary["dataset"] == "cifar10" and summary["trials"] == 2 and summary["failed_trials"] == 0
-    assert "'train': 450, 'val': 50, 'test': 100" in (run / "nasrun.log").read_text()
-    assert all(0.0 <= t["metrics"]["val_accuracy"] <= 1.0 for t in read_jsonl(run / "trials.jsonl"))
+    assert "'train': 450, 'val': 50, 'test': 100" in RunDir(run).log.read_text()
+    assert all(0.0 <= t["metrics"]["val_accuracy"] <= 1.0 for t in read_jsonl(RunDir(run).trials))

@@ -11,6 +11,7 @@ import pytest
 
 from browser import keep_screenshot, open_page
 from conftest import read_jsonl, run_cli
+from nasrun.rundir import RunDir
 
 CONSTRAINED = ["scale=tiny", "progress=false", "tracker=none", "budget.trials=4",
                "objectives=[{metric:val_accuracy,direction:max},{metric:params,direction:min}]",
@@ -45,9 +46,9 @@ def assert_offline(html: str) -> None:
 
 
 def test_the_run_page_renders_every_trial_plot_and_the_config_offline(constrained_run):
-    page = constrained_run / "report.html"
+    page = RunDir(constrained_run).report
     html = page.read_text()
-    trials = read_jsonl(constrained_run / "trials.jsonl")
+    trials = read_jsonl(RunDir(constrained_run).trials)
 
     def checks():
         assert_offline(html)
@@ -80,10 +81,10 @@ def test_the_page_marks_the_best_trial_and_links_the_dashboard(tmp_path):
                       f"hydra.run.dir={tmp_path / 'outputs' / 'run'}"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     run_dir = tmp_path / "outputs" / "run"
-    html = (run_dir / "report.html").read_text()
-    summary = json.loads((run_dir / "summary.json").read_text())
+    html = RunDir(run_dir).report.read_text()
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     assert "<code>optuna-dashboard sqlite:///outputs/nasrun.db</code>" in html
     best_row = re.search(r'<tr class="best"><td[^>]*>(\d+)</td>', html)
     assert best_row and int(best_row[1]) == summary["best_trial"]
-    assert not (run_dir / "plots" / "best_so_far_time.png").exists()  # a table lookup has no training time
+    assert not (RunDir(run_dir).plots / "best_so_far_time.png").exists()  # a table lookup has no training time
     assert "Best so far over time" not in html

@@ -56,7 +56,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_each_run_writes_its_plots(finished_run):
-    plots = finished_run / "plots"
+    plots = RunDir(finished_run).plots
     assert sorted(p.name for p in plots.glob("*.png")) == ["best_architecture.png", "best_so_far_time.png",
                                                            "best_so_far_trials.png"]
     for path in plots.glob("*.png"):
@@ -77,7 +77,7 @@ def test_report_command_draws_alpha_trajectories(finished_run, tmp_path):
     result = run_cli([str(run_dir)], tmp_path, command="nasrun-report")
     assert result.returncode == 0, result.stderr
     for name in ("alphas_normal.png", "alphas_reduce.png", "best_so_far_trials.png", "best_architecture.png"):
-        assert_real_png(run_dir / "plots" / name)
+        assert_real_png(RunDir(run_dir).plots / name)
     page = RunDir(run_dir).report.read_text()
     assert "α over epochs: normal cell" in page and "α over epochs: reduce cell" in page
     assert run_cli([str(tmp_path / "nothing")], tmp_path, command="nasrun-report").returncode == 2
@@ -106,13 +106,13 @@ def test_a_failing_plot_warns_and_the_rest_are_drawn(finished_run, tmp_path, cap
 def test_tensorboard_scalars_per_trial_and_epoch(finished_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    search = EventAccumulator(str(finished_run / "tensorboard" / "search"))
+    search = EventAccumulator(str(RunDir(finished_run).tensorboard / "search"))
     search.Reload()
     trials = [json.loads(line) for line in RunDir(finished_run).trials.read_text().splitlines()]
     logged = [e.value for e in search.Scalars("trial/val_accuracy")]
     assert logged == pytest.approx([t["metrics"]["val_accuracy"] for t in trials])
     assert [e.value for e in search.Scalars("search/best_score")][-1] == pytest.approx(max(logged))
-    first = EventAccumulator(str(finished_run / "tensorboard" / "trial_0"))
+    first = EventAccumulator(str(RunDir(finished_run).tensorboard / "trial_0"))
     first.Reload()
     assert [e.step for e in first.Scalars("epoch/train_loss")] == [1, 2]
 
@@ -159,7 +159,7 @@ def test_graphviz_source_when_dot_exists(tmp_path, monkeypatch):
 def test_report_false_leaves_the_plots_to_nasrun_report(compose_cfg, tmp_path):
     tabular = ["search_space=nb201", "estimator=nb201", "budget.trials=4", "progress=false", "report=false"]
     run_experiment(compose_cfg(tabular), tmp_path / "run", show_progress=False)
-    assert not (tmp_path / "run" / "plots").exists()
+    assert not RunDir(tmp_path / "run").plots.exists()
     result = run_cli([str(tmp_path / "run")], tmp_path, command="nasrun-report")
     assert result.returncode == 0, result.stderr
-    assert_real_png(tmp_path / "run" / "plots" / "best_so_far_trials.png")
+    assert_real_png(RunDir(tmp_path / "run").plots / "best_so_far_trials.png")

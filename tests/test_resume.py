@@ -27,7 +27,7 @@ from nasrun.records import TrialLog
 from nasrun.commands.reproduce import TIMING_METRICS, comparable
 from nasrun.commands.resume import resume_run
 from nasrun.run.checkpoint import RunCheckpoint
-from nasrun.run.runner import Budget, Runner
+from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
 from nasrun.strategies.random_search import RandomSearch
@@ -306,8 +306,9 @@ class ToyOneShot(OneShotStrategy):
 
 def one_shot_runner(run_dir: Path, strategy, resume: bool = False) -> Runner:
     space = MacroSpace(min_layers=2, max_layers=3)
-    return Runner(space, strategy, FullTraining(epochs=1), LocalExecutor(), Digits().load(), Hardware("cpu"),
-                  run_dir, seed=7, budget=Budget(1), show_progress=False, resume=resume)
+    experiment = Experiment(space, strategy, FullTraining(epochs=1), LocalExecutor(), Hardware("cpu"), Budget(1),
+                            data=Digits().load(), seed=7)
+    return Runner(experiment, run_dir, show_progress=False, resume=resume)
 
 
 def test_one_shot_search_resumes_from_its_saved_state(tmp_path):

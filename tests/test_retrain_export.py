@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from nasrun.rundir import RunDir
 from nasrun.evaluation.export import export_model, load_exported, sample_input
 from nasrun.nets import build_network
 from nasrun.nets.nb201 import format_arch
@@ -115,13 +116,13 @@ def test_retrain_from_run_dir_reports_mean_and_std_and_exports(search_run, tmp_p
                       f"out={out}", "progress=false"], tmp_path, command="nasrun-train")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "mean ± std" in result.stderr
-    report = json.loads((out / "retrain.json").read_text())
+    report = json.loads(RunDir(out).retrain.read_text())
     tests = [r["test_accuracy"] for r in report["repeats"]]
     assert [r["seed"] for r in report["repeats"]] == [0, 1]
     assert report["test_accuracy"]["mean"] == pytest.approx(statistics.fmean(tests))
     assert report["test_accuracy"]["std"] == pytest.approx(statistics.stdev(tests))
     assert all(0.2 < t <= 1 for t in tests)  # 10 classes: well above chance after 2 epochs
-    assert report["architecture"]["arch"] == json.loads((search_run / "best_architecture.json").read_text())["arch"]
+    assert report["architecture"]["arch"] == json.loads(RunDir(search_run).best.read_text())["arch"]
     assert report["recipe"]["augment"] == {"crop_padding": 0, "flip": True, "cutout": 2}
     assert report["environment"]["versions"]["torch"] == torch.__version__
     assert {Path(p).name for p in report["export"].values()} == {"architecture.json", "weights.safetensors",
@@ -181,9 +182,27 @@ def test_bad_inputs_are_one_line_errors(search_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_the_recipe_is_composed_over_the_runs_dataset_and_hardware(search_run, tmp_path):
+    import shutil
+
+    from nasrun.errors import ConfigError
+    from nasrun.evaluation.retrain import train_config
+    from nasrun.rundir import RunDir
+
+    run = Path(shutil.copytree(search_run, tmp_path / "run"))
+    saved = RunDir(run).config
+    saved.write_text(saved.read_text().replace("val_fraction: 0.2", "val_fraction: 0.25").replace("device: auto", "device: cpu"))
+    cfg, _ = train_config(run, ["epochs=3", "+network.C=4", "dataset.test_fraction=0.1"])
+    assert cfg.epochs == 3 and cfg.network == {"C": 4} and cfg.hardware.device == "cpu"
+    assert (cfg.dataset.name, cfg.dataset.val_fraction, cfg.dataset.test_fraction) == ("digits", 0.25, 0.1)
+    assert train_config(run, ["dataset=mnist", "hardware=auto"])[0].hardware.device == "auto"
+    with pytest.raises(ConfigError, match=r"unknown key 'bogus' .*'\+bogus=1' adds it"):
+        train_config(run, ["bogus=1"])
+
+
 def test_export_of_a_search_run(search_run, tmp_path):
     result = run_cli([str(search_run), "--out", str(tmp_path / "export")], tmp_path, command="nasrun-export")
     assert result.returncode == 0, result.stderr[-2000:]
     model = load_exported(tmp_path / "export")
-    weights = torch.load(search_run / "checkpoints" / "best_model.pt", weights_only=True)
+    weights = torch.load(RunDir(search_run).best_weights, weights_only=True)
     assert all(torch.equal(model.network.state_dict()[k], v) for k, v in weights.items())

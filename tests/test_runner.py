@@ -5,15 +5,16 @@ import math
 import random
 
 import pytest
+import torch
 from toys import ToySpace
 
 from nasrun.errors import NasrunError
-from nasrun.rundir import RunDir
+from nasrun.rundir import RunDir, load_checkpoint
 from nasrun.estimators import Estimator, Evaluation
 from nasrun.executors import Executor, run_trial
 from nasrun.executors.local import LocalExecutor
 from nasrun.hardware import Hardware
-from nasrun.run.runner import Budget, Runner, trial_seed
+from nasrun.run.runner import Budget, Experiment, Runner, trial_seed
 from nasrun.strategies import OneShotStrategy, Strategy
 from nasrun.strategies.random_search import RandomSearch
 
@@ -66,8 +67,9 @@ class RecordingStrategy(RandomSearch):
 
 
 def make_runner(tmp_path, strategy=None, estimator=None, executor=None, trials=6, seconds=None):
-    return Runner(ToySpace(width=3), strategy or RandomSearch(), estimator or ToyEstimator(), executor or LocalExecutor(),
-                  None, Hardware("cpu"), tmp_path, seed=0, budget=Budget(trials, seconds), show_progress=False)
+    experiment = Experiment(ToySpace(width=3), strategy or RandomSearch(), estimator or ToyEstimator(),
+                            executor or LocalExecutor(), Hardware("cpu"), Budget(trials, seconds), seed=0)
+    return Runner(experiment, tmp_path, show_progress=False)
 
 
 def test_runner_writes_trials_best_and_summary(tmp_path):
@@ -100,6 +102,19 @@ def test_runner_asks_for_free_workers_and_accepts_any_completion_order(tmp_path)
     assert strategy.asked == [2, 2, 1]
     assert strategy.told == [[1, 0], [3, 2], [4]]
     assert sorted(t.id for t in runner.trials) == list(range(5))
+
+
+class RetrainingEstimator(ToyEstimator):
+    """A final test that trains a network of its own (as weight sharing's retraining does)."""
+
+    def test(self, arch, evaluation, seed):
+        return Evaluation({"test_accuracy": 0.5}, weights={"w": torch.ones(2)})
+
+
+def test_the_weights_a_final_test_trained_are_written_by_the_run_directory(tmp_path):
+    summary = make_runner(tmp_path, estimator=RetrainingEstimator()).run()
+    assert summary["test"] == {"test_accuracy": 0.5}
+    assert torch.equal(load_checkpoint(RunDir(tmp_path).retrained_weights)["w"], torch.ones(2))
 
 
 def test_wall_clock_budget_stops_new_trials(tmp_path):

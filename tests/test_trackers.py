@@ -13,6 +13,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
+from nasrun.rundir import RunDir
 from nasrun.commands.resume import resume_run
 from nasrun.experiment import run_experiment
 from nasrun.run.background import BackgroundWriter
@@ -47,7 +48,7 @@ def test_each_trial_is_a_trial_of_the_runs_study_and_the_dashboard_serves_it(tmp
     [run_dir] = run_dirs(tmp_path)
     database = tmp_path / "outputs" / "nasrun.db"
     study = study_of(run_dir, database)
-    records = read_jsonl(run_dir / "trials.jsonl")
+    records = read_jsonl(RunDir(run_dir).trials)
     assert [t.user_attrs["trial_id"] for t in study.trials] == [r["id"] for r in records]
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE] and study.metric_names == ["val_accuracy"]
     space = NB201Space()
@@ -56,7 +57,7 @@ def test_each_trial_is_a_trial_of_the_runs_study_and_the_dashboard_serves_it(tmp
         assert trial.values == [record["metrics"]["val_accuracy"]]
         assert trial.user_attrs["arch"] == record["arch"] and trial.user_attrs["seed"] == record["seed"]
         assert trial.user_attrs["nb201_index"] == record["metrics"]["nb201_index"]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     assert study.user_attrs["strategy"] == "random" and study.user_attrs["best_trial"] == summary["best_trial"]
     assert study.user_attrs["test"] == summary["test"]
     assert summary["optuna"]["dashboard"] == "optuna-dashboard sqlite:///outputs/nasrun.db"
@@ -78,7 +79,7 @@ def test_a_multi_objective_run_is_a_multi_objective_study_with_its_constraints(t
     [run_dir] = run_dirs(tmp_path)
     study = study_of(run_dir, tmp_path / "outputs" / "nasrun.db")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
-    records = {r["id"]: r for r in read_jsonl(run_dir / "trials.jsonl")}
+    records = {r["id"]: r for r in read_jsonl(RunDir(run_dir).trials)}
     for trial in study.trials:
         metrics = records[trial.user_attrs["trial_id"]]["metrics"]
         assert trial.values == [metrics["val_accuracy"], metrics["nb201_index"]]
@@ -111,7 +112,7 @@ def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_pat
     cfg = compose_cfg([*TABULAR, "budget.trials=6"])
     run_dir = tmp_path / "outputs" / "run"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
     crash_at_record(cfg, run_dir, monkeypatch, 4)
     database = tmp_path / "outputs" / "nasrun.db"
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2]
@@ -119,7 +120,7 @@ def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_pat
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2, 3, 4, 5]
 
     database.unlink()  # a run dir whose study is gone (or that began before tracking): resumed, it is rebuilt
-    (run_dir / "summary.json").unlink()
+    RunDir(run_dir).summary.unlink()
     resume_run(run_dir, show_progress=False)
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2, 3, 4, 5]
 
@@ -132,12 +133,12 @@ def test_a_resume_follows_no_tracker_dir_from_the_saved_config(compose_cfg, tmp_
     cfg = compose_cfg([*TABULAR, "budget.trials=4", f"tracker_dir={elsewhere}"])
     run_dir = tmp_path / "shared" / "run"
     (run_dir / ".hydra").mkdir(parents=True)
-    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
     crash_at_record(cfg, run_dir, monkeypatch, 3)
     assert (elsewhere / "nasrun.db").is_file()  # what the original run tracked, on the machine that ran it
     shutil.rmtree(elsewhere)
     resume_run(run_dir, show_progress=False)
-    assert len((run_dir / "trials.jsonl").read_text().splitlines()) == 4
+    assert len(RunDir(run_dir).trials.read_text().splitlines()) == 4
     assert not elsewhere.exists() and sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["run"]
 
 
@@ -152,7 +153,7 @@ def test_a_parallel_sweep_writes_one_study_per_job_into_one_database(tmp_path):
     for job in jobs:
         study = study_of(job, database)
         assert study.study_name.startswith("multirun/") and len(study.trials) == 5
-        assert study.user_attrs["seed"] == json.loads((job / "summary.json").read_text())["seed"]
+        assert study.user_attrs["seed"] == json.loads(RunDir(job).summary.read_text())["seed"]
 
 
 def test_a_broken_tracker_warns_and_the_search_goes_on(tmp_path):
@@ -162,7 +163,7 @@ def test_a_broken_tracker_warns_and_the_search_goes_on(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "optuna tracker: could not open" in result.stderr and "the search goes on" in result.stderr
     [run_dir] = run_dirs(tmp_path)
-    assert len(read_jsonl(run_dir / "trials.jsonl")) == 4
+    assert len(read_jsonl(RunDir(run_dir).trials)) == 4
 
 
 def test_a_failing_write_is_a_warning_and_the_writer_gives_up_after_three(caplog):
@@ -211,7 +212,7 @@ def test_mlflow_tracker_logs_the_config_trials_epochs_and_artefacts(tmp_path):
     [parent] = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert parent.data.params["seed"] == "0" and parent.data.params["strategy.name"] == "random"
     assert parent.info.status == "FINISHED"
-    records = read_jsonl(run_dir / "trials.jsonl")
+    records = read_jsonl(RunDir(run_dir).trials)
     history = client.get_metric_history(parent.info.run_id, "trial_val_accuracy")
     assert [(m.step, m.value) for m in history] == [(r["id"], r["metrics"]["val_accuracy"]) for r in records]
     children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parent.info.run_id]

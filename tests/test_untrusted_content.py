@@ -21,6 +21,7 @@ import torch
 
 from conftest import TINY, run_cli
 from fake_data import write_flat_image_folder
+from nasrun.rundir import RunDir
 from nasrun.datasets import DataBundle, TensorSplit, image_cache
 from nasrun.datasets.imagefolder import ImageFolderDataset
 from nasrun.errors import DataError
@@ -54,7 +55,7 @@ def finished_run(tmp_path_factory) -> Path:
 def reinforce_run(tmp_path_factory) -> Path:
     """A tabular REINFORCE search (its state holds a torch blob), made to look interrupted."""
     run = searched_once(tmp_path_factory, [*TABULAR, "strategy=reinforce"])
-    (run / "summary.json").unlink()
+    RunDir(run).summary.unlink()
     return run
 
 
@@ -110,8 +111,8 @@ def set_best(run: Path, space: str | None = None, arch=None, **network) -> Path:
         spec["space"] = space or spec["space"]
         spec["arch"] = spec["arch"] if arch is None else arch
         spec["network"].update(network)
-    edit_json(run / "best_architecture.json", change)
-    return run / "best_architecture.json"
+    edit_json(RunDir(run).best, change)
+    return RunDir(run).best
 
 
 # --- 1. networks too big to build ----------------------------------------------------------------------------
@@ -143,7 +144,7 @@ def test_train_refuses_a_network_too_big_before_making_its_folder(run, tmp_path)
 
 
 def test_benchmark_refuses_a_network_its_saved_config_makes_too_big(run):
-    config = run / ".hydra" / "config.yaml"
+    config = RunDir(run).config
     config.write_text(config.read_text().replace("stem_width: 8", f"stem_width: {10 ** 8}"))
     refused_on(run, "nasrun-benchmark", [run], "config.yaml", "search_space", "--max-params", limited=True)
 
@@ -152,7 +153,7 @@ def test_a_search_refuses_a_space_of_networks_too_big(tmp_path):
     result = run_limited("nasrun", [*TINY, f"search_space.widths=[{10 ** 8}]", f"hydra.run.dir={tmp_path / 'run'}"],
                          tmp_path)
     assert_refused(result, "search_space", "limits.max_params")
-    assert not (tmp_path / "run" / "trials.jsonl").exists()
+    assert not RunDir(tmp_path / "run").trials.exists()
 
 
 def test_a_differentiable_search_refuses_a_supernet_too_big(tmp_path):
@@ -229,7 +230,7 @@ def test_differentiable_strategies_refuse_numbers_out_of_range(tmp_path, strateg
     result = run_cli([*TINY, f"strategy={strategy}", f"strategy.{override}", f"hydra.run.dir={tmp_path / 'run'}"],
                      tmp_path)
     assert_refused(result, fragment)
-    assert not (tmp_path / "run" / "trials.jsonl").exists()
+    assert not RunDir(tmp_path / "run").trials.exists()
 
 
 def test_resume_refuses_a_tampered_strategy_state(interrupted_run):
@@ -238,7 +239,7 @@ def test_resume_refuses_a_tampered_strategy_state(interrupted_run):
     def tamper(state):
         blob = base64.b64decode(state["strategy"]["torch"])
         state["strategy"]["torch"] = base64.b64encode(blob[:40] + b"\xff" * 64 + blob[104:]).decode()
-    edit_json(run / "checkpoints" / "runner.json", tamper)
+    edit_json(RunDir(run).runner_state, tamper)
     refused_on(run, "nasrun-resume", [run], "runner.json", "strategy")
 
 
@@ -246,9 +247,9 @@ def test_resume_refuses_a_tampered_strategy_state(interrupted_run):
 @pytest.mark.parametrize("value", ['"abc"', "1.5", "null", "-1"])
 def test_a_trial_id_that_is_not_a_whole_number_is_refused(interrupted_run, command, value):
     run = interrupted_run
-    lines = (run / "trials.jsonl").read_text().splitlines()
+    lines = RunDir(run).trials.read_text().splitlines()
     lines[1] = lines[1].replace('"id": 1,', f'"id": {value},', 1)
-    (run / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    RunDir(run).trials.write_text("\n".join(lines) + "\n")
     refused_on(run, command, [run], "trials.jsonl", "line 2", "'id'")
 
 
@@ -268,7 +269,7 @@ def test_an_image_that_cannot_be_read_is_named(tmp_path, break_it, fragment):
     break_it(broken)
     before = digests(root)
     assert_refused(search_folder(root, tmp_path), str(broken), fragment)
-    assert digests(root) == before and not (tmp_path / "run" / "trials.jsonl").exists()
+    assert digests(root) == before and not RunDir(tmp_path / "run").trials.exists()
 
 
 @pytest.mark.parametrize("per_class, classes, fragments", [
@@ -278,7 +279,7 @@ def test_an_image_that_cannot_be_read_is_named(tmp_path, break_it, fragment):
 def test_a_dataset_too_small_to_score_is_refused_before_training(tmp_path, per_class, classes, fragments):
     root = write_flat_image_folder(tmp_path / "images", per_class=per_class, classes=classes)
     assert_refused(search_folder(root, tmp_path), "imagefolder", *fragments)
-    assert not (tmp_path / "run" / "trials.jsonl").exists()
+    assert not RunDir(tmp_path / "run").trials.exists()
 
 
 def test_an_unreadable_image_is_named_in_one_line_when_workers_decode(tmp_path, monkeypatch):

@@ -177,13 +177,13 @@ def test_nasrun_correlate_refuses_an_output_folder_with_a_link_out(tmp_path):
 
 def test_links_that_stay_inside_are_read_and_replaced_not_followed(made, tmp_path):
     run = copy_run(made, tmp_path)
-    (run / "plots" / "latest.png").symlink_to("best_so_far_trials.png")
+    (RunDir(run).plots / "latest.png").symlink_to("best_so_far_trials.png")
     (run / "notes").mkdir()
     (run / "notes" / "best.json").symlink_to("../best_architecture.json")
     result = run_cli([str(run)], tmp_path, command="nasrun-report")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert os.readlink(run / "plots" / "latest.png") == "best_so_far_trials.png"
-    assert (run / "plots" / "latest.png").read_bytes()[:4] == b"\x89PNG"
+    assert os.readlink(RunDir(run).plots / "latest.png") == "best_so_far_trials.png"
+    assert (RunDir(run).plots / "latest.png").read_bytes()[:4] == b"\x89PNG"
 
 
 # --- 2. one writer at a time; readers beside it ---------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_readers_draw_the_complete_lines_while_a_writer_holds_the_run(made, tmp_
         compare = run_cli([str(run.parent), "--no-plot"], tmp_path, command="nasrun-compare")
     assert report.returncode == 0 and "best_so_far_trials.png" in report.stderr + report.stdout, report.stderr[-2000:]
     assert compare.returncode == 0, compare.stderr[-2000:]
-    assert json.loads((run.parent / "comparison.json").read_text())["groups"][0]["runs"] == 1
+    assert json.loads(RunDir(run.parent).comparison.read_text())["groups"][0]["runs"] == 1
 
 
 def test_two_resumes_at_once_record_each_trial_once(made, tmp_path):

@@ -348,9 +348,11 @@ def test_final_test_with_and_without_retraining(tmp_path):
     data = tiny_data()
     ws = estimator(macro_space(), data=data, run_dir=tmp_path, retrain={"epochs": 1})
     arch = ws.space.sample(random.Random(0))
-    scores = ws.test(arch, ws.evaluate(arch, 0), seed=0)
-    assert set(scores) >= {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy", "oneshot_test_accuracy"}
-    assert RunDir(tmp_path).retrained_weights.is_file()
+    tested = ws.test(arch, ws.evaluate(arch, 0), seed=0)
+    assert set(tested.metrics) >= {"oneshot_val_accuracy", "standalone_val_accuracy", "test_accuracy",
+                                   "oneshot_test_accuracy"}
+    assert tested.weights and all(torch.is_tensor(value) for value in tested.weights.values())
+    assert not RunDir(tmp_path).retrained_weights.exists()  # the run directory's recorder writes them
     ws.retrain_enabled = False
     inherited = ws.test(arch, ws.evaluate(arch, 0), seed=0)
     assert "standalone_val_accuracy" not in inherited

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from nasrun.rundir import RunDir
 from nasrun.datasets.digits import Digits
 from nasrun.estimators.zero_cost import ZeroCost
 from nasrun.hardware import Hardware
@@ -27,7 +28,7 @@ def run(tmp_path: Path, *overrides: str, name: str = "run"):
 
 
 def trials(run_dir: Path):
-    return TrialLog(run_dir / "trials.jsonl").read()
+    return TrialLog(RunDir(run_dir).trials).read()
 
 
 def test_zero_cost_search_records_proxy_scores_and_trains_only_the_final_architecture(tmp_path):
@@ -38,14 +39,14 @@ def test_zero_cost_search_records_proxy_scores_and_trains_only_the_final_archite
     for trial in records:
         assert "val_accuracy" not in trial.metrics            # nothing is made up
         assert trial.metrics["zc_score"] == trial.metrics["zc_naswot"] == trial.metrics["fitness"]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     best = max(records, key=lambda t: t.metrics["zc_score"])
     assert summary["best_trial"] == best.id and summary["best_score"] == best.metrics["zc_score"]
     assert summary["best_val_accuracy"] is None
     test = summary["test"]
     assert test["zc_score"] == best.metrics["zc_score"] and test["final_epochs"] == 1
     assert 0.0 < test["test_accuracy"] <= 1.0 and 0.0 < test["final_val_accuracy"] <= 1.0
-    assert (run_dir / "checkpoints" / "retrained_model.pt").is_file()
+    assert RunDir(run_dir).retrained_weights.is_file()
 
 
 def test_same_seed_same_scores_and_the_score_depends_only_on_the_architecture(tmp_path):
@@ -69,9 +70,9 @@ def test_zero_cost_with_the_nb201_table_as_final_loads_no_data(tmp_path):
     result, run_dir = run(tmp_path, "estimator=zero_cost", "estimator.proxy=synflow",
                           "estimator@estimator.final=nb201", "budget.trials=4", *NB201)
     assert result.returncode == 0, result.stderr
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     assert {"test_accuracy", "regret", "final_val_accuracy", "zc_score"} <= set(summary["test"])
-    assert "dataset digits" not in (run_dir / "nasrun.log").read_text()   # no dataset was loaded
+    assert "dataset digits" not in RunDir(run_dir).log.read_text()   # no dataset was loaded
 
 
 ZC = ["estimator=zero_cost", *MACRO]
@@ -92,7 +93,7 @@ def test_bad_zero_cost_settings_are_one_line_errors(tmp_path, overrides, message
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
-    assert not (run_dir / "trials.jsonl").exists()
+    assert not RunDir(run_dir).trials.exists()
 
 
 def test_a_proxy_undefined_for_an_architecture_fails_that_trial_only(tmp_path):
@@ -109,13 +110,13 @@ def test_warm_start_proposes_the_best_candidates_first(tmp_path):
                           "strategy.sample_size=2", "strategy.warmup.proxy=params", "strategy.warmup.candidates=12",
                           "strategy.warmup.keep=3", "budget.trials=5", "estimator.epochs=1", *MACRO)
     assert result.returncode == 0, result.stderr
-    warmup = json.loads((run_dir / "warmup.json").read_text())
+    warmup = json.loads(RunDir(run_dir).warmup.read_text())
     assert warmup["candidates"] == 12 and warmup["kept"] == 3 and len(warmup["architectures"]) == 12
     ranked = warmup["architectures"]
     assert [a["score"] for a in ranked] == sorted((a["score"] for a in ranked), reverse=True)
     assert [a["kept"] for a in ranked] == [True] * 3 + [False] * 9
     assert [t.arch for t in trials(run_dir)[:3]] == [a["arch"] for a in ranked[:3]]   # the initial population
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads(RunDir(run_dir).summary.read_text())
     assert summary["warmup"]["proxy"] == "params" and summary["trials"] == 5
 
 
@@ -127,7 +128,7 @@ def test_every_warm_startable_strategy_starts_from_the_warm_architectures(tmp_pa
                           "strategy.warmup.candidates=8", "strategy.warmup.keep=2", "budget.trials=3",
                           "estimator=nb201", *NB201)
     assert result.returncode == 0, result.stderr
-    kept = [a["arch"] for a in json.loads((run_dir / "warmup.json").read_text())["architectures"] if a["kept"]]
+    kept = [a["arch"] for a in json.loads(RunDir(run_dir).warmup.read_text())["architectures"] if a["kept"]]
     assert [t.arch for t in trials(run_dir)[:2]] == kept
 
 
@@ -150,7 +151,7 @@ def test_warm_started_zero_cost_run_resumes_exactly(tmp_path, monkeypatch, compo
     monkeypatch.setattr(nasrun.run.runner, "warm_start", lambda *args: pytest.fail("warmed up again on resume"))
     resume_run(tmp_path / "run", show_progress=False)
     assert [comparable(t) for t in trials(tmp_path / "run")] == [comparable(t) for t in trials(tmp_path / "reference")]
-    summaries = [json.loads((tmp_path / d / "summary.json").read_text()) for d in ("reference", "run")]
+    summaries = [json.loads(RunDir(tmp_path / d).summary.read_text()) for d in ("reference", "run")]
     assert summaries[0]["test"] == summaries[1]["test"]
     assert {**summaries[0]["warmup"], "seconds": None} == {**summaries[1]["warmup"], "seconds": None}
 
@@ -162,7 +163,7 @@ def test_a_zero_cost_sweep_appears_in_nasrun_compare(tmp_path):
     assert result.returncode == 0, result.stderr
     compared = run_cli([str(sweep), "--no-plot"], cwd=tmp_path, command="nasrun-compare")
     assert compared.returncode == 0, compared.stderr
-    (group,) = json.loads((sweep / "comparison.json").read_text())["groups"]
+    (group,) = json.loads(RunDir(sweep).comparison.read_text())["groups"]
     assert [job["metric"] for job in group["jobs"]] == ["best_score", "best_score"]
     best = [max(t.metrics["zc_score"] for t in trials(sweep / job["dir"])) for job in group["jobs"]]
     assert [job["value"] for job in group["jobs"]] == best

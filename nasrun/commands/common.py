@@ -7,8 +7,6 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from hydra.errors import HydraException
-
 from nasrun.console import print_error
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.nets.size import NetworkLimits
@@ -22,14 +20,9 @@ def plain_experiment(overrides: Sequence[str]) -> list[str]:
 
 def compose_run_config(overrides: Sequence[str], return_hydra_config: bool = False):
     """The config `nasrun` would compose from `overrides` (a one-line ConfigError for a bad one)."""
-    from hydra import compose, initialize_config_module
+    from nasrun.config import compose_config  # here: `nasrun --help` imports no component code
 
-    try:
-        with initialize_config_module(config_module="nasrun.conf", version_base="1.3"):
-            overrides = plain_experiment(overrides)
-            return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
-    except HydraException as err:
-        raise ConfigError(str(err).splitlines()[0]) from None
+    return compose_config("config", plain_experiment(overrides), return_hydra_config=return_hydra_config)
 
 
 def run_command(program: str, body: Callable[[], int | None]) -> None:

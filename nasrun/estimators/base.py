@@ -57,8 +57,10 @@ class Estimator:
         """Score `arch`; estimators with a `max_fidelity` also accept a Fidelity (multi-fidelity search)."""
         raise NotImplementedError
 
-    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
-        """Final scores of the chosen architecture on the test split; called once per run."""
+    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float] | Evaluation:
+        """Final scores of the chosen architecture on the test split; called once per run. An estimator that
+        trains a network of its own for them returns an Evaluation with its weights (the run directory
+        keeps them as checkpoints/retrained_model.pt)."""
         raise NotImplementedError
 
     def network_spec(self) -> dict | None:

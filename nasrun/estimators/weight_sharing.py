@@ -23,7 +23,7 @@ from typing import Any
 
 
 from nasrun import distributed
-from nasrun.rundir import RunDir, load_checkpoint, save_checkpoint
+from nasrun.rundir import RunDir, load_checkpoint
 from nasrun.state import TrainingState
 from nasrun.errors import CheckpointError, ConfigError
 from nasrun.estimators.base import Estimator, Evaluation, Report
@@ -147,9 +147,10 @@ class WeightSharing(Estimator):
         return Evaluation(metrics=metrics, weights=weights)
 
     # --- the final architecture ---------------------------------------------------------------------
-    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
+    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float] | Evaluation:
         """One-shot scores (inherited weights) and, unless `retrain.enabled=false`, the stand-alone scores
-        of the architecture retrained from scratch; `test_accuracy` is the stand-alone one when retrained."""
+        of the architecture retrained from scratch (with its weights); `test_accuracy` is the stand-alone
+        one when retrained."""
         arch = self.space.validate(arch)
         oneshot_val = evaluation.metrics.get("val_accuracy")
         if oneshot_val is None:
@@ -159,8 +160,6 @@ class WeightSharing(Estimator):
             return {**scores, "test_accuracy": scores["oneshot_test_accuracy"]}
         self.retrainer.bind(self.space, self.data, self.hardware, self.run_dir, self.seed)
         retrained = self.retrainer.evaluate(arch, seed)
-        if self.run_dir is not None:
-            save_checkpoint(retrained.weights, RunDir(self.run_dir).retrained_weights)
-        return {**scores, "standalone_val_accuracy": retrained.metrics["val_accuracy"],
-                "test_accuracy": self.retrainer.test(arch, retrained, seed)["test_accuracy"],
-                "retrain_epochs": retrained.metrics["epochs"]}
+        return Evaluation({**scores, "standalone_val_accuracy": retrained.metrics["val_accuracy"],
+                           "test_accuracy": self.retrainer.test(arch, retrained, seed)["test_accuracy"],
+                           "retrain_epochs": retrained.metrics["epochs"]}, weights=retrained.weights)

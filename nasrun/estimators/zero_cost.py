@@ -36,7 +36,6 @@ from nasrun.estimators.base import Estimator, Evaluation, Report
 from nasrun.estimators import proxies
 from nasrun.estimators.nb201_zc import COMPUTED, SOURCE, ZeroCostTable, agrees, covers, load_zc_table, table_fits
 from nasrun.hardware import seed_everything
-from nasrun.rundir import RunDir, save_checkpoint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -203,13 +202,12 @@ class ZeroCost(Estimator):
         metrics = {f"zc_{name}": value for name, value in scores.items()}
         return Evaluation(metrics={"zc_score": self.combined(scores), **metrics, "zc_source": source})
 
-    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float]:
-        """The proxy score and, with a `final` estimator, the architecture trained by it and tested."""
+    def test(self, arch: Any, evaluation: Evaluation, seed: int) -> dict[str, float] | Evaluation:
+        """The proxy score and, with a `final` estimator, the architecture trained by it and tested (with
+        the trained weights)."""
         proxy = {"zc_score": evaluation.metrics["zc_score"]}
         if self.final is None:
             return proxy
         trained = self.final.evaluate(arch, seed)
-        if self.run_dir is not None and trained.weights is not None:
-            save_checkpoint(trained.weights, RunDir(self.run_dir).retrained_weights)
         final = {f"final_{key}": value for key, value in trained.metrics.items()}
-        return {**self.final.test(arch, trained, seed), **final, **proxy}
+        return Evaluation({**self.final.test(arch, trained, seed), **final, **proxy}, weights=trained.weights)

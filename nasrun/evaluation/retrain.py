@@ -14,7 +14,6 @@ import logging
 import statistics
 import time
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -27,7 +26,7 @@ from nasrun.build import build_components
 from nasrun.rundir import RunDir, atomic_write, atomic_write_json, guard_output, save_checkpoint
 from nasrun.datasets import DataBundle, TensorSplit
 from nasrun.datasets.base import Augment
-from nasrun.config import load_saved_config
+from nasrun.config import compose_config, load_saved_config
 from nasrun.errors import ConfigError
 from nasrun.experiment import environment
 from nasrun.evaluation.export import export_model, read_spec
@@ -38,48 +37,22 @@ from nasrun.console import add_row, console, new_table, number_column
 from nasrun.training import Recipe, accuracy, count_parameters, train_one_epoch
 
 log = logging.getLogger("nasrun")
-GROUPS = ("dataset", "hardware")
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "scheduler", "grad_clip",
                "label_smoothing")
 
 
 # --- configuration -----------------------------------------------------------------------------------------
-def group_option(group: str, option: str) -> DictConfig:
-    path = resources.files("nasrun.conf") / group / f"{option}.yaml"
-    if not path.is_file():
-        known = sorted(p.name[:-5] for p in (resources.files("nasrun.conf") / group).iterdir() if p.name.endswith(".yaml"))
-        raise ConfigError(f"{group}={option}: no such option (known: {known})")
-    return OmegaConf.load(str(path))
-
-
 def train_config(source: Path, overrides: list[str]) -> tuple[DictConfig, dict]:
-    """The recipe (defaults < the run's dataset/hardware < overrides) and the architecture spec."""
-    cfg = OmegaConf.load(str(resources.files("nasrun.conf") / "train.yaml"))
+    """The recipe (conf/train.yaml composed through Hydra with `overrides`; given a run directory, the run's
+    saved dataset and hardware stand in for the defaults) and the architecture spec."""
+    saved = {}
     if source.is_dir():
         run_cfg = load_saved_config(source)
-        cfg.dataset, cfg.hardware = run_cfg.dataset, run_cfg.hardware
+        saved = {group: run_cfg[group] for group in ("dataset", "hardware")}
         spec = read_spec(RunDir(source).best)
     else:
-        cfg.dataset, cfg.hardware = group_option("dataset", "digits"), group_option("hardware", "auto")
         spec = read_spec(source)
-    dotlist = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override '{item}' must read key=value")
-        if key in GROUPS:
-            cfg[key] = group_option(key, value)
-        else:
-            dotlist.append(item)
-    absent = object()
-    unknown = [key for key in (item.split("=")[0] for item in dotlist)
-               if not key.startswith("+") and OmegaConf.select(cfg, key, default=absent) is absent]
-    if unknown:
-        raise ConfigError(f"unknown recipe key(s) {unknown} (see conf/train.yaml; '+key=value' adds a new one)")
-    try:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item.lstrip("+") for item in dotlist]))
-    except Exception as err:
-        raise ConfigError(f"bad override: {str(err).splitlines()[0]}") from None
+    cfg = compose_config("train", overrides, saved)
     check(cfg)
     return cfg, spec
 

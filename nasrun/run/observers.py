@@ -29,8 +29,9 @@ class RunObserver:
         """The strategy was asked for `asked` architectures (the jobs of its proposals are submitted) after
         being told `told` trials: its state may be saved. `asked` None: no ask, the search has ended."""
 
-    def on_test(self, best: Trial, test_metrics: dict) -> None:
-        """The best trial was scored on the test split."""
+    def on_test(self, best: Trial, test_metrics: dict, weights: dict | None = None) -> None:
+        """The best trial was scored on the test split; `weights`: those of a network the estimator trained
+        for it (weight sharing's retraining), else None."""
 
     def on_finish(self, summary: dict) -> None:
         """The run is over; `summary` is what it returns."""
@@ -40,7 +41,8 @@ class RunObserver:
 
 
 class RunDirRecorder(RunObserver):
-    """The run directory's record: trials.jsonl, best_architecture.json, the best weights, summary.json.
+    """The run directory's record: trials.jsonl, best_architecture.json, the best weights (and those the
+    final test retrained), summary.json.
     `data` (DataBundle.describe_input: dataset, input transform, class names) goes into best_architecture.json."""
 
     def __init__(self, run_dir: str | Path, space, network_shape: dict, durable_log: bool = True,
@@ -55,7 +57,9 @@ class RunDirRecorder(RunObserver):
             if evaluation is not None and evaluation.weights is not None:
                 save_checkpoint(evaluation.weights, self.files.best_weights)
 
-    def on_test(self, best, test_metrics) -> None:
+    def on_test(self, best, test_metrics, weights=None) -> None:
+        if weights is not None:
+            save_checkpoint(weights, self.files.retrained_weights)
         self.write_best(best, test_metrics)
 
     def on_finish(self, summary) -> None:

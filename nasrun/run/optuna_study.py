@@ -95,7 +95,7 @@ class OptunaStudyLog(RunObserver):
     def on_close(self) -> None:
         self.writer.drain()
 
-    def on_test(self, best, test_metrics) -> None:
+    def on_test(self, best, test_metrics, weights=None) -> None:
         self.writer.submit("the test result", self._set_attrs, {"best_trial": best.id, "test": test_metrics})
 
     def on_finish(self, summary) -> None:

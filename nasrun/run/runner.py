@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,41 +52,60 @@ def trial_seed(run_seed: int, trial_id: int) -> int:
     return (int(run_seed) * 1_000_003 + int(trial_id) * 7_919 + 17) % (2**31 - 1)
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """What one search runs, built and checked once (nasrun.experiment.plan; a test or script may build one
+    itself): the components, the data they score on, seed and budget, how trials are judged and recorded.
+    Where it runs and what watches it (run directory, resume, progress bars, trackers) is the Runner's."""
+
+    space: SearchSpace
+    strategy: Strategy
+    estimator: Estimator
+    executor: Executor
+    hardware: Hardware
+    budget: Budget
+    data: DataBundle | None = None
+    seed: int = 0
+    assessment: Assessment | None = None   # None: only the estimator's score_metric, no cost metrics
+    limits: NetworkLimits | None = None    # the size limits of the networks the search builds (None: defaults)
+    final_test: bool = True                # score the best architecture on the test split at the end
+    durable_log: bool = True               # fsync each trials.jsonl line
+    run_info: dict = field(default_factory=dict)  # what summary.json says about the run (components, versions)
+    cost: CostEstimate | None = None       # times the first steps or trial, prints the expected cost
+
+
 class Runner:
-    def __init__(self, space: SearchSpace, strategy: Strategy, estimator: Estimator, executor: Executor,
-                 data: DataBundle | None, hardware: Hardware, run_dir: str | Path | None, seed: int, budget: Budget,
-                 show_progress: bool = True, final_test: bool = True, run_info: dict | None = None,
-                 assessment=None, resume: bool = False, durable_log: bool = True, trackers: list | None = None,
-                 cost: CostEstimate | None = None, limits: NetworkLimits | None = None,
-                 tensorboard: bool = True):
-        self.space, self.strategy, self.estimator, self.executor = space, strategy, estimator, executor
-        self.data, self.hardware, self.seed, self.budget = data, hardware, int(seed), budget
+    """Runs an Experiment in `run_dir` (None: in memory, writing nothing); `resume` continues the run there."""
+
+    def __init__(self, experiment: Experiment, run_dir: str | Path | None, *, resume: bool = False,
+                 show_progress: bool = True, trackers: list | None = None, tensorboard: bool = True):
+        self.experiment = experiment
+        self.space, self.strategy, self.estimator = experiment.space, experiment.strategy, experiment.estimator
+        self.executor, self.data, self.hardware = experiment.executor, experiment.data, experiment.hardware
+        self.seed, self.budget, self.limits = int(experiment.seed), experiment.budget, experiment.limits
         self.run_dir = None if run_dir is None else Path(run_dir)
-        self.show_progress, self.final_test = show_progress, final_test
-        self.run_info = run_info or {}
-        # cost metrics, fitness, feasibility, Pareto front (nasrun.assessment.assess); by default only the
-        # fitness that maximises the estimator's score_metric (none for val_accuracy)
-        self.assessment = assessment or Assessment(Objectives(primary=estimator.score_metric), None)
+        self.show_progress, self.final_test, self.resume = show_progress, experiment.final_test, resume
+        self.run_info = dict(experiment.run_info)  # the summary's; the run adds to it
+        self.assessment = experiment.assessment or Assessment(Objectives(primary=self.estimator.score_metric), None)
         self.trials: list[Trial] = []
         self.best_evaluation: Evaluation | None = None
-        self.resume = resume
-        self.limits = limits  # the size limits of the networks the search builds (None: the defaults)
         self.stop_reason: str | None = None  # why the search ended before its trial budget, if it did
         self.observers: list[RunObserver] = []
         self.recorder = self.checkpoint = None
         if self.run_dir is not None:
-            described = data.describe_input() if data is not None else {}
-            self.recorder = RunDirRecorder(self.run_dir, space, self.network_shape(), durable_log, described)
-            self.checkpoint = RunCheckpoint(self.run_dir, space)
+            described = self.data.describe_input() if self.data is not None else {}
+            self.recorder = RunDirRecorder(self.run_dir, self.space, self.network_shape(), experiment.durable_log,
+                                           described)
+            self.checkpoint = RunCheckpoint(self.run_dir, self.space)
             self.observers = [self.recorder, self.checkpoint]
             if tensorboard and tensorboard_available():
                 self.observers.append(TensorBoardLog(self.run_dir))
             self.observers += trackers or []
         elif resume:
             raise NasrunError("resume needs the run directory to continue")
-        self.cost = cost  # times the first steps or trial, prints the expected cost (nasrun/run/cost.py)
-        if cost is not None:
-            self.observers.append(cost)
+        self.cost = experiment.cost
+        if self.cost is not None:
+            self.observers.append(self.cost)
 
     def network_shape(self) -> dict:
         """Input shape and classes of the networks this run scores (for best_architecture.json)."""
@@ -146,8 +165,6 @@ class Runner:
         if warmup:
             self.run_info["warmup"] = warmup
         attach_proxies(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape())
-        if self.strategy.multi_fidelity:
-            self.strategy.fit_fidelity(self.estimator.max_fidelity, type(self.estimator).__name__)
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             self.restore()
@@ -286,10 +303,11 @@ class Runner:
             return {}
         evaluation = self.best_evaluation or Evaluation(metrics=dict(best.metrics))
         arch = self.space.from_json(best.arch)
-        test_metrics = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
-        log.info("final test of trial %d: %s", best.id, test_metrics)
-        self._tell("on_test", best, test_metrics)
-        return test_metrics
+        tested = self.estimator.test(arch, evaluation, trial_seed(self.seed, best.id))
+        tested = tested if isinstance(tested, Evaluation) else Evaluation(dict(tested))
+        log.info("final test of trial %d: %s", best.id, tested.metrics)
+        self._tell("on_test", best, tested.metrics, tested.weights)
+        return tested.metrics
 
     def no_result(self) -> str | None:
         """Why the run has no best architecture (every trial failed, none feasible), or None."""

@@ -15,6 +15,7 @@ from nasrun.distributed import current, environment
 from nasrun.errors import ConfigError, NasrunError
 from nasrun.rundir import RunDir, load_checkpoint
 from nasrun.run.ranks import SPAWNED, current_rank
+from nasrun.run.runner import Experiment
 from nasrun.strategies.base import SearchContext
 
 log = logging.getLogger("nasrun")
@@ -86,18 +87,15 @@ class FollowerContext(SearchContext):
         return load_checkpoint(self.read_from)
 
 
-def follow(space, strategy, estimator, data, hardware, run_dir, seed: int, trials: int) -> dict:
+def follow(experiment: Experiment, run_dir) -> dict:
     """What every rank but 0 does: its share of the supernet training (the estimator's `bind`, writing
     nothing) and of a one-shot search, in the order rank 0's Runner does them."""
+    space, strategy, estimator, seed = experiment.space, experiment.strategy, experiment.estimator, experiment.seed
+    data, hardware = experiment.data, experiment.hardware
     if estimator.trains_supernet:
         estimator.bind(space, data, hardware, run_dir, seed)
-    if strategy.one_shot:
-        return follow_search(space, strategy, data, hardware, run_dir, seed, trials)
-    return {"rank": current().rank}
-
-
-def follow_search(space, strategy, data, hardware, run_dir, seed: int, trials: int) -> dict:
-    """What every rank but 0 does: the same supernet search, without the Runner and its files."""
-    strategy.bind(space, seed, trials)
+    if not strategy.one_shot:
+        return {"rank": current().rank}
+    strategy.bind(space, seed, experiment.budget.trials)
     arch = strategy.search(FollowerContext(space, data, hardware, run_dir, seed))
     return {"rank": current().rank, "arch": space.to_json(arch)}
