@@ -31,7 +31,7 @@ NEEDS = {
 }
 
 CASES = [(group, option) for group in GROUPS for option in group_options(group)]
-SLOW = {("executor", "ray"): "starts Ray: `make test-slow`"}   # the option's engine costs more than its run
+SLOW = {("executor", "ray"): "starts Ray", ("executor", "processes"): "spawns workers"}  # `make test-slow`   # the option's engine costs more than its run
 PARAMS = [pytest.param(group, option, id=f"{group}={option}", marks=[pytest.mark.slow] if (group, option) in SLOW else [])
           for group, option in CASES]
 

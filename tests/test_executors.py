@@ -86,6 +86,7 @@ def test_processes_run_the_same_trained_trials_as_local(compose_cfg, tmp_path):
     assert serial["best_arch"] == parallel["best_arch"]
 
 
+@pytest.mark.slow  # spawned workers killed and restarted: `make test-slow`
 def test_killed_workers_fail_or_retry_their_trial_and_the_search_goes_on(tmp_path):
     marker = tmp_path / "killed-once"
     estimator = KillingEstimator(kill_always=3, kill_once=5, marker=str(marker))
@@ -102,6 +103,7 @@ class Crash(BaseException):
     """Stands in for the driver being killed: nothing after the raise runs."""
 
 
+@pytest.mark.slow  # spawned workers, run twice: `make test-slow`
 def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, tmp_path, monkeypatch):
     from omegaconf import OmegaConf
 

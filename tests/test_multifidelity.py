@@ -189,6 +189,7 @@ def test_each_strategy_searches_from_the_cli(tmp_path, strategy):
             assert next(t for t in trials if t.id == trial.continues).seed == trial.seed
 
 
+@pytest.mark.slow  # spawned workers: `make test-slow`
 def test_successive_halving_on_worker_processes_equals_the_local_run(tmp_path):
     runs = {}
     for executor in ("local", "processes"):

@@ -18,13 +18,14 @@ import torch.nn.functional as F
 from conftest import run_cli
 from nasrun.nets.conv import conv2d, needs_workaround
 
+pytestmark = pytest.mark.slow  # fresh interpreters under glibc heap checks: `make test-slow`
+
 STRICT = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MALLOC_CHECK_": "3", "MALLOC_PERTURB_": "165"}
 
 ONE_CONV = """
 import torch, torch.nn.functional as F
 from nasrun.nets.conv import conv2d
 
-pytestmark = pytest.mark.slow  # fresh interpreters under glibc heap checks: `make test-slow`
 conv = {conv}
 torch.manual_seed(0)
 for c_in in range(2, 8):

@@ -146,6 +146,7 @@ def test_proxy_guided_on_nb201_equals_the_table_script_seed_by_seed(tmp_path):
 
 
 # --- full training on the other spaces ------------------------------------------------------------------
+@pytest.mark.slow  # DARTS networks trained: `make test-slow`
 def test_full_training_on_the_darts_space(tmp_path):
     result = run_cli(["-m", "strategy=proxy_guided,bananas", "search_space=darts", "budget.trials=3", *TINY,
                       f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
