@@ -41,10 +41,12 @@ def command_mains() -> dict:
 
 
 # What the commands import on first use (the first optimizer imports torch._dynamo, 2 s; data loaders,
-# TensorBoard, TPE, plots): loaded here once instead of in every child. Ray is not: it starts threads.
+# TensorBoard, TPE, plots; nasrun-export's torch.export, ONNX and safetensors, ~2 s more): loaded here once
+# instead of in every child. Ray is not: it starts threads.
 PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "tensorboard.compat.proto.summary_pb2",
              "torchvision.datasets", "torchvision.transforms", "optuna",
-             "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg")
+             "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg",
+             "torch.export", "torch.onnx", "onnx", "safetensors.torch")
 
 
 def preload() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import REPO, TINY, read_jsonl, run_cli, run_dirs
 from nasrun.rundir import RunDir
@@ -53,7 +54,7 @@ def test_run_directory_holds_everything_to_rebuild_the_winner(tmp_path):
     net = load_network(RunDir(run).best)
     net.load_state_dict(torch.load(RunDir(run).best_weights, weights_only=True))
     net.eval()
-    test = Digits().load().test
+    test = Digits(eval_subset=OmegaConf.load(RunDir(run).config).dataset.eval_subset).load().test  # the run's
     accuracy = (net(test.images).argmax(1) == test.labels).float().mean().item()
     assert accuracy == pytest.approx(best["metrics"]["test_accuracy"], abs=1e-6)
 

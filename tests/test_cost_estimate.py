@@ -96,10 +96,10 @@ def test_durations_read_naturally():
 @pytest.mark.parametrize("overrides, hints", [
     (["strategy=darts", "dataset=cifar10"], ["strategy.epochs (now 50)", "strategy.steps_per_epoch (now all)",
                                              "dataset.train_subset (now all)", "scale=tiny"]),
-    (["estimator=weight_sharing"], ["estimator.epochs (now 30)", "scale=tiny"]),
+    (["estimator=weight_sharing"], ["estimator.epochs (now 30)", "dataset.train_subset (now all)", "scale=tiny"]),
     (["estimator=early_stopping", "budget.trials=100"], ["budget.trials (now 100)", "estimator.max_epochs (now 30)",
-                                                         "scale=tiny"]),
-    (["estimator=zero_cost"], ["budget.trials (now 8)", "scale=tiny"]),
+                                                         "dataset.train_subset (now all)", "scale=tiny"]),
+    (["estimator=zero_cost"], ["budget.trials (now 8)", "dataset.train_subset (now all)", "scale=tiny"]),
 ])
 def test_the_shrinking_overrides_are_keys_of_that_config(compose_cfg, overrides, hints):
     cfg = compose_cfg(overrides)
@@ -115,7 +115,7 @@ def test_a_tiny_run_prints_its_cost_and_the_same_seed_finds_the_same_trials_with
     assert estimated.returncode == 0 and plain.returncode == 0, estimated.stderr + plain.stderr
     (line,) = [line for line in estimated.stderr.splitlines() if line.startswith("expected: ")]
     assert re.search(r"for the 3 trials on this CPU \(\S+ s/epoch x 1 epoch x 3 trials\)", line), line
-    assert line.endswith("to shrink: budget.trials (now 3), estimator.epochs (now 1)")  # scale=tiny already
+    assert line.endswith("to shrink: budget.trials (now 3), estimator.epochs (now 1), dataset.train_subset (now 256)")
     assert line in RunDir(tmp_path / "estimated").log.read_text()
     config = OmegaConf.load(RunDir(tmp_path / "estimated").config)
     assert (config.budget.trials, config.estimator.epochs) == (3, 1)

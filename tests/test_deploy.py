@@ -84,8 +84,8 @@ def assert_nasrun_accuracy(scores: dict, run: Path, test_size: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def digits_export(tmp_path_factory):
-    return search_and_export(tmp_path_factory.mktemp("digits"), [])
+def digits_export(tmp_path_factory):   # tested on the whole test split, as the user's raw images below
+    return search_and_export(tmp_path_factory.mktemp("digits"), ["dataset.eval_subset=null"])
 
 
 def raw_digits_test_split() -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ Each fenced ```bash and ```python block follows a marker comment that says how i
     <!-- test: run -->            every command as written
     <!-- test: tiny -->           `nasrun` commands at scale=tiny (TINY appended, and each size the command sets
                                   that scale=tiny shrinks set to its tiny value); `nasrun-train` for 1 epoch
-                                  and 1 seed, `nasrun-correlate` at scale=tiny; the rest as written
+                                  and 1 seed, `nasrun-correlate` at scale=tiny on 4 architectures;
+                                  the rest as written
     <!-- test: cfg -->            `nasrun` commands only compose and check their config, as `--cfg job` would
                                   and as a run does before it builds anything (a sweep: its first job)
     <!-- test: skip (REASON) -->  not run: a GPU, a cluster, an install, hours of compute
@@ -148,7 +149,7 @@ def arguments(block: Block, program: str, args: list[str]) -> list[str]:
     if block.mode == "tiny" and program == "nasrun":
         return [*args, *TINY, *shrunk(args)]
     if block.mode == "tiny" and program == "nasrun-correlate":
-        return ["scale=tiny", *args]
+        return ["scale=tiny", *args, "--archs", "4"]   # the last --archs wins
     if block.mode == "tiny":
         return [*args, *TINY_ARGUMENTS.get(program, [])]
     return args

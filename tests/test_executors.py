@@ -72,6 +72,7 @@ def tiny_training(executor_overrides):
 
 
 # --- processes ------------------------------------------------------------------------------------
+@pytest.mark.slow  # two spawned workers, each importing torch afresh (12 s): `make test-slow`
 def test_processes_run_the_same_trained_trials_as_local(compose_cfg, tmp_path):
     serial = run_experiment(compose_cfg(tiny_training([])), tmp_path / "local", show_progress=False)
     parallel = run_experiment(compose_cfg(tiny_training(["executor=processes"])), tmp_path / "proc",

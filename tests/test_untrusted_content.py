@@ -9,10 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import os
-import resource
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,9 +30,7 @@ from nasrun.spaces.darts_genotypes import published_genotype
 from test_bad_inputs import digests
 
 TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=3", "progress=false", "report=false"]
-ADDRESS_SPACE = 6 * 2 ** 30  # torch's import maps about 3.5 GiB; every refused network needs far more
-MODULES = {"nasrun": "search", **{f"nasrun-{name}": name for name in ("export", "train", "benchmark", "resume",
-                                                                       "report")}}
+ADDRESS_SPACE_MB = 2560  # beyond what torch and the imports have mapped; every refused network needs far more
 
 
 # --- fixtures: one tiny run per module, copied per test -----------------------------------------------------
@@ -90,13 +86,11 @@ def refused_on(run: Path, command: str, args: list, *fragments: str, limited: bo
 
 
 def run_limited(command: str, args: list, cwd: Path) -> subprocess.CompletedProcess:
-    """A console script's main in a fresh interpreter under RLIMIT_AS = ADDRESS_SPACE: allocating a refused
-    network there fails (MemoryError, a traceback) instead of passing; the timeout catches a hang."""
-    code = (f"import sys; sys.argv = [{command!r}, *sys.argv[1:]]; "
-            f"from nasrun.commands.{MODULES[command]} import main; main()")
-    limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))  # noqa: E731
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=180, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    """`command args` with its address space capped at ADDRESS_SPACE_MB beyond what the process has mapped
+    when the command starts: allocating a refused network there fails (MemoryError, a traceback) instead of
+    passing; the CPU-time limit catches a hang."""
+    return run_cli(args, cwd, command=command, timeout=180,
+                   limits={"memory_mb": ADDRESS_SPACE_MB, "cpu_seconds": 120})
 
 
 def edit_json(path: Path, change) -> None:

@@ -17,13 +17,15 @@ if TYPE_CHECKING:
 
 
 class Digits(DatasetSource):
-    def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0):
+    def __init__(self, val_fraction: float = 0.2, test_fraction: float = 0.2, split_seed: int = 0,
+                 train_subset: int | None = None, eval_subset: int | None = None):
         self.val_fraction, self.test_fraction, self.split_seed = val_fraction, test_fraction, split_seed
+        self.train_subset, self.eval_subset = train_subset, eval_subset
 
     def load(self) -> DataBundle:
         import torch  # here, not at the top: a run that loads no data never imports torch
 
-        from nasrun.datasets.base import DataBundle, InputTransform, TensorSplit, split_indices, standardise
+        from nasrun.datasets.base import DataBundle, InputTransform, TensorSplit, limit, split_indices, standardise
 
         pixels, targets = read_digits()
         images = torch.tensor(pixels, dtype=torch.float32).reshape(-1, 1, 8, 8) / 16.0
@@ -32,9 +34,9 @@ class Digits(DatasetSource):
         (train, val, test), mean, std = standardise(images[train_idx], images[val_idx], images[test_idx])
         return DataBundle(
             name="digits",
-            train=TensorSplit(train, labels[train_idx]),
-            val=TensorSplit(val, labels[val_idx]),
-            test=TensorSplit(test, labels[test_idx]),
+            train=limit(TensorSplit(train, labels[train_idx]), self.train_subset, self.split_seed),
+            val=limit(TensorSplit(val, labels[val_idx]), self.eval_subset, self.split_seed),
+            test=limit(TensorSplit(test, labels[test_idx]), self.eval_subset, self.split_seed),
             num_classes=10,
             input_shape=(1, 8, 8),
             transform=InputTransform(mean, std, pixel_max=16.0,
