@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import read_jsonl, run_cli, run_dirs
+from conftest import SMALL_DIGITS, read_jsonl, run_cli, run_dirs
 from fake_data import write_cifar10
 from nasrun.datasets.base import DataBundle, TensorSplit
 from nasrun.rundir import RunDir
@@ -352,7 +352,7 @@ def test_cli_searches_then_retrains_and_tests_the_genotype(tmp_path):
     result = run_cli(["strategy=darts", "search_space=darts", "strategy.epochs=1", "strategy.C=4",
                       "strategy.layers=3", "strategy.steps_per_epoch=2", "strategy.batch_size=32",
                       "search_space.C=4", "search_space.layers=3", "search_space.auxiliary=true",
-                      "search_space.drop_path_prob=0.2", "estimator.epochs=1", "progress=false"], tmp_path)
+                      "search_space.drop_path_prob=0.2", "estimator.epochs=1", "progress=false", *SMALL_DIGITS], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     best = json.loads(RunDir(run_dir).best.read_text())
@@ -372,7 +372,7 @@ def test_cli_gdas_on_nb201_with_cifar_format_data(tmp_path):
     write_cifar10(tmp_path / "data", per_batch=8)
     result = run_cli(["strategy=gdas", "search_space=nb201", "dataset=cifar10", f"dataset.root={tmp_path / 'data'}", "dataset.verify=false",
                       "strategy.epochs=1", "strategy.C=4", "strategy.N=1", "strategy.batch_size=8",
-                      "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false"], tmp_path)
+                      "search_space.C=4", "search_space.N=1", "estimator.epochs=1", "progress=false", *SMALL_DIGITS], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = run_dirs(tmp_path)
     best = json.loads(RunDir(run_dir).best.read_text())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import run_cli
+from conftest import SMALL_DIGITS, run_cli
 from nasrun.commands.reproduce import comparable
 from nasrun.rundir import RunDir
 from nasrun.datasets.digits import Digits
@@ -27,12 +27,12 @@ from nasrun.strategies.successive_halving import SuccessiveHalving
 from toys import ToySpace
 
 SPACE = MacroSpace(min_layers=2, max_layers=3)
-TINY_MF = ["search_space.min_layers=2", "search_space.max_layers=3", "progress=false", "report=false"]
+TINY_MF = ["search_space.min_layers=2", "search_space.max_layers=3", "progress=false", "report=false", *SMALL_DIGITS]
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return Digits().load()
+    return Digits(train_subset=256, eval_subset=128).load()
 
 
 @pytest.mark.parametrize("estimator_class, run_dir", [(FullTraining, None), (FullTraining, "files"),

@@ -20,10 +20,10 @@ from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.run_report import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
-from conftest import compose_config, run_cli
+from conftest import SMALL_DIGITS, compose_config, run_cli
 
 SEARCH = ["budget.trials=3", "estimator.epochs=2", "search_space.min_layers=2", "search_space.max_layers=3",
-          "progress=false"]
+          "progress=false", *SMALL_DIGITS]
 GENOTYPE = {"normal": [["sep_conv_3x3", 0], ["sep_conv_3x3", 1], ["skip_connect", 0], ["dil_conv_3x3", 2],
                        ["sep_conv_5x5", 1], ["skip_connect", 0], ["max_pool_3x3", 3], ["skip_connect", 2]],
             "normal_concat": [2, 3, 4, 5],

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import nasrun.supernets.training as supernet_training
-from conftest import TINY, run_cli, run_dirs
+from conftest import SMALL_DIGITS, TINY, run_cli, run_dirs
 from nasrun.datasets.base import DataBundle, TensorSplit
 from nasrun.rundir import RunDir
 from nasrun.errors import CheckpointError, ConfigError, InvalidArchitecture
@@ -385,7 +385,7 @@ def test_cli_nb201_sandwich_with_distillation_and_inherited_test(tmp_path):
     result = run_cli(["estimator=weight_sharing", "search_space=nb201", "search_space.C=4", "search_space.N=1",
                       "estimator.sampling=sandwich", "estimator.sandwich_random=0", "estimator.kd.teacher=largest",
                       "estimator.retrain.enabled=false",
-                      "budget.trials=2", "estimator.epochs=1", "progress=false"], tmp_path)
+                      "budget.trials=2", "estimator.epochs=1", "progress=false", *SMALL_DIGITS], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)
     summary = json.loads(RunDir(run).summary.read_text())
@@ -396,7 +396,7 @@ def test_cli_nb201_sandwich_with_distillation_and_inherited_test(tmp_path):
 @pytest.mark.slow
 def test_cli_darts_weight_sharing_scores_one_shot_and_standalone(tmp_path):
     result = run_cli(["estimator=weight_sharing", "search_space=darts", "search_space.C=4", "search_space.layers=3",
-                      "budget.trials=2", "estimator.epochs=1", "progress=false"],
+                      "budget.trials=2", "estimator.epochs=1", "progress=false", *SMALL_DIGITS],
                      tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     (run,) = run_dirs(tmp_path)

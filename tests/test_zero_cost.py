@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import SMALL_DIGITS, run_cli
 from nasrun.rundir import RunDir
 from nasrun.datasets.digits import Digits
 from nasrun.estimators.zero_cost import ZeroCost
@@ -17,7 +17,7 @@ from nasrun.hardware import Hardware
 from nasrun.records import TrialLog
 from nasrun.spaces.macro import MacroSpace
 
-MACRO = ["search_space.min_layers=2", "search_space.max_layers=3", "progress=false", "report=false"]
+MACRO = ["search_space.min_layers=2", "search_space.max_layers=3", "progress=false", "report=false", *SMALL_DIGITS]
 FINAL = ["estimator.final.epochs=1"]
 NB201 = ["search_space=nb201", "search_space.C=4", "search_space.N=1", "progress=false", "report=false"]
 
