@@ -8,7 +8,8 @@ process would be at the line `sys.exit(main())`: its own pid, working directory,
 stdout/stderr files, and exit status (a signal shows as a negative return code, as with `subprocess`).
 
 Protocol (one JSON object per line): request {"command", "args", "cwd", "env", "stdout", "stderr",
-"timeout", "limits"} on stdin (limits: tests/child_limits.py); reply {"returncode", "timed_out"} on stdout.
+"timeout", "limits", "missing"} on stdin (limits: tests/child_limits.py; missing: packages the child cannot
+import); reply {"returncode", "timed_out"} on stdout.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def run_child(main, request: dict) -> None:
     os.dup2(os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 1)
     os.dup2(os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
     child_limits.apply(request.get("limits") or {})
+    hide(request.get("missing") or [])
     sys.argv = [os.path.join(os.path.dirname(sys.executable), request["command"]), *request["args"]]
     sys.modules["__main__"].__file__ = sys.argv[0]  # what a spawned worker re-runs as __mp_main__: the script
     code = 0
@@ -102,6 +104,15 @@ def run_child(main, request: dict) -> None:
             except Exception:
                 pass
         os._exit(code & 0xFF)
+
+
+def hide(packages: list[str]) -> None:
+    """Make `packages` unimportable, as where they are not installed: their loaded modules are dropped and a
+    None entry makes `import` raise ImportError (what a sitecustomize does for a fresh interpreter)."""
+    for name in packages:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[loaded]
+        sys.modules[name] = None
 
 
 def wait(pid: int, timeout: float) -> tuple[int, bool]:

@@ -71,23 +71,34 @@ STARTUP_VARIABLES = ("OMP_", "MKL_", "ONEDNN_", "DNNL_", "MALLOC_", "LD_", "PYTH
 
 
 def run_cli(args, cwd, command="nasrun", env=None, timeout=600, fresh=False,
-            limits: dict | None = None) -> subprocess.CompletedProcess:
+            limits: dict | None = None, missing: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     """Run an installed console script (from this interpreter's venv) in a process of its own.
 
     By default the process is forked from `cli_zygote` (the imports done once per test worker);
     `fresh=True`, or an `env` that sets a start-up variable, starts the console script itself.
-    `limits` (tests/child_limits.py) bound its CPU time, memory and file sizes, or make folders read-only."""
+    `limits` (tests/child_limits.py) bound its CPU time, memory and file sizes, or make folders read-only.
+    `missing` packages cannot be imported in that process, as where they are not installed."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     environment.pop("HYDRA_FULL_ERROR", None)
     startup = {key: value for key, value in (env or {}).items() if key.startswith(STARTUP_VARIABLES)}
     if fresh or startup not in ({}, {"OMP_NUM_THREADS": "1"}):  # the fork server runs with exactly that
+        if missing:
+            environment["PYTHONPATH"] = os.pathsep.join(filter(None, [hiding(missing), environment.get("PYTHONPATH")]))
         executable = str(Path(sys.executable).with_name(command))
         return subprocess.run([executable, *args], cwd=cwd, env=environment, capture_output=True, text=True,
                               timeout=timeout, preexec_fn=(lambda: child_limits.apply(limits)) if limits else None)
     zygote = CliZygote.get()
     if not zygote.fork_works:  # this machine's torch does not survive a fork: start the script itself
-        return run_cli(args, cwd, command, env, timeout, fresh=True, limits=limits)
-    return zygote.run(command, [str(a) for a in args], cwd, environment, timeout, limits)
+        return run_cli(args, cwd, command, env, timeout, fresh=True, limits=limits, missing=missing)
+    return zygote.run(command, [str(a) for a in args], cwd, environment, timeout, limits, missing)
+
+
+def hiding(packages) -> str:
+    """A folder with a sitecustomize.py that makes `packages` unimportable (for a fresh interpreter)."""
+    folder = Path(tempfile.mkdtemp(prefix="nasrun-missing-"))
+    atexit.register(shutil.rmtree, folder, True)
+    (folder / "sitecustomize.py").write_text(f"import sys\nsys.modules.update(dict.fromkeys({list(packages)!r}))\n")
+    return str(folder)
 
 
 class CliZygote:
@@ -121,11 +132,11 @@ class CliZygote:
             self.process.kill()
         shutil.rmtree(self.outputs, ignore_errors=True)
 
-    def run(self, command, args, cwd, environment, timeout, limits=None) -> subprocess.CompletedProcess:
+    def run(self, command, args, cwd, environment, timeout, limits=None, missing=()) -> subprocess.CompletedProcess:
         self.count += 1
         out, err = self.outputs / f"{self.count}.out", self.outputs / f"{self.count}.err"
         request = dict(command=command, args=args, cwd=str(cwd), env=environment, stdout=str(out),
-                       stderr=str(err), timeout=timeout, limits=limits)
+                       stderr=str(err), timeout=timeout, limits=limits, missing=list(missing))
         self.process.stdin.write(json.dumps(request) + "\n")
         self.process.stdin.flush()
         reply = json.loads(self.process.stdout.readline())

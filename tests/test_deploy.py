@@ -152,25 +152,16 @@ def test_only_the_requested_formats_are_written(digits_export, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["architecture.json", "model.pt2"]
 
 
-@pytest.fixture
-def broken_onnx(tmp_path) -> dict:
-    """An environment in which `import onnx` fails."""
-    shadow = tmp_path / "shadow"
-    (shadow / "onnx").mkdir(parents=True)
-    (shadow / "onnx" / "__init__.py").write_text("raise ImportError('onnx is broken here')\n")
-    return {"PYTHONPATH": str(shadow)}
-
-
-def test_a_requested_format_that_cannot_be_written_is_an_error_before_writing(digits_export, tmp_path, broken_onnx):
+def test_a_requested_format_that_cannot_be_written_is_an_error_before_writing(digits_export, tmp_path):
     run, _ = digits_export
     out = tmp_path / "out"
     result = run_cli([str(run), "--out", str(out), "--formats", "pt2", "onnx"], tmp_path, command="nasrun-export",
-                     env=broken_onnx)
+                     missing=("onnx",))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == ["nasrun-export: error: cannot export onnx: the onnx package is not "
                                                   "importable (pip install 'nasrun[export]')"]
     assert not out.exists()
-    result = run_cli([str(run), "--out", str(out)], tmp_path, command="nasrun-export", env=broken_onnx)
+    result = run_cli([str(run), "--out", str(out)], tmp_path, command="nasrun-export", missing=("onnx",))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "skipped onnx: the onnx package is not importable (pip install 'nasrun[export]')" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["architecture.json", "model.pt2", "model.torchscript.pt",

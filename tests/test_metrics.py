@@ -98,7 +98,7 @@ TABLE_SPACE = dict(min_layers=1, max_layers=3, ops=["conv3x3", "conv7x7", "ident
 @pytest.fixture(scope="module")
 def small_table():
     # several timed blocks per entry: their median shrugs off a preemption on a busy machine (one block did not)
-    return LatencyTable.measure(MacroSpace(**TABLE_SPACE), (3, 16, 16), 10, warmup=1, min_seconds=0.02)
+    return LatencyTable.measure(MacroSpace(**TABLE_SPACE), (3, 16, 16), 10, warmup=1, min_seconds=0.005)
 
 
 def test_latency_table_covers_every_part_and_ranks_tiny_below_huge(small_table, tmp_path):
