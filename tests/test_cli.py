@@ -176,6 +176,7 @@ def test_debug_flag_shows_the_full_traceback(tmp_path):
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
+@pytest.mark.slow  # builds and installs the package (pip): `make test-slow`
 def test_non_editable_install_finds_its_configs_from_any_directory(tmp_path):
     target = tmp_path / "site"
     build = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
