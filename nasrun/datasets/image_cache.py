@@ -106,10 +106,15 @@ def decode(folder: Dataset, num_workers: int) -> tuple[torch.Tensor, torch.Tenso
     """Every image of `folder` (a dataset yielding uint8 (C, H, W) tensors) as uint8 (N, C, H, W), and its labels."""
     workers = num_workers if len(folder) >= PARALLEL_DECODE_MIN else 0
     start = time.perf_counter()
+    batches, failure = iter(DataLoader(folder, batch_size=256, num_workers=workers)), None
     try:
-        images, labels = zip(*DataLoader(folder, batch_size=256, num_workers=workers))
+        images, labels = zip(*batches)
     except DataError as err:  # from a worker, its message is the worker's traceback: keep the last line
-        raise DataError(str(err).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")) from None
+        failure = str(err).strip().splitlines()[-1].removeprefix(f"{DataError.__module__}.DataError: ")
+    finally:
+        del batches  # its workers stop now, not whenever a traceback that still holds them is collected
+    if failure is not None:
+        raise DataError(failure)
     log.info("imagefolder: decoded %d images of %s in %.1f s", len(folder), getattr(folder, "root", "a folder"),
              time.perf_counter() - start)
     return torch.cat(images), torch.cat(labels).long()
