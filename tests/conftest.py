@@ -40,9 +40,10 @@ torch.set_num_threads(1)
 # whatever options follow), no progress bars, no end-of-run plots (the default-run test and
 # tests/test_reports.py draw them), no Optuna study (tests/test_trackers.py checks those).
 TINY = ["scale=tiny", "progress=false", "report=false", "tracker=none"]
-# The training images scale=tiny keeps of the default dataset (conf/scale/dataset/tiny_digits.yaml), for runs
-# that choose their own sizes instead of scale=tiny.
-SMALL_DIGITS = ["dataset.train_subset=256", "dataset.eval_subset=128"]
+# The images scale=tiny keeps of the default dataset (conf/scale/dataset/tiny_digits.yaml), for runs and
+# tests that choose their own sizes instead of scale=tiny: Digits(**DIGITS_SUBSETS), or SMALL_DIGITS overrides.
+DIGITS_SUBSETS = {"train_subset": 256, "eval_subset": 128}
+SMALL_DIGITS = [f"dataset.{key}={value}" for key, value in DIGITS_SUBSETS.items()]
 
 
 def group_options(group: str) -> list[str]:

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from conftest import DIGITS_SUBSETS
 from fake_data import write_cifar10, write_cifar100, write_mnist
 from nasrun.datasets.digits import Digits, read_digits
 from nasrun.datasets.vision import VisionDataset
@@ -118,3 +119,10 @@ def test_random_crop_takes_each_image_window_from_its_padded_copy():
     assert out.shape == x.shape
     for i in range(2):
         assert torch.equal(out[i], padded[i, :, dy[i]:dy[i] + 5, dx[i]:dx[i] + 6])
+
+
+def test_scale_tiny_keeps_the_digits_subsets_the_tests_use(compose_cfg):
+    dataset = compose_cfg(["scale=tiny"]).dataset
+    assert {key: dataset[key] for key in DIGITS_SUBSETS} == DIGITS_SUBSETS
+    bundle = Digits(**DIGITS_SUBSETS).load()
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (256, 128, 128)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL_DIGITS, run_cli
+from conftest import DIGITS_SUBSETS, SMALL_DIGITS, run_cli
 from nasrun.commands.reproduce import comparable
 from nasrun.rundir import RunDir
 from nasrun.datasets.digits import Digits
@@ -32,7 +32,7 @@ TINY_MF = ["search_space.min_layers=2", "search_space.max_layers=3", "progress=f
 
 @pytest.fixture(scope="module")
 def digits():
-    return Digits(train_subset=256, eval_subset=128).load()
+    return Digits(**DIGITS_SUBSETS).load()
 
 
 @pytest.mark.parametrize("estimator_class, run_dir", [(FullTraining, None), (FullTraining, "files"),

@@ -31,7 +31,7 @@ from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
 from nasrun.strategies.random_search import RandomSearch
-from conftest import SMALL_DIGITS, compose_config, run_cli
+from conftest import DIGITS_SUBSETS, SMALL_DIGITS, compose_config, run_cli
 
 SEARCH = ["budget.trials=4", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
           "progress=false", "seed=3", *SMALL_DIGITS]
@@ -307,7 +307,7 @@ class ToyOneShot(OneShotStrategy):
 def one_shot_runner(run_dir: Path, strategy, resume: bool = False) -> Runner:
     space = MacroSpace(min_layers=2, max_layers=3)
     experiment = Experiment(space, strategy, FullTraining(epochs=1), LocalExecutor(), Hardware("cpu"), Budget(1),
-                            data=Digits(train_subset=256, eval_subset=128).load(), seed=7)
+                            data=Digits(**DIGITS_SUBSETS).load(), seed=7)
     return Runner(experiment, run_dir, show_progress=False, resume=resume)
 
 
