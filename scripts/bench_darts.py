@@ -111,8 +111,9 @@ def build_original(path: str, strategy):
     from model_search import Network
 
     model = Network(strategy.C, 10, strategy.layers, nn.CrossEntropyLoss())
-    args = arguments.Namespace(momentum=strategy.momentum, weight_decay=strategy.weight_decay,
-                               arch_learning_rate=strategy.arch_lr, arch_weight_decay=strategy.arch_weight_decay)
+    settings = strategy.settings
+    args = arguments.Namespace(momentum=settings.momentum, weight_decay=settings.weight_decay,
+                               arch_learning_rate=settings.arch_lr, arch_weight_decay=settings.arch_weight_decay)
     return model, Architect(model, args)
 
 
@@ -150,25 +151,24 @@ def child(variant: str, steps: int, threads: int, batch: int, original: str | No
     import torch
 
     from nasrun.hardware import Hardware
-    from nasrun.strategies.differentiable import to_device
+    from nasrun.supernets.bilevel import Optimisers, to_device
 
     torch.set_num_threads(threads)
     space, strategy = make_components(variant, batch)
     strategy.bind(space, 0, 1)
+    settings, trainer = strategy.settings, strategy.trainer()
     mode = "-"
     if variant == "original1":
         torch.manual_seed(0)
         model, architect = build_original(original, strategy)
-        w_optimizer = torch.optim.SGD(model.parameters(), strategy.lr, momentum=strategy.momentum,
-                                      weight_decay=strategy.weight_decay)
+        w_optimizer = torch.optim.SGD(model.parameters(), settings.lr, momentum=settings.momentum,
+                                      weight_decay=settings.weight_decay)
     else:
         model = build_model(variant, space, strategy)
         if variant != "reference1":
             mode = strategy.choose_checkpoint(model, (3, 32, 32), Hardware("cpu", threads=threads))
-        w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
-                                      weight_decay=strategy.weight_decay)
-        arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
-                                          weight_decay=strategy.arch_weight_decay)
+        optimisers = Optimisers.for_model(model, settings)
+        w_optimizer, arch_optimizer = optimisers.weights, optimisers.arch
     model.train()
     feed = (lambda t: t) if variant in BASELINES else (lambda t: to_device(t, "cpu"))  # NCHW vs as search() feeds
     generator = torch.Generator().manual_seed(0)
@@ -178,11 +178,11 @@ def child(variant: str, steps: int, threads: int, batch: int, original: str | No
 
     def step():
         if variant == "original1":
-            return original_step(model, architect, w_optimizer, x, y, x_arch, y_arch, strategy.lr, strategy.grad_clip)
+            return original_step(model, architect, w_optimizer, x, y, x_arch, y_arch, settings.lr, settings.grad_clip)
         if variant == "reference1":
-            return plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.grad_clip)
-        strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)
-        strategy.weight_step(model, w_optimizer, x, y)
+            return plain_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, settings.grad_clip)
+        trainer.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, settings.lr)
+        trainer.weight_step(model, w_optimizer, x, y)
 
     times = []
     for i in range(steps + 1):  # the first step warms up allocators and is not timed

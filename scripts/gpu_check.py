@@ -35,7 +35,7 @@ from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.hardware import Hardware
 from nasrun.spaces.darts_genotypes import published_genotype
-from nasrun.strategies.differentiable import to_device
+from nasrun.supernets.bilevel import Optimisers, to_device
 from results_file import write_results
 
 CIFAR10_TRAIN = 50_000
@@ -88,28 +88,26 @@ def search_row(variant: str, hardware: Hardware, steps: int, smoke: bool) -> dic
     parts = build_components(cfg, ["search_space", "strategy"])
     space, strategy = parts.search_space, parts.strategy
     strategy.bind(space, 0, 1)
-    strategy.autocast = hardware.autocast
+    settings, trainer = strategy.settings, strategy.trainer(hardware.autocast)
     torch.manual_seed(0)
     size = SMOKE["image"] if smoke else 32
     model = strategy.build_supernet(space, (3, size, size), 10).to(hardware.device, memory_format=torch.channels_last)
-    w_optimizer = torch.optim.SGD(model.weight_parameters(), strategy.lr, momentum=strategy.momentum,
-                                  weight_decay=strategy.weight_decay)
-    arch_optimizer = torch.optim.Adam(model.arch_parameters(), strategy.arch_lr, betas=strategy.arch_betas,
-                                      weight_decay=strategy.arch_weight_decay)
-    batch = strategy.batch_size
+    optimisers = Optimisers.for_model(model, settings)
+    w_optimizer, arch_optimizer = optimisers.weights, optimisers.arch
+    batch = settings.batch_size
     x, x_arch = (to_device(torch.randn(batch, 3, size, size), hardware.device) for _ in range(2))
     y, y_arch = (torch.randint(0, 10, (batch,), device=hardware.device) for _ in range(2))
     model.train()
     reset_peak(hardware.device)
 
     def step() -> None:
-        strategy.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, strategy.lr)
-        strategy.weight_step(model, w_optimizer, x, y)
+        trainer.arch_step(model, w_optimizer, arch_optimizer, x, y, x_arch, y_arch, settings.lr)
+        trainer.weight_step(model, w_optimizer, x, y)
 
     seconds = timed_steps(step, steps, hardware.device)
-    steps_per_epoch = math.ceil(CIFAR10_TRAIN * strategy.train_portion / batch)
+    steps_per_epoch = math.ceil(CIFAR10_TRAIN * settings.train_portion / batch)
     return {"what": f"{variant} search (batch {batch})", "seconds": seconds, "peak_gb": peak_gb(hardware.device),
-            "hours": seconds * steps_per_epoch * strategy.epochs / 3600, "published_gpu_days": published}
+            "hours": seconds * steps_per_epoch * settings.epochs / 3600, "published_gpu_days": published}
 
 
 def evaluation_row(hardware: Hardware, steps: int, smoke: bool) -> dict:

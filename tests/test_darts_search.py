@@ -17,6 +17,7 @@ from nasrun.rundir import RunDir
 from nasrun.errors import ConfigError
 from nasrun.hardware import Hardware
 from nasrun.nets.nb201 import parse_arch
+from nasrun.supernets.bilevel import unrolled_arch_gradients
 from nasrun.supernets.darts import DartsWeightedSupernet as DartsSupernet
 from nasrun.supernets.darts import darts_search_op
 from nasrun.supernets.nb201 import NB201WeightedSupernet as NB201Supernet
@@ -27,7 +28,6 @@ from nasrun.spaces.macro import MacroSpace
 from nasrun.spaces.nb201 import NB201Space
 from nasrun.strategies.base import SearchContext
 from nasrun.strategies.darts import DartsSearch
-from nasrun.strategies.differentiable import unrolled_arch_gradients
 from nasrun.strategies.gdas import GdasSearch
 from nasrun.strategies.pcdarts import PCDartsSearch
 
@@ -45,7 +45,9 @@ def tiny_data(n: int = 64) -> DataBundle:
 def run_search(strategy, space, run_dir, seed=0, report=None, steps=None):
     strategy.bind(space, seed, 1)
     context = SearchContext(space, tiny_data(), Hardware(device="cpu"), run_dir, seed, report, steps)
-    return strategy.search(context)
+    arch, seconds = strategy.search(context)
+    assert seconds > 0
+    return arch
 
 
 # --- supernet pieces ----------------------------------------------------------------------------------------
@@ -166,8 +168,8 @@ def test_first_order_arch_step_gives_alpha_the_plain_gradient_and_leaves_the_wei
     expected = torch.autograd.grad(F.cross_entropy(model(x), y), model.arch_parameters())
     model.checkpoint = checkpoint
     weights, alphas = model.weight_parameters(), model.arch_parameters()
-    DartsSearch(order=1, **TINY_SEARCH).arch_step(model, torch.optim.SGD(weights, 0.1),
-                                                  torch.optim.SGD(alphas, 0.0), x, y, x, y, 0.1)
+    DartsSearch(order=1, **TINY_SEARCH).trainer().arch_step(model, torch.optim.SGD(weights, 0.1),
+                                                            torch.optim.SGD(alphas, 0.0), x, y, x, y, 0.1)
     for parameter, grad in zip(alphas, expected):
         assert torch.allclose(parameter.grad, grad)
     assert all(w.requires_grad and w.grad is None for w in weights)
@@ -180,7 +182,7 @@ def test_weight_step_gives_the_weights_the_plain_gradient_and_leaves_alpha_train
     weights, alphas = model.weight_parameters(), model.arch_parameters()
     expected = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
     model.checkpoint = checkpoint
-    DartsSearch(order=1, grad_clip=None, **TINY_SEARCH).weight_step(model, torch.optim.SGD(weights, 0.0), x, y)
+    DartsSearch(order=1, grad_clip=None, **TINY_SEARCH).trainer().weight_step(model, torch.optim.SGD(weights, 0.0), x, y)
     for parameter, grad in zip(weights, expected):  # the step's loss is float32 (logits.float())
         assert torch.allclose(parameter.grad, grad, rtol=1e-5, atol=1e-6)
     assert all(a.requires_grad and a.grad is None for a in alphas)
@@ -206,7 +208,7 @@ def test_weight_step_keeps_no_op_output_for_alpha(weighting):
     than a plain pass in this network (with α trainable it kept 0.01 % less)."""
     model, x, y = tiny_step_setting(weighting)
     plain = saved_bytes(lambda: F.cross_entropy(model(x), y).backward())
-    step = DartsSearch(order=1, grad_clip=None, **TINY_SEARCH)
+    step = DartsSearch(order=1, grad_clip=None, **TINY_SEARCH).trainer()
     kept = saved_bytes(lambda: step.weight_step(model, torch.optim.SGD(model.weight_parameters(), 0.0), x, y))
     assert kept < 0.9 * plain
 
@@ -240,7 +242,7 @@ def test_auto_checkpoint_recomputes_only_where_a_step_would_not_fit(monkeypatch,
     assert memory.activation_bytes(model, (3, 8, 8), "cpu", batch=8) == pytest.approx(8 * per_sample, rel=0.1)
     assert all(torch.equal(a, b) for a, b in zip(before, copy_state(model)))  # the probe ran on a copy
     assert torch.equal(torch.get_rng_state(), random_state)
-    need = per_sample * strategy.batch_size * memory.STEP_MARGIN
+    need = per_sample * strategy.settings.batch_size * memory.STEP_MARGIN
     hardware = Hardware(device="cpu")
     for free, mode in ((4 * need, "none"), (need, "edges")):
         monkeypatch.setattr(Hardware, "free_memory", lambda self, free=free: (int(free), "a test's RAM"))

@@ -270,6 +270,7 @@ class ToyOneShot(OneShotStrategy):
 
     def __init__(self, epochs: int = 4, crash_after: int | None = None, pause: float = 0.0):
         self.epochs, self.crash_after, self.pause = epochs, crash_after, pause
+        self.epochs_trained = 0
 
     def search(self, context):
         decisions = self.space.decisions()
@@ -295,13 +296,14 @@ class ToyOneShot(OneShotStrategy):
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
+            self.epochs_trained += 1
             context.save_state({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "alphas": alphas.detach().clone(), "noise": noise.get_state()})
             if epoch == self.crash_after:
                 raise Crash("supernet")
             time.sleep(self.pause)  # room for a SIGKILL between epochs
         choice = alphas.detach().argmax(1).tolist()
-        return self.space.decode([min(c, len(d.choices) - 1) for c, d in zip(choice, decisions)])
+        return self.space.decode([min(c, len(d.choices) - 1) for c, d in zip(choice, decisions)]), 0.5 * self.epochs
 
 
 def one_shot_runner(run_dir: Path, strategy, resume: bool = False) -> Runner:
@@ -319,6 +321,25 @@ def test_one_shot_search_resumes_from_its_saved_state(tmp_path):
     assert saved["epoch"] == 2
     one_shot_runner(tmp_path / "run", ToyOneShot(), resume=True).run()
     assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")
+
+
+def test_one_shot_proposal_is_scored_once_without_searching_again_after_a_crash(tmp_path, monkeypatch):
+    """The one-shot strategy's one proposal goes through the trial loop like any other: journaled when asked,
+    so a crash while it is scored resumes with the scoring, not a second search."""
+    reference = ToyOneShot()
+    summary = one_shot_runner(tmp_path / "reference", reference).run()
+    assert reference.epochs_trained == 4 and summary["trials"] == 1 and "stop_reason" not in summary
+    crash_on_call(monkeypatch, FullTraining, "evaluate", 1)
+    with pytest.raises(Crash):
+        one_shot_runner(tmp_path / "run", ToyOneShot()).run()
+    monkeypatch.undo()
+    assert json.loads(RunDir(tmp_path / "run").runner_state.read_text())["pending"]  # asked, not yet scored
+    resumed = ToyOneShot()
+    one_shot_runner(tmp_path / "run", resumed, resume=True).run()
+    assert resumed.epochs_trained == 0
+    assert outcome(tmp_path / "run") == outcome(tmp_path / "reference")
+    best = json.loads(RunDir(tmp_path / "run").best.read_text())
+    assert best["metrics"]["search_seconds"] == 2.0  # the search's own seconds, kept over the resume
 
 
 def test_sweep_dir_resumes_every_job(tmp_path):

@@ -146,15 +146,16 @@ class ToyOneShot(OneShotStrategy):
     def search(self, context):
         context.save_state({"epoch": 1})
         assert context.load_state() == {"epoch": 1}
-        return [3, 3, 3]
+        return [3, 3, 3], 0.25
 
 
 def test_one_shot_strategy_result_is_scored_like_a_trial(tmp_path):
     runner = make_runner(tmp_path, strategy=ToyOneShot())
     summary = runner.run()
     assert len(runner.trials) == 1 and runner.trials[0].arch == [3, 3, 3]
-    assert summary["best_val_accuracy"] == 1.0 and "search_seconds" in runner.trials[0].metrics
+    assert summary["best_val_accuracy"] == 1.0 and runner.trials[0].metrics["search_seconds"] == 0.25
     assert RunDir(tmp_path).search_state.exists()
+    assert summary["trials"] == 1 and "stop_reason" not in summary  # one proposal is the whole budget
 
 
 def test_trial_seeds_differ_per_trial_and_run():

@@ -192,7 +192,7 @@ class RunCheckpoint(RunObserver):
     def restore_strategy(self, strategy: Strategy, trials: list[Trial]) -> None:
         """Give `strategy` its state from runner.json and replay the journaled asks after it."""
         state = self.load()
-        if state is None and trials and not strategy.one_shot:
+        if state is None and trials:
             raise CheckpointError(f"{self.trials_path} holds {len(trials)} trials but "
                                   f"{self.path} is missing; cannot restore the strategy's state")
         if state is not None:

@@ -19,7 +19,7 @@ from nasrun.assessment.assess import Assessment
 from nasrun.assessment.objectives import Objectives
 from nasrun.errors import NasrunError
 from nasrun.estimators import Estimator, Evaluation
-from nasrun.executors import Executor, TrialJob, run_trial
+from nasrun.executors import Executor, TrialJob
 from nasrun.hardware import Hardware
 from nasrun.nets.size import NetworkLimits
 from nasrun.run.progress import SearchProgress
@@ -134,15 +134,11 @@ class Runner:
                                   f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.check_network_sizes()
-        total = 1 if self.strategy.one_shot else self.budget.trials
         try:
-            with SearchProgress(total, enabled=self.show_progress) as progress:
+            with SearchProgress(self.trial_limit, enabled=self.show_progress) as progress:
                 self._prepare(progress)
                 start = self.checkpoint.start_clock() if self.checkpoint else time.perf_counter()
-                if self.strategy.one_shot:
-                    self._run_one_shot(progress)
-                else:
-                    self._run_trials(progress, start)
+                self._run_trials(progress, start)
         finally:
             self._tell("on_close")
         test_metrics = self._final_test()
@@ -165,6 +161,9 @@ class Runner:
         if warmup:
             self.run_info["warmup"] = warmup
         attach_proxies(self.strategy, self.space, self.data, self.hardware, self.seed, self.network_shape())
+        self.strategy.attach(SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed,
+                                           progress.phase_epoch, self._steps(progress, "supernet search", lazy=True),
+                                           self.limits))
         self.strategy.bind(self.space, self.seed, self.budget.trials)
         if self.resume:
             self.restore()
@@ -178,7 +177,7 @@ class Runner:
         self.checkpoint.restore_strategy(self.strategy, trials)
         unconfirmed = self.checkpoint.reconcile(trials)
         self.trials = trials
-        if unconfirmed and not self.strategy.one_shot:
+        if unconfirmed:
             log.info("resume: telling %d trial(s) recorded just before the crash", len(unconfirmed))
             self.strategy.tell(unconfirmed)
         best = best_trial(trials)
@@ -191,9 +190,24 @@ class Runner:
         self.recorder.log.repair()
         log.info("resumed %s: %d trials done, %d to run again", self.run_dir, len(trials), len(self.checkpoint.pending))
 
-    def _steps(self, progress: SearchProgress, phase: str):
+    @property
+    def trial_limit(self) -> int:
+        """The trials this run asks for: the budget's, or 1 for a one-shot strategy."""
+        return self.strategy.trial_limit(self.budget.trials)
+
+    def _steps(self, progress: SearchProgress, phase: str, lazy: bool = False):
         """The step report (done, steps per epoch, epochs) of a supernet training: the progress bar counts
-        steps, so its ETA is real, and the cost estimate times the first ones."""
+        steps, so its ETA is real, and the cost estimate times the first ones. `lazy`: the phase starts at
+        the first step reported (a strategy given the report may train nothing)."""
+        if lazy:
+            reports = []
+
+            def first_step_starts(done: int, per_epoch: int, epochs: int) -> None:
+                if not reports:
+                    reports.append(self._steps(progress, phase))
+                reports[0](done, per_epoch, epochs)
+
+            return first_step_starts
         progress.phase(phase)
         estimate = self.cost.steps(phase) if self.cost is not None else None
 
@@ -213,7 +227,7 @@ class Runner:
             pending += 1
         try:
             while True:
-                room = min(self.executor.workers - pending, self.budget.trials - next_id)
+                room = min(self.executor.workers - pending, self.trial_limit - next_id)
                 if room > 0 and self._out_of_time(start):
                     self._stopped_early(f"the wall-clock budget of {self.budget.seconds} s ran out", next_id)
                     room = 0
@@ -255,24 +269,9 @@ class Runner:
             report = observer.epoch_report(job.id, report)
         self.executor.submit(job, report)
 
-    def _run_one_shot(self, progress: SearchProgress) -> None:
-        if self.trials:  # resumed after the derived architecture was scored
-            return
-        context = SearchContext(self.space, self.data, self.hardware, self.run_dir, self.seed, progress.phase_epoch,
-                                self._steps(progress, "supernet search"), self.limits)
-        search_start = time.perf_counter()
-        arch = self.strategy.search(context)
-        search_seconds = time.perf_counter() - search_start
-        job = TrialJob(0, arch, trial_seed(self.seed, 0))
-        progress.trial_started(0, self.space.describe(arch))
-        trial, evaluation = run_trial(self.estimator, job, progress.epoch)
-        trial.metrics["search_seconds"] = round(search_seconds, 3)
-        self._record(trial, evaluation, progress)
-        self._tell("on_ask", self.strategy, len(self.trials))
-
     def _stopped_early(self, reason: str, trials: int) -> None:
         if self.stop_reason is None:
-            self.stop_reason = f"stopped after {trials} of {self.budget.trials} trials: {reason}"
+            self.stop_reason = f"stopped after {trials} of {self.trial_limit} trials: {reason}"
             log.warning("search %s", self.stop_reason)
 
     def _out_of_time(self, start: float) -> bool:

@@ -97,5 +97,5 @@ def follow(experiment: Experiment, run_dir) -> dict:
     if not strategy.one_shot:
         return {"rank": current().rank}
     strategy.bind(space, seed, experiment.budget.trials)
-    arch = strategy.search(FollowerContext(space, data, hardware, run_dir, seed))
+    arch, _ = strategy.search(FollowerContext(space, data, hardware, run_dir, seed))
     return {"rank": current().rank, "arch": space.to_json(arch)}

@@ -1,8 +1,9 @@
 """Strategy interfaces.
 
 Multi-trial strategies are ask/tell: the runner asks for as many architectures as it has free workers
-and tells results back in whatever order they finish. One-shot strategies train a supernet inside
-`search()` and return one derived architecture, which the runner then scores like any trial.
+and tells results back in whatever order they finish. One-shot strategies propose one architecture:
+their first `ask` trains a supernet (`search()`, on the run's SearchContext given by `attach`) and returns
+the architecture it derives, which the runner scores like any trial; their trial limit is 1.
 Every strategy owns a `random.Random` seeded from the run seed, and its whole state is plain JSON data.
 """
 
@@ -134,6 +135,14 @@ class Strategy:
         """Metrics the strategy adds to the trial of `arch` it proposed (e.g. what the proxies predicted)."""
         return {}
 
+    def trial_limit(self, budget: int) -> int:
+        """How many trials a run with a budget of `budget` asks this strategy for."""
+        return budget
+
+    def attach(self, context: SearchContext) -> None:
+        """The run's data, hardware, run directory and progress reports, for a strategy that trains
+        (one-shot); before `bind`. Others need only the space and ignore it."""
+
     def bind(self, space: SearchSpace, seed: int, budget: int) -> None:
         """Attach to the run's space; `budget` is the number of trials the run will ask for."""
         self.space, self.seed, self.budget = space, int(seed), int(budget)
@@ -202,15 +211,51 @@ class SearchContext:
 
 
 class OneShotStrategy(Strategy):
+    """Trains a supernet and derives one architecture: the run's one proposal. `search(context)` does the
+    work and returns (architecture, seconds); the first `ask` runs it on the attached context. The state
+    (runner.json) keeps what was proposed, so a resumed run does not search again once it has proposed;
+    a search interrupted before that resumes from its own saved state (checkpoints/search_state.pt)."""
+
     one_shot = True
     warm_startable = False
+    context: SearchContext | None = None
+    proposed: Any = None          # the derived architecture (JSON), once proposed
+    search_seconds: float | None = None
 
-    def search(self, context: SearchContext) -> Any:
-        """Train a supernet and return the derived architecture."""
+    def search(self, context: SearchContext) -> tuple[Any, float]:
+        """Train a supernet; (the derived architecture, seconds the search took over all its resumed parts)."""
         raise NotImplementedError
 
+    def trial_limit(self, budget: int) -> int:
+        return 1
+
+    def attach(self, context: SearchContext) -> None:
+        self.context = context
+
     def ask(self, n: int) -> list[Any]:
-        raise TypeError("one-shot strategies are run through search(), not ask/tell")
+        if self.proposed is not None or n < 1:
+            return []
+        if self.context is None:
+            raise TypeError(f"{type(self).__name__}.ask: attach the run's SearchContext first")
+        arch, self.search_seconds = self.search(self.context)
+        self.proposed = self.space.to_json(arch)
+        return [arch]
+
+    def trial_notes(self, arch: Any) -> dict:
+        return {} if self.search_seconds is None else {"search_seconds": round(self.search_seconds, 3)}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "proposed": self.proposed, "search_seconds": self.search_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        proposed, seconds = state.get("proposed"), state.get("search_seconds")
+        if proposed is not None:
+            self.space.from_json(proposed)  # an architecture of this space, or the error says why not
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                    or not math.isfinite(seconds) or seconds < 0):
+            raise ValueError(f"search_seconds must be a number >= 0, got {seconds!r}")
+        self.proposed, self.search_seconds = proposed, seconds
 
 
 # --- numeric settings: the rule as a message reads it, and its test -------------------------------------

@@ -14,7 +14,7 @@ class GdasSearch(DifferentiableSearch):
 
     def __init__(self, tau_max: float = 10.0, tau_min: float = 0.1, **settings):
         super().__init__(**settings)
-        if self.order != 1:
+        if self.settings.order != 1:
             raise ConfigError("strategy=gdas is first order only (strategy.order=1)")
         if not 0 < float(tau_min) <= float(tau_max):
             raise ConfigError(f"strategy.tau_min and tau_max must satisfy 0 < tau_min <= tau_max, got {tau_min}, {tau_max}")
@@ -25,6 +25,6 @@ class GdasSearch(DifferentiableSearch):
         return self.weighting
 
     def start_epoch(self, epoch: int) -> dict:
-        fraction = epoch / max(self.epochs - 1, 1)
+        fraction = epoch / max(self.settings.epochs - 1, 1)
         self.weighting.tau = self.tau_max - (self.tau_max - self.tau_min) * fraction
         return {"tau": self.weighting.tau}
