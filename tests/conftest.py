@@ -153,5 +153,18 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p.parent for p in (root / "outputs").rglob("summary.json"))
 
 
+def write_run_config(run_dir: Path, cfg) -> Path:
+    """A run directory holding only its saved config (`cfg`: a DictConfig or YAML text), where the run
+    commands look for it; returns run_dir."""
+    from omegaconf import OmegaConf
+
+    from nasrun.rundir import RunDir
+
+    path = RunDir(run_dir).config
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(cfg if isinstance(cfg, str) else OmegaConf.to_yaml(cfg))
+    return run_dir
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -16,7 +16,7 @@ from nasrun.reports.plots import anytime_band
 from nasrun.reports.significance import mann_whitney
 
 from browser import keep_screenshot, open_page
-from conftest import run_cli, run_dirs
+from conftest import run_cli, run_dirs, write_run_config
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,8 @@ def assert_comparison_page(sweep: Path, comparison: dict) -> None:
 
 def make_job(root: Path, name: str, strategy: str, seed: int, scores: list, test: float | None) -> None:
     job = root / name
-    (job / ".hydra").mkdir(parents=True)
-    RunDir(job).config.write_text(
-        f"seed: {seed}\nstrategy: {{name: {strategy}}}\nsearch_space: {{name: toy}}\nbudget: {{trials: {len(scores)}}}\n")
+    write_run_config(
+        job, f"seed: {seed}\nstrategy: {{name: {strategy}}}\nsearch_space: {{name: toy}}\nbudget: {{trials: {len(scores)}}}\n")
     lines = [json.dumps({"id": i, "arch": [i], "metrics": {} if s is None else {"val_accuracy": s},
                          "status": "failed" if s is None else "ok"}) for i, s in enumerate(scores)]
     RunDir(job).trials.write_text("\n".join(lines) + "\n")

@@ -100,7 +100,7 @@ def test_shards_cover_the_global_batch_and_weights_sum_to_one():
 
 
 def test_follower_ranks_read_the_saved_search_state_but_write_nothing(tmp_path):
-    (tmp_path / "checkpoints").mkdir()
+    RunDir(tmp_path).search_state.parent.mkdir()
     torch.save({"epoch": 3}, RunDir(tmp_path).search_state)
     context = FollowerContext(None, None, Hardware("cpu"), tmp_path, 0)
     assert context.load_state() == {"epoch": 3}

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import TINY, write_run_config
 from toys import ToySpace
 
 from nasrun.rundir import RunDir
@@ -106,7 +106,6 @@ class Crash(BaseException):
 
 @pytest.mark.slow  # spawned workers, run twice: `make test-slow`
 def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, tmp_path, monkeypatch):
-    from omegaconf import OmegaConf
 
     from nasrun.records import TrialLog
     from nasrun.commands.resume import resume_run
@@ -115,8 +114,7 @@ def test_an_interrupted_processes_run_resumes_to_the_serial_result(compose_cfg, 
     run_experiment(compose_cfg(tiny_training([])), tmp_path / "local", show_progress=False)
     cfg = compose_cfg(tiny_training(["executor=processes"]))
     run_dir = tmp_path / "proc"
-    (run_dir / ".hydra").mkdir(parents=True)
-    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
+    write_run_config(run_dir, cfg)
     saves, save = [], RunCheckpoint.save
 
     def crash_on_third_save(self, *args):

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from nasrun.experiment import run_experiment
@@ -20,7 +19,7 @@ from nasrun.reports.drawing import draw_architecture
 from nasrun.reports.run_report import write_run_report
 from nasrun.run.tensorboard import tensorboard_available
 
-from conftest import SMALL_DIGITS, compose_config, run_cli
+from conftest import SMALL_DIGITS, compose_config, run_cli, write_run_config
 
 SEARCH = ["budget.trials=3", "estimator.epochs=2", "search_space.min_layers=2", "search_space.max_layers=3",
           "progress=false", *SMALL_DIGITS]
@@ -48,9 +47,7 @@ def assert_real_png(path: Path, min_colours: int = 8) -> None:
 def finished_run(tmp_path_factory):
     cfg = compose_config(SEARCH)
     run_dir = tmp_path_factory.mktemp("report") / "run"
-    run_dir.mkdir()
-    (run_dir / ".hydra").mkdir()
-    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
+    write_run_config(run_dir, cfg)
     run_experiment(cfg, run_dir, show_progress=False)
     return run_dir
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
 from nasrun.rundir import RunDir, load_checkpoint
@@ -31,7 +30,7 @@ from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.spaces.macro import MacroSpace
 from nasrun.strategies import OneShotStrategy
 from nasrun.strategies.random_search import RandomSearch
-from conftest import DIGITS_SUBSETS, SMALL_DIGITS, compose_config, run_cli
+from conftest import DIGITS_SUBSETS, SMALL_DIGITS, compose_config, run_cli, write_run_config
 
 SEARCH = ["budget.trials=4", "estimator.epochs=1", "search_space.min_layers=2", "search_space.max_layers=3",
           "progress=false", "seed=3", *SMALL_DIGITS]
@@ -55,9 +54,7 @@ def crash_on_call(monkeypatch, owner, name: str, call: int) -> None:
 
 
 def start_run(cfg, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True)
-    (run_dir / ".hydra").mkdir()
-    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
+    write_run_config(run_dir, cfg)
     run_experiment(cfg, run_dir, show_progress=False)
 
 
@@ -346,8 +343,7 @@ def test_sweep_dir_resumes_every_job(tmp_path):
     from nasrun.rundir import RunDir
 
     for job in ("0", "1", "10", "2"):
-        (tmp_path / job / ".hydra").mkdir(parents=True)
-        RunDir(tmp_path / job).config.write_text("seed: 0\n")
+        write_run_config(tmp_path / job, "seed: 0\n")
     assert [job.path.name for job in RunDir(tmp_path).sweep_jobs()] == ["0", "1", "2", "10"]
     assert [job.path for job in RunDir(tmp_path / "1").sweep_jobs()] == [tmp_path / "1"]
 

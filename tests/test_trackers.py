@@ -11,7 +11,6 @@ from wsgiref.util import setup_testing_defaults
 
 import optuna
 import pytest
-from omegaconf import OmegaConf
 
 from nasrun.rundir import RunDir
 from nasrun.commands.resume import resume_run
@@ -20,7 +19,7 @@ from nasrun.run.background import BackgroundWriter
 from nasrun.run.runner import Runner
 from nasrun.spaces.nb201 import NB201Space
 
-from conftest import read_jsonl, run_cli, run_dirs
+from conftest import read_jsonl, run_cli, run_dirs, write_run_config
 
 TABULAR = ["search_space=nb201", "estimator=nb201", "progress=false", "report=false"]
 
@@ -111,8 +110,7 @@ def crash_at_record(cfg, run_dir, monkeypatch, call: int) -> None:
 def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_path, monkeypatch):
     cfg = compose_cfg([*TABULAR, "budget.trials=6"])
     run_dir = tmp_path / "outputs" / "run"
-    (run_dir / ".hydra").mkdir(parents=True)
-    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
+    write_run_config(run_dir, cfg)
     crash_at_record(cfg, run_dir, monkeypatch, 4)
     database = tmp_path / "outputs" / "nasrun.db"
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2]
@@ -132,8 +130,7 @@ def test_a_resume_follows_no_tracker_dir_from_the_saved_config(compose_cfg, tmp_
     elsewhere.mkdir()
     cfg = compose_cfg([*TABULAR, "budget.trials=4", f"tracker_dir={elsewhere}"])
     run_dir = tmp_path / "shared" / "run"
-    (run_dir / ".hydra").mkdir(parents=True)
-    RunDir(run_dir).config.write_text(OmegaConf.to_yaml(cfg))
+    write_run_config(run_dir, cfg)
     crash_at_record(cfg, run_dir, monkeypatch, 3)
     assert (elsewhere / "nasrun.db").is_file()  # what the original run tracked, on the machine that ran it
     shutil.rmtree(elsewhere)
