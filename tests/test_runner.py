@@ -158,6 +158,19 @@ def test_one_shot_strategy_result_is_scored_like_a_trial(tmp_path):
     assert summary["trials"] == 1 and "stop_reason" not in summary  # one proposal is the whole budget
 
 
+@pytest.mark.parametrize("state, message", [({"proposed": [3, 3, 9]}, "9"), ({"search_seconds": "soon"}, "search_seconds"),
+                                            ({"search_seconds": -1.0}, "search_seconds")])
+def test_a_one_shot_state_that_does_not_fit_is_refused(state, message):
+    """runner.json is data: what it says a one-shot strategy proposed must be an architecture of the space."""
+    strategy = ToyOneShot()
+    strategy.bind(ToySpace(width=3), 0, 1)
+    saved = {**strategy.state_dict(), **state}
+    with pytest.raises(Exception, match=message):
+        strategy.load_state_dict(saved)
+    assert strategy.proposed is None and strategy.search_seconds is None
+
+
+
 def test_trial_seeds_differ_per_trial_and_run():
     seeds = {trial_seed(run, trial) for run in range(3) for trial in range(100)}
     assert len(seeds) == 300 and trial_seed(0, 0) != 0
