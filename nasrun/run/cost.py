@@ -170,7 +170,7 @@ def cost_estimate(cfg: DictConfig, parts: Components, scale: str | None) -> Cost
     hints = shrink_hints(cfg, strategy.one_shot, estimator.trains_supernet, scale)
     stops_early = isinstance(estimator, EarlyStopping) or strategy.multi_fidelity  # epochs counted are a bound
     return CostEstimate("GPU" if parts.hardware.is_cuda else "CPU", hints,
-                        trials=1 if strategy.one_shot else int(cfg.budget.trials), workers=parts.executor.workers,
+                        trials=strategy.trial_limit(int(cfg.budget.trials)), workers=parts.executor.workers,
                         epochs_per_trial=estimator.max_fidelity, upper_bound=stops_early)
 
 
