@@ -239,8 +239,13 @@ def main(argv=None) -> int:
             for index, arch in enumerate(load_table().archs):
                 rows.setdefault(index, {}).update(additive(arch))
             write_rows(rows)
-        for names in PHASES:
-            run_phase(names, rows, args, root)
+        try:
+            for names in PHASES:
+                run_phase(names, rows, args, root)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: run_phase saved what was scored
+            print(f"nb201_zc_table: stopped; {done(rows, SCORED[-1]):,} rows have every proxy; run it again to go on",
+                  file=sys.stderr)
+            return 130
     print(f"all {ARCHITECTURES:,} rows of {', '.join(SCORED)} are in {TABLE}")
     return 0
 
