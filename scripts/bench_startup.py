@@ -7,9 +7,6 @@ the interpreter and `import torch` alone take in the same invocation (goals: --h
   tabular run, first trial         from the command's start to its first trial in nasrun.log:
                                    nasrun search_space=nb201 estimator=nb201 strategy=random budget.trials=20
   tabular run, whole               the same run to its end (final test, summary, plots)
-  ... with Hydra's mode probe      the same two with `--config-name config` (the same config, named): Hydra
-                                   then composes it once more to read hydra.mode, as it did before nasrun
-                                   answered that probe itself (nasrun.commands.search.mode_probe_skipped)
 
     python scripts/bench_startup.py [--repeats 5]
 
@@ -40,11 +37,11 @@ def seconds(command: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def tabular_run(*flags: str) -> tuple[float, float]:
+def tabular_run() -> tuple[float, float]:
     """(seconds to the first trial in nasrun.log, seconds of the whole run) of one tabular run."""
     with tempfile.TemporaryDirectory() as folder:
         started = datetime.datetime.now()
-        whole = seconds([NASRUN, *flags, *TABULAR, f"hydra.run.dir={folder}/run"])
+        whole = seconds([NASRUN, *TABULAR, f"hydra.run.dir={folder}/run"])
         line = next(line for line in (Path(folder) / "run" / "nasrun.log").read_text().splitlines()
                     if "] - trial 0:" in line)
         logged = datetime.datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
@@ -56,8 +53,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     rows = {"python -c pass": [], "python -c 'import torch'": [], "nasrun --help": [], "nasrun --cfg job": [],
-            "tabular run, first trial": [], "tabular run, whole": [],
-            "... with Hydra's mode probe, first trial": [], "... with Hydra's mode probe, whole": []}
+            "tabular run, first trial": [], "tabular run, whole": []}
     for _ in range(args.repeats):  # interleaved: a load that comes and goes hits every row alike
         rows["python -c pass"].append(seconds([sys.executable, "-c", "pass"]))
         rows["python -c 'import torch'"].append(seconds([sys.executable, "-c", "import torch"]))
@@ -66,26 +62,19 @@ def main() -> None:
         first, whole = tabular_run()
         rows["tabular run, first trial"].append(first)
         rows["tabular run, whole"].append(whole)
-        first, whole = tabular_run("--config-name", "config")
-        rows["... with Hydra's mode probe, first trial"].append(first)
-        rows["... with Hydra's mode probe, whole"].append(whole)
     print(f"median of {args.repeats} fresh processes each (python {sys.version.split()[0]})")
     for label, values in rows.items():
         print(f"  {label:<28} {statistics.median(values):6.2f} s   (min {min(values):.2f}, max {max(values):.2f})")
     median = {label: statistics.median(values) for label, values in rows.items()}
     print(f"goals: --help {median['nasrun --help']:.2f} s and --cfg job {median['nasrun --cfg job']:.2f} s "
           f"(<= 1.5 s); tabular first trial {median['tabular run, first trial']:.2f} s (<= 3 s)")
-    probed, answered = median["... with Hydra's mode probe, first trial"], median["tabular run, first trial"]
-    probe_line = (f"Answering Hydra's mode probe (same run): the first trial {probed - answered:.2f} s earlier, "
-                  f"{answered / probed:.2f}x the time of the run that composes twice.")
-    print(probe_line)
     table = [[label, f"{statistics.median(values):.2f}", f"{min(values):.2f}", f"{max(values):.2f}"]
              for label, values in rows.items()]
     write_results("startup", "Start-up of the nasrun command beside the interpreter and `import torch`",
                   [(f"median of {args.repeats} fresh processes each (python {sys.version.split()[0]})",
                     ["what", "median s", "min s", "max s"], table)],
                   "Goals: `--help` and `--cfg job` <= 1.5 s; a tabular run's first trial <= 3 s after the command "
-                  f"starts (`{' '.join(TABULAR)}`). {probe_line}")
+                  f"starts (`{' '.join(TABULAR)}`).")
 
 
 if __name__ == "__main__":

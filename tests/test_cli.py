@@ -118,27 +118,6 @@ def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
     assert read_jsonl(RunDir(runs[0]).trials)[0]["arch"] != read_jsonl(RunDir(runs[1]).trials)[0]["arch"]
 
 
-def test_hydra_mode_set_on_the_command_line_is_still_honoured(tmp_path):
-    result = run_cli(["hydra.mode=MULTIRUN", "seed=0,1", *TINY], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert len(run_dirs(tmp_path)) == 2
-
-
-def test_hydra_composes_once_unless_the_mode_may_be_set():
-    """nasrun answers Hydra's mode probe (a whole extra compose per start) where nothing can set the mode."""
-    from hydra._internal.hydra import Hydra
-
-    from nasrun.commands.search import mode_probe_skipped
-
-    probe = Hydra.get_mode
-    with mode_probe_skipped(["seed=1", "-m"]):
-        assert Hydra.get_mode(None, "config", ["seed=1"]) is None  # no compose: `None` has no config loader
-    assert Hydra.get_mode is probe
-    for argv in (["hydra.mode=MULTIRUN"], ["--config-dir", "/elsewhere"], ["-cn", "other"]):
-        with mode_probe_skipped(argv):
-            assert Hydra.get_mode is probe
-
-
 def test_reproduce_from_the_run_directory_alone_gives_identical_trials(tmp_path):
     assert run_cli([*TINY, "seed=5"], cwd=tmp_path).returncode == 0
     (run,) = run_dirs(tmp_path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import textwrap
@@ -112,28 +111,6 @@ def app_help(argv: list[str]) -> str | None:
     return Template(template).safe_substitute(CONFIG=OmegaConf.to_yaml(config))
 
 
-CONFIG_SOURCE_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
-
-
-@contextlib.contextmanager
-def mode_probe_skipped(argv: list[str]):
-    """Before it runs, Hydra composes the whole config once only to read `hydra.mode`, then composes it
-    again to run: ~0.25 s of every start (a third of a small run). nasrun's configs never set hydra.mode,
-    so where the command line neither sets it nor brings other configs, the probe's answer is known (none:
-    a run, or a sweep with -m) and is given without composing, inside this block."""
-    from hydra._internal.hydra import Hydra
-
-    probe = getattr(Hydra, "get_mode", None)
-    if not callable(probe) or any("hydra.mode" in arg or arg.startswith(CONFIG_SOURCE_FLAGS) for arg in argv):
-        yield  # another Hydra, or a mode that may be set: Hydra asks as it always does
-        return
-    Hydra.get_mode = lambda self, config_name, overrides: None
-    try:
-        yield
-    finally:
-        Hydra.get_mode = probe
-
-
 def main() -> None:
     sys.argv[1:] = plain_experiment(sys.argv[1:])
     resume = [arg for arg in sys.argv[1:] if arg.startswith("resume=")]
@@ -157,8 +134,7 @@ def main() -> None:
 
         for warning in sweep_warnings([arg for arg in sys.argv[1:] if not arg.startswith("-")]):
             print_warning("nasrun", warning)
-    with mode_probe_skipped(sys.argv[1:]):
-        hydra_main()
+    hydra_main()
     if SWEEP_PROBLEMS:
         fail(f"{len(SWEEP_PROBLEMS)} job(s) of the sweep ended without a result (see the lines above)", code=1)
 
