@@ -1,4 +1,5 @@
-"""`conv2d` / `Conv2d`: F.conv2d and nn.Conv2d, except for one shape class that oneDNN gets wrong on CPU.
+"""`conv2d` / `Conv2d`: F.conv2d and nn.Conv2d, except for two shape classes that oneDNN handles badly on CPU:
+one it gets wrong (a strided 1x1 weight gradient), one it gets very slowly (a dilated depthwise backward pass).
 
 The bug (torch 2.14.1, its bundled oneDNN v3.12, on CPUs whose best ISA is AVX2, i.e. without AVX-512;
 reproduce on any x86 CPU with ONEDNN_MAX_CPU_ISA=AVX2): the weight gradient of a **1x1 convolution with
@@ -18,7 +19,21 @@ is unreliable and the replacement is cheap): the same maths without a convolutio
 stride s and no padding is a subsample `x[:, :, ::s, ::s]` followed by a matmul over the channels,
 out[n, o, i, j] = Σ_c w[o, c] · x[n, c, s·i, s·j], so outputs and both gradients match F.conv2d up to float
 rounding (the products are the same, only the summation order may differ); the output keeps the input's
-memory format (channels-last or contiguous). Every other convolution goes to F.conv2d unchanged.
+memory format (channels-last or contiguous).
+
+The slow class: the backward pass of a **dilated depthwise convolution** (DARTS's dil_conv_3x3 / 5x5) runs
+oneDNN's reference kernels on CPU: 25-38 ms for a 3x3 / 5x5 kernel at dilation 2 on 32x16x32x32
+channels-last inputs, against 0.5-1 ms for its forward pass (scripts/bench_darts.py's step spends more time
+there than anywhere else). Where its padding keeps the size ("same": padding = dilation·(k-1)/2) and
+gradients are wanted, it goes around them with the same maths:
+- stride = dilation (a reduction edge): the output only reads every s-th row and column, so it is the
+  undilated convolution (padding (k-1)/2) of `x[:, :, ::s, ::s]`, whose backward pass is oneDNN's fast one;
+- stride 1: `DilatedDepthwise`, F.conv2d forward; backward, the input gradient is the forward convolution
+  of the output gradient with the spatially flipped kernel (the transpose of a "same" stride-1 convolution),
+  the weight gradient one multiply-and-sum per kernel tap.
+Values match F.conv2d's up to float rounding (the same products, summed in another order). Forward-only
+calls (no gradient wanted, evaluation, tracing and export) go to F.conv2d unchanged, as does every other
+convolution.
 """
 
 from __future__ import annotations
@@ -42,6 +57,59 @@ def needs_workaround(x: torch.Tensor, weight: torch.Tensor, stride, padding, gro
             and weight.shape[1] < ONEDNN_SMALL_CHANNELS)
 
 
+def slow_dilated_depthwise(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
+    """Whether F.conv2d(x, weight, ...) is a "same"-padded dilated depthwise convolution on CPU whose gradient
+    is wanted and whose stride is 1 or its dilation (module doc)."""
+    if x.device.type != "cpu" or x.dim() != 4 or isinstance(padding, str) or not torch.is_grad_enabled():
+        return False
+    if not (x.requires_grad or weight.requires_grad) or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = weight.shape[-2:], _pair(stride), _pair(padding), _pair(dilation)
+    if groups != x.shape[1] or weight.shape[:2] != (groups, 1) or max(dh, dw) == 1:
+        return False
+    return (ph, pw) == (dh * (kh - 1) // 2, dw * (kw - 1) // 2) and kh % 2 == kw % 2 == 1 and (
+        (sh, sw) == (1, 1) or (sh, sw) == (dh, dw))
+
+
+class DilatedDepthwise(torch.autograd.Function):
+    """A stride-1, "same"-padded dilated depthwise convolution whose backward pass uses no oneDNN backward
+    kernel (module doc)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, padding: tuple, dilation: tuple) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.padding, ctx.dilation = padding, dilation
+        return F.conv2d(x, weight, None, 1, padding, dilation, x.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x = F.conv2d(grad, weight.flip(-2, -1), None, 1, ctx.padding, ctx.dilation, x.shape[1])
+        if ctx.needs_input_grad[1]:
+            grad_weight = tap_gradients(x, grad, weight.shape[-2:], ctx.padding, ctx.dilation)
+        return grad_x, grad_weight, None, None
+
+
+def tap_gradients(x: torch.Tensor, grad: torch.Tensor, kernel, padding, dilation) -> torch.Tensor:
+    """The weight gradient of a stride-1 depthwise convolution: per tap (i, j), the sum over batch and
+    positions of the output gradient times the input shifted by that tap."""
+    (ph, pw), (dh, dw), (h, w) = padding, dilation, grad.shape[-2:]
+    padded = F.pad(x, (pw, pw, ph, ph))
+    taps = [(padded[:, :, i * dh:i * dh + h, j * dw:j * dw + w] * grad).sum((0, 2, 3))
+            for i in range(kernel[0]) for j in range(kernel[1])]
+    return torch.stack(taps, 1).view(x.shape[1], 1, *kernel)
+
+
+def dilated_depthwise(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation) -> torch.Tensor:
+    """F.conv2d for the class `slow_dilated_depthwise` accepts, around oneDNN's slow backward (module doc)."""
+    (kh, kw), (sh, sw) = weight.shape[-2:], _pair(stride)
+    if (sh, sw) != (1, 1):  # stride = dilation: the undilated convolution of the subsampled input
+        return F.conv2d(x[:, :, ::sh, ::sw], weight, None, 1, ((kh - 1) // 2, (kw - 1) // 2), 1, x.shape[1])
+    return DilatedDepthwise.apply(x, weight, _pair(padding), _pair(dilation))
+
+
 def strided_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride) -> torch.Tensor:
     """A 1x1, unpadded, ungrouped convolution with `stride` as subsample + matmul (no conv primitive)."""
     sh, sw = _pair(stride)
@@ -56,9 +124,12 @@ def strided_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> torch.Tensor:
-    """F.conv2d, routing the shape class that corrupts the heap on AVX2 CPUs around oneDNN (module doc)."""
+    """F.conv2d, routing the shape class that corrupts the heap on AVX2 CPUs and the one whose backward pass is
+    slow around oneDNN (module doc)."""
     if needs_workaround(x, weight, stride, padding, groups):
         return strided_pointwise(x, weight, bias, stride)  # dilation does not matter for a 1x1 kernel
+    if bias is None and slow_dilated_depthwise(x, weight, stride, padding, dilation, groups):
+        return dilated_depthwise(x, weight, stride, padding, dilation)
     return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
 
 

@@ -34,13 +34,14 @@ class ReLUConvBN(nn.Sequential):
 
 
 class DilConv(nn.Sequential):
-    """ReLU, dilated depthwise conv, pointwise conv, BN."""
+    """ReLU, dilated depthwise conv, pointwise conv, BN. The depthwise conv is `nasrun.nets.conv.Conv2d`: with
+    dilation its backward pass goes around oneDNN's slow kernels (same values, several times faster on CPU)."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, dilation: int,
                  affine: bool = True):
         super().__init__(
             nn.ReLU(inplace=False),
-            nn.Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
+            Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
             nn.BatchNorm2d(c_out, affine=affine),
         )
