@@ -5,7 +5,9 @@ run dir, no progress display) against a bare loop that calls the same strategy a
 (ask → evaluate → tell). Overhead per trial = difference of the per-trial times. Each is the best of
 `--repeats` runs, after a short warm-up run that pays the one-time imports (the table, TensorBoard's
 writer). The Runner is timed as the CLI runs it (TensorBoard scalars when the tensorboard package is
-installed) and with `tensorboard=false`.
+installed) and with `tensorboard=false`; then with the default tracker (`tracker=optuna`: every trial
+into an Optuna study in a journal file, on a writer thread, all writes finished before the run ends) on
+`--tracker-trials` trials, beside the same study in Optuna's SQLite storage (what nasrun used before).
 
     python scripts/bench_runner_overhead.py --trials 2000
     python scripts/bench_runner_overhead.py --durable-log    # fsync every trials.jsonl line (training runs)
@@ -16,14 +18,18 @@ The figures go to results/overhead_runner.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import tempfile
 import time
+from pathlib import Path
 
+from nasrun.assessment.objectives import Objectives
 from nasrun.build import build_components
 from nasrun.commands.common import compose_run_config
 from nasrun.estimators.nb201 import load_table
 from nasrun.records import Trial
+from nasrun.run import optuna_study
 from nasrun.run.runner import Budget, Experiment, Runner
 from nasrun.run.tensorboard import tensorboard_available
 from results_file import write_results
@@ -50,13 +56,30 @@ def bare_loop(trials: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def runner_loop(trials: int, seed: int, durable_log: bool, tensorboard: bool) -> float:
-    """Seconds for a whole Runner.run() of `trials` trials (summary and final test included)."""
+@contextlib.contextmanager
+def sqlite_studies():
+    """Within the block the Optuna tracker writes to Optuna's SQLite storage instead of its journal."""
+    import optuna
+
+    journal = optuna_study.open_storage
+    optuna_study.open_storage = lambda path: optuna.storages.RDBStorage(f"sqlite:///{Path(path).with_suffix('.db')}")
+    try:
+        yield
+    finally:
+        optuna_study.open_storage = journal
+
+
+def runner_loop(trials: int, seed: int, durable_log: bool, tensorboard: bool, tracker: str | None = None) -> float:
+    """Seconds for a whole Runner.run() of `trials` trials (summary and final test included); `tracker`
+    "journal" or "sqlite" adds the Optuna study log the CLI adds by default."""
     parts = components()
-    with tempfile.TemporaryDirectory() as run_dir:
+    with tempfile.TemporaryDirectory() as root, (sqlite_studies() if tracker == "sqlite" else contextlib.nullcontext()):
+        run_dir = Path(root) / "run"
+        trackers = [optuna_study.OptunaStudyLog(Path(root) / optuna_study.DATABASE, "run", parts.search_space,
+                                                Objectives(), run_dir, {})] if tracker else []
         experiment = Experiment(parts.search_space, parts.strategy, parts.estimator, parts.executor, parts.hardware,
                                 Budget(trials), seed=seed, durable_log=durable_log)
-        runner = Runner(experiment, run_dir, show_progress=False, tensorboard=tensorboard)
+        runner = Runner(experiment, run_dir, show_progress=False, tensorboard=tensorboard, trackers=trackers)
         start = time.perf_counter()
         runner.run()
         return time.perf_counter() - start
@@ -67,6 +90,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--durable-log", action="store_true", help="fsync each trials.jsonl line")
+    parser.add_argument("--tracker-trials", type=int, default=300, help="trials of the runs with the Optuna tracker")
     args = parser.parse_args()
     logging.getLogger("nasrun").setLevel(logging.WARNING)
     load_table()  # both sides start with the table in memory
@@ -80,6 +104,14 @@ def main() -> None:
         label = f"Runner (durable_log={args.durable_log}, tensorboard={tensorboard})"
         print(f"{label}: {runner * 1e3:.3f} ms/trial; overhead {(runner - bare) * 1e3:.3f} ms/trial "
               f"(goal <= 1 ms); ratio runner/bare = {runner / bare:.2f}")
+        rows.append([label, f"{runner * 1e3:.3f}", f"{(runner - bare) * 1e3:.3f}", f"{runner / bare:.2f}"])
+    tensorboard = tensorboard_available()
+    for tracker, what in (("journal", "Optuna journal, the default"), ("sqlite", "Optuna SQLite storage, before")):
+        runner_loop(20, 0, args.durable_log, tensorboard, tracker)  # warm-up: the storage's imports
+        runner = min(runner_loop(args.tracker_trials, seed, args.durable_log, tensorboard, tracker)
+                     for seed in range(args.repeats)) / args.tracker_trials
+        label = f"Runner as the CLI runs it + tracker=optuna ({what}), {args.tracker_trials} trials"
+        print(f"{label}: {runner * 1e3:.3f} ms/trial; overhead {(runner - bare) * 1e3:.3f} ms/trial")
         rows.append([label, f"{runner * 1e3:.3f}", f"{(runner - bare) * 1e3:.3f}", f"{runner / bare:.2f}"])
     write_results("overhead_runner", "The Runner's overhead per tabular trial",
                   [(f"NB201 random search on the table, {args.trials} trials, best of {args.repeats} runs",

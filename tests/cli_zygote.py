@@ -42,15 +42,11 @@ def command_mains() -> dict:
 
 
 # What the commands import on first use (the first optimizer imports torch._dynamo, 2 s; data loaders,
-# TensorBoard, TPE, plots; the Optuna study's SQLAlchemy, Alembic and Mako, 0.6 s; report.html's Jinja2;
+# TensorBoard, TPE, plots; the Optuna study's journal storage; report.html's Jinja2;
 # Hydra's launcher plugins; nasrun-export's torch.export, ONNX and safetensors, ~2 s more): loaded here
 # once instead of in every child. Ray is not: it starts threads.
 PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "tensorboard.compat.proto.summary_pb2",
-             "torchvision.datasets", "torchvision.transforms", "optuna",
-             "optuna.storages._rdb.storage", "optuna.storages._rdb.models", "sqlalchemy.orm",
-             "sqlalchemy.dialects.sqlite", "alembic.command", "alembic.config", "alembic.migration",
-             "alembic.script", "alembic.runtime.environment", "alembic.autogenerate", "alembic.ddl.sqlite",
-             "mako.template", "mako.ext.pygmentplugin", "jinja2", "zoneinfo",
+             "torchvision.datasets", "torchvision.transforms", "optuna", "optuna.storages.journal", "jinja2", "zoneinfo",
              "hydra._internal.core_plugins.basic_launcher", "hydra._internal.core_plugins.basic_sweeper",
              "hydra_plugins.hydra_joblib_launcher.joblib_launcher",
              "hydra_plugins.hydra_submitit_launcher.submitit_launcher",

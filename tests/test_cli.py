@@ -118,6 +118,13 @@ def test_sweep_runs_each_job_in_its_own_directory(tmp_path):
     assert read_jsonl(RunDir(runs[0]).trials)[0]["arch"] != read_jsonl(RunDir(runs[1]).trials)[0]["arch"]
 
 
+def test_hydra_mode_multirun_on_the_command_line_sweeps_without_dash_m(tmp_path):
+    result = run_cli(["hydra.mode=MULTIRUN", "seed=0,1", "search_space=nb201", "estimator=nb201", "budget.trials=2",
+                      "progress=false", "report=false", "tracker=none"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(json.loads(RunDir(r).summary.read_text())["seed"] for r in run_dirs(tmp_path)) == [0, 1]
+
+
 def test_reproduce_from_the_run_directory_alone_gives_identical_trials(tmp_path):
     assert run_cli([*TINY, "seed=5"], cwd=tmp_path).returncode == 0
     (run,) = run_dirs(tmp_path)

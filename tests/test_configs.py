@@ -64,3 +64,29 @@ def test_every_group_has_its_default_and_a_name(compose_cfg):
     for group in ("search_space", "strategy", "estimator", "dataset"):
         for option in group_options(group):
             assert compose_cfg([f"{group}={option}"])[group]["name"] == option
+
+
+def test_no_packaged_config_sets_hydra_mode():
+    """`nasrun` skips Hydra's composition that only reads hydra.mode (nasrun/commands/search.py): valid while
+    no config of the package can set it."""
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+
+    for path in CONF.rglob("*.yaml"):
+        data = OmegaConf.to_container(OmegaConf.load(path)) or {}
+        assert "mode" not in (data.get("hydra") or {}), f"{path} sets hydra.mode"
+
+
+@pytest.mark.parametrize("overrides, argv, composes", [
+    (["seed=0", "strategy=tpe"], [], False),
+    (["hydra.mode=MULTIRUN"], [], True),
+    (["hydra/launcher=joblib"], [], True),
+    (["+hydra.searchpath=[file:///x]"], [], True),
+    (["seed=0"], ["--config-dir=/x", "seed=0"], True),
+    (["seed=0"], ["-cd", "/x", "seed=0"], True),
+])
+def test_hydra_mode_is_composed_only_where_the_command_line_can_set_it(overrides, argv, composes):
+    from nasrun.commands.search import mode_needs_composing
+
+    assert mode_needs_composing(overrides, argv) is composes

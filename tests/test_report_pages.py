@@ -83,7 +83,7 @@ def test_the_page_marks_the_best_trial_and_links_the_dashboard(tmp_path):
     run_dir = tmp_path / "outputs" / "run"
     html = RunDir(run_dir).report.read_text()
     summary = json.loads(RunDir(run_dir).summary.read_text())
-    assert "<code>optuna-dashboard sqlite:///outputs/nasrun.db</code>" in html
+    assert "<code>optuna-dashboard outputs/optuna.journal</code>" in html
     best_row = re.search(r'<tr class="best"><td[^>]*>(\d+)</td>', html)
     assert best_row and int(best_row[1]) == summary["best_trial"]
     assert not (RunDir(run_dir).plots / "best_so_far_time.png").exists()  # a table lookup has no training time

@@ -25,8 +25,10 @@ TABULAR = ["search_space=nb201", "estimator=nb201", "progress=false", "report=fa
 
 
 def study_of(run_dir: Path, database: Path) -> optuna.Study:
+    from nasrun.run.optuna_study import open_storage
+
     name = run_dir.resolve().relative_to(database.parent.resolve()).as_posix()
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{database}")
+    return optuna.load_study(study_name=name, storage=open_storage(database))
 
 
 def dashboard_get(storage: str, path: str) -> tuple[str, bytes]:
@@ -45,7 +47,7 @@ def test_each_trial_is_a_trial_of_the_runs_study_and_the_dashboard_serves_it(tmp
     result = run_cli([*TABULAR, "budget.trials=6"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     [run_dir] = run_dirs(tmp_path)
-    database = tmp_path / "outputs" / "nasrun.db"
+    database = tmp_path / "outputs" / "optuna.journal"
     study = study_of(run_dir, database)
     records = read_jsonl(RunDir(run_dir).trials)
     assert [t.user_attrs["trial_id"] for t in study.trials] == [r["id"] for r in records]
@@ -59,7 +61,7 @@ def test_each_trial_is_a_trial_of_the_runs_study_and_the_dashboard_serves_it(tmp
     summary = json.loads(RunDir(run_dir).summary.read_text())
     assert study.user_attrs["strategy"] == "random" and study.user_attrs["best_trial"] == summary["best_trial"]
     assert study.user_attrs["test"] == summary["test"]
-    assert summary["optuna"]["dashboard"] == "optuna-dashboard sqlite:///outputs/nasrun.db"
+    assert summary["optuna"]["dashboard"] == "optuna-dashboard outputs/optuna.journal"
 
     status, body = dashboard_get(summary["optuna"]["storage"], "/api/studies")
     [entry] = json.loads(body)["study_summaries"]
@@ -76,7 +78,7 @@ def test_a_multi_objective_run_is_a_multi_objective_study_with_its_constraints(t
     result = run_cli([*TABULAR, "budget.trials=8", objectives, "constraints={nb201_index:{max:8000}}"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     [run_dir] = run_dirs(tmp_path)
-    study = study_of(run_dir, tmp_path / "outputs" / "nasrun.db")
+    study = study_of(run_dir, tmp_path / "outputs" / "optuna.journal")
     assert study.directions == [optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE]
     records = {r["id"]: r for r in read_jsonl(RunDir(run_dir).trials)}
     for trial in study.trials:
@@ -112,7 +114,7 @@ def test_a_resumed_run_adds_only_the_trials_its_study_lacks(compose_cfg, tmp_pat
     run_dir = tmp_path / "outputs" / "run"
     write_run_config(run_dir, cfg)
     crash_at_record(cfg, run_dir, monkeypatch, 4)
-    database = tmp_path / "outputs" / "nasrun.db"
+    database = tmp_path / "outputs" / "optuna.journal"
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2]
     resume_run(run_dir, show_progress=False)
     assert [t.user_attrs["trial_id"] for t in study_of(run_dir, database).trials] == [0, 1, 2, 3, 4, 5]
@@ -132,7 +134,7 @@ def test_a_resume_follows_no_tracker_dir_from_the_saved_config(compose_cfg, tmp_
     run_dir = tmp_path / "shared" / "run"
     write_run_config(run_dir, cfg)
     crash_at_record(cfg, run_dir, monkeypatch, 3)
-    assert (elsewhere / "nasrun.db").is_file()  # what the original run tracked, on the machine that ran it
+    assert (elsewhere / "optuna.journal").is_file()  # what the original run tracked, on the machine that ran it
     shutil.rmtree(elsewhere)
     resume_run(run_dir, show_progress=False)
     assert len(RunDir(run_dir).trials.read_text().splitlines()) == 4
@@ -146,7 +148,7 @@ def test_a_parallel_sweep_writes_one_study_per_job_into_one_database(tmp_path):
     assert "tracker" not in result.stderr
     jobs = run_dirs(tmp_path)
     assert len(jobs) == 2
-    database = tmp_path / "outputs" / "nasrun.db"
+    database = tmp_path / "outputs" / "optuna.journal"
     for job in jobs:
         study = study_of(job, database)
         assert study.study_name.startswith("multirun/") and len(study.trials) == 5
@@ -186,12 +188,12 @@ def test_a_failing_write_is_a_warning_and_the_writer_gives_up_after_three(caplog
 def test_an_unknown_tracker_is_a_one_line_error(tmp_path, value, message):
     result = run_cli([*TABULAR, f"tracker={value}"], tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "outputs" / "nasrun.db").exists()
+    assert not (tmp_path / "outputs" / "optuna.journal").exists()
 
 
 def test_tracker_none_writes_no_database(tmp_path):
     assert run_cli([*TABULAR, "budget.trials=2", "tracker=none"], tmp_path).returncode == 0
-    assert not (tmp_path / "outputs" / "nasrun.db").exists()
+    assert not (tmp_path / "outputs" / "optuna.journal").exists()
 
 
 @pytest.mark.slow  # MLflow's start-up: `make test-slow`
@@ -219,4 +221,4 @@ def test_mlflow_tracker_logs_the_config_trials_epochs_and_artefacts(tmp_path):
     assert "depth" in children[0].data.params
     artefacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"run_summary.json", "trials.jsonl", "best_architecture.json", "config.yaml"} <= artefacts
-    assert study_of(run_dir, tmp_path / "outputs" / "nasrun.db").trials  # both trackers at once
+    assert study_of(run_dir, tmp_path / "outputs" / "optuna.journal").trials  # both trackers at once

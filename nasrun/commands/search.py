@@ -46,6 +46,37 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+# Before a run or a sweep, Hydra composes the whole config once only to read `hydra.mode` (whether a
+# config asks for a sweep without -m), then composes it again to run: 0.2-0.4 s of every command. None of
+# nasrun's configs sets hydra.mode (tests/test_configs.py checks), so that first composition can only find
+# one where the command line could bring it: a `hydra...` override (hydra.mode itself, a hydra/ group
+# option, hydra.searchpath) or a config folder of the user's (--config-dir, --config-path, --config-name).
+CONFIG_FOLDER_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def mode_needs_composing(overrides: list[str], argv: list[str]) -> bool:
+    """Whether Hydra must compose the config to learn `hydra.mode` (else it is unset: None)."""
+    if any(arg.split("=", 1)[0] in CONFIG_FOLDER_FLAGS for arg in argv):
+        return True
+    return any(override.split("=", 1)[0].lstrip("+~").startswith("hydra") for override in overrides)
+
+
+def skip_needless_mode_composition() -> None:
+    """Hydra's `get_mode` (internal) answers None without composing where nothing can set `hydra.mode`;
+    a Hydra without that method is left alone."""
+    from hydra._internal.hydra import Hydra
+
+    original = getattr(Hydra, "get_mode", None)
+    if original is None or getattr(original, "nasrun_shortcut", False):
+        return
+
+    def get_mode(self, config_name, overrides):
+        return original(self, config_name, overrides) if mode_needs_composing(list(overrides), sys.argv[1:]) else None
+
+    get_mode.nasrun_shortcut = True
+    Hydra.get_mode = get_mode
+
+
 @hydra.main(version_base="1.3", config_path="pkg://nasrun.conf", config_name="config")
 def hydra_main(cfg: DictConfig) -> float | None:
     from nasrun.experiment import run_experiment  # here: `--help` and `--cfg job` import no component code
@@ -134,6 +165,7 @@ def main() -> None:
 
         for warning in sweep_warnings([arg for arg in sys.argv[1:] if not arg.startswith("-")]):
             print_warning("nasrun", warning)
+    skip_needless_mode_composition()
     hydra_main()
     if SWEEP_PROBLEMS:
         fail(f"{len(SWEEP_PROBLEMS)} job(s) of the sweep ended without a result (see the lines above)", code=1)

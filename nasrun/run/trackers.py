@@ -1,7 +1,7 @@
 """Live trackers: every run also writes its trials, as each one ends, where a maintained dashboard shows them.
 
-    tracker: optuna            (default) one Optuna study per run in <outputs>/nasrun.db: watch it with
-                               `optuna-dashboard sqlite:///outputs/nasrun.db`   (nasrun/run/optuna_study.py)
+    tracker: optuna            (default) one Optuna study per run in <outputs>/optuna.journal: watch it with
+                               `optuna-dashboard outputs/optuna.journal`   (nasrun/run/optuna_study.py)
     tracker: mlflow            one MLflow run per nasrun run in <outputs>/mlflow.db: `mlflow ui
                                --backend-store-uri sqlite:///outputs/mlflow.db`  (nasrun/run/mlflow_log.py)
     tracker: [optuna, mlflow]  both; `tracker: none` (or null, []) turns tracking off
@@ -9,7 +9,7 @@
                                (else the run dir's parent), so every run and sweep job shares one database
 
 A tracker writes on a thread of its own (`BackgroundWriter`): the search never waits for the database (an
-Optuna SQLite write costs tens of milliseconds, a lock held by a sibling job of a parallel sweep longer),
+MLflow SQLite write costs tens of milliseconds, a lock held by a sibling job of a parallel sweep longer),
 and a write that fails is a warning, never a failed search.
 
 A resumed run directory is data (it may come from a colleague): its saved `tracker_dir` is not followed. A
@@ -98,10 +98,10 @@ def build_trackers(cfg: DictConfig, run_dir: str | Path, space, objectives, attr
     attrs = {"run_dir": str(Path(run_dir).resolve()), **attrs}
     observers, info = [], {}
     if "optuna" in names:
-        from nasrun.run.optuna_study import DATABASE, OptunaStudyLog, dashboard_command, sqlite_url
+        from nasrun.run.optuna_study import DATABASE, OptunaStudyLog, dashboard_command
 
         observers.append(OptunaStudyLog(root / DATABASE, name, space, objectives, Path(run_dir), attrs, resume))
-        info["optuna"] = {"storage": sqlite_url(root / DATABASE), "study": name,
+        info["optuna"] = {"storage": str((root / DATABASE).resolve()), "study": name,
                           "dashboard": dashboard_command(root / DATABASE)}
     if "mlflow" in names:
         from nasrun.run.mlflow_log import DATABASE as MLFLOW_DATABASE, MlflowLog, ui_command
