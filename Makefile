@@ -24,10 +24,10 @@ run: setup
 # `make test`: every test but the few long ones marked `slow` (engines started, processes per test);
 # `make test-slow`: those. CI (.ci/run) runs both.
 test: setup
-	$(PY) -m pytest -q -n 2 -m "not slow" $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m "not slow" $(ARGS)
 
 test-slow: setup
-	$(PY) -m pytest -q -n 2 -m slow $(ARGS)
+	$(PY) -m pytest -q -n 2 --dist worksteal -m slow $(ARGS)
 
 bench: setup
 	$(PY) scripts/bench_overhead.py

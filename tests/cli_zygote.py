@@ -53,8 +53,19 @@ PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "t
              "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg",
              "torch.export", "torch.onnx", "onnx", "safetensors.torch")
 
+def nasrun_modules() -> list[str]:
+    """Every module of the nasrun package (strategies, estimators, spaces... which the commands import on
+    first use, ~0.2-0.7 s per child), but `nasrun.__main__`, which would run a search."""
+    import pkgutil
+
+    import nasrun
+
+    return [module.name for module in pkgutil.walk_packages(nasrun.__path__, "nasrun.")
+            if not module.name.startswith("nasrun.conf") and module.name != "nasrun.__main__"]
+
+
 def preload() -> None:
-    for name in PRELOADED:
+    for name in [*PRELOADED, *nasrun_modules()]:
         try:
             importlib.import_module(name)
         except ImportError:  # an optional package this venv lacks: the child imports what it needs

@@ -18,6 +18,7 @@ from nasrun.rundir import RunDir
 from nasrun.build import GROUPS
 
 
+@pytest.mark.slow  # the whole default job (`make run`), ~30 s: `make test-slow`
 def test_default_run_finds_an_accurate_architecture(tmp_path):
     result = run_cli([], cwd=tmp_path, fresh=True)  # a process of its own, as a user starts it: import warnings show
     assert result.returncode == 0, result.stderr

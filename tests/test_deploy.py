@@ -123,6 +123,7 @@ def write_band_images(root: Path, classes=("cat", "dog", "owl"), per_class: int 
     return root
 
 
+@pytest.mark.slow  # a search, an export and a fresh interpreter: `make test-slow` (the digits export's check stays here)
 def test_an_image_folder_export_carries_class_names_and_preprocessing(tmp_path):
     from PIL import Image
     from torchvision import transforms as T

@@ -72,6 +72,7 @@ def test_a_run_sets_passive_waiting_before_torch_loads_and_records_its_threads(t
     assert "CPU threads: 2 (OMP_NUM_THREADS=2)" in RunDir(tmp_path / "run").log.read_text()
 
 
+@pytest.mark.slow  # two more fresh interpreters; the passive default above stays in `make test`
 @pytest.mark.parametrize("policy", [{"GOMP_SPINCOUNT": "5000"}, {"OMP_WAIT_POLICY": "ACTIVE"}])
 def test_a_run_keeps_the_users_wait_policy(tmp_path, no_wait_policy, policy):
     result = run_cli([*TINY, "budget.trials=1", f"hydra.run.dir={tmp_path}/run"], tmp_path,

@@ -81,6 +81,7 @@ sys.meta_path.insert(0, Block())
 """
 
 
+@pytest.mark.slow  # two fresh interpreters (torch imported twice): `make test-slow`
 def test_exports_load_without_search_code(tmp_path):
     spec = spec_for("macro", MACRO_ARCH)
     model = trained_like(spec)

@@ -210,6 +210,7 @@ def test_readers_draw_the_complete_lines_while_a_writer_holds_the_run(made, tmp_
     assert json.loads(RunDir(run.parent).comparison.read_text())["groups"][0]["runs"] == 1
 
 
+@pytest.mark.slow  # a second resume in a fresh interpreter: `make test-slow`
 def test_two_resumes_at_once_record_each_trial_once(made, tmp_path):
     run = copy_run(made, tmp_path, finished=False)
     config = OmegaConf.load(RunDir(run).config)
