@@ -4,8 +4,8 @@ Pareto front of a multi-objective run.
 
 One study per run, named after the run dir (nasrun/run/trackers.py), in one file that all runs share: an
 Optuna journal (`JournalStorage`: an append-only log, file-locked, so sibling jobs of a parallel sweep
-write to it at once). A trial costs about 1 ms of CPU there against about 37 ms in Optuna's SQLite storage
-(its ORM), which on a tabular benchmark was ten times the search itself.
+write to it at once). A trial costs a small fraction there of what it costs in Optuna's SQLite storage (its
+ORM), which on a tabular benchmark dwarfed the search itself: scripts/bench_runner_overhead.py measures both.
   params            one categorical parameter per decision of the space's encoding (`SearchSpace.decisions()`)
   values            the run's objectives with their directions (default: the estimator's score, maximised);
                     two or more objectives make a multi-objective study
