@@ -46,12 +46,14 @@ def command_mains() -> dict:
 # Hydra's launcher plugins; nasrun-export's torch.export, ONNX and safetensors, ~2 s more): loaded here
 # once instead of in every child. Ray is not: it starts threads.
 PRELOADED = ("torch._dynamo", "tensorboard.summary.writer.event_file_writer", "tensorboard.compat.proto.summary_pb2",
-             "torchvision.datasets", "torchvision.transforms", "optuna", "optuna.storages.journal", "jinja2", "zoneinfo",
+             "torchvision.datasets", "torchvision.transforms", "optuna", "optuna.storages.journal", "jinja2",
+             "zoneinfo",
              "hydra._internal.core_plugins.basic_launcher", "hydra._internal.core_plugins.basic_sweeper",
              "hydra_plugins.hydra_joblib_launcher.joblib_launcher",
              "hydra_plugins.hydra_submitit_launcher.submitit_launcher",
              "matplotlib.figure", "matplotlib.ticker", "matplotlib.patches", "matplotlib.backends.backend_agg",
              "torch.export", "torch.onnx", "onnx", "safetensors.torch")
+
 
 def nasrun_modules() -> list[str]:
     """Every module of the nasrun package (strategies, estimators, spaces... which the commands import on

@@ -47,9 +47,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 # Before a run or a sweep, Hydra composes the whole config once only to read `hydra.mode` (whether a
-# config asks for a sweep without -m), then composes it again to run: a large part of a command's start. None of
-# nasrun's configs sets hydra.mode (tests/test_configs.py checks), so that first composition can only find
-# one where the command line could bring it: a `hydra...` override (hydra.mode itself, a hydra/ group
+# config asks for a sweep without -m), then composes it again to run: a large part of a command's start.
+# None of nasrun's configs sets hydra.mode (tests/test_configs.py checks), so that first composition can
+# only find one where the command line could bring it: a `hydra...` override (hydra.mode itself, a hydra/ group
 # option, hydra.searchpath) or a config folder of the user's (--config-dir, --config-path, --config-name).
 CONFIG_FOLDER_FLAGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
 
