@@ -25,10 +25,15 @@ TABULAR = ["search_space=nb201", "estimator=nb201", "progress=false", "report=fa
 
 
 def study_of(run_dir: Path, database: Path) -> optuna.Study:
-    from nasrun.run.optuna_study import open_storage
+    """The run's study as Optuna's own journal backend reads the file (not the backend nasrun writes with)."""
+    try:
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:  # optuna < 4.0
+        from optuna.storages import JournalFileStorage as JournalFileBackend
 
     name = run_dir.resolve().relative_to(database.parent.resolve()).as_posix()
-    return optuna.load_study(study_name=name, storage=open_storage(database))
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(database)))
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def dashboard_get(storage: str, path: str) -> tuple[str, bytes]:
@@ -181,6 +186,31 @@ def test_a_failing_write_is_a_warning_and_the_writer_gives_up_after_three(caplog
     assert written == [1, 2]
     assert caplog.text.count("could not write") == 4 and "records nothing more" in caplog.text
     assert "1 write(s) were dropped" in caplog.text
+
+
+def test_the_journal_writer_waits_for_optunas_own_lock_and_writes_its_format(tmp_path):
+    import threading
+    import time
+
+    try:
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    except ImportError:  # optuna < 4.0
+        from optuna.storages import JournalFileStorage as JournalFileBackend, JournalFileSymlinkLock
+    from nasrun.run.optuna_study import unsynced_journal_file
+
+    path = str(tmp_path / "optuna.journal")
+    entries = [{"op_code": 0, "worker_id": "w", "study_name": "s"}, {"op_code": 1, "worker_id": "w"}]
+    lock = JournalFileSymlinkLock(path)
+    backend = unsynced_journal_file(path)
+    assert lock.acquire()  # another Optuna process is writing
+    writer = threading.Thread(target=backend.append_logs, args=(entries,))
+    writer.start()
+    time.sleep(0.3)
+    assert Path(path).read_bytes() == b""  # nothing written while the lock is held elsewhere
+    lock.release()
+    writer.join(10)
+    assert list(JournalFileBackend(path).read_logs(0)) == entries
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["optuna.journal"]  # no lock file left behind
 
 
 @pytest.mark.parametrize("value, message", [("wandb", "tracker: unknown ['wandb']"),
