@@ -130,7 +130,9 @@ def covers(table: ZeroCostTable, space, names: Sequence[str]) -> bool:
     return table.complete(names) or (allowed is not None and all(table.has(arch, names) for arch in allowed))
 
 
-def agrees(looked_up: dict[str, float], computed: dict[str, float], rel: float = 1e-4) -> bool:
-    """Looked-up and freshly computed scores are the same (relative tolerance: thread counts differ)."""
+def agrees(looked_up: dict[str, float], computed: dict[str, float], rel: float = 2e-3) -> bool:
+    """Looked-up and freshly computed scores are the same, up to `rel`: the same setting on another CPU or
+    thread count differed by at most 4e-4 (snip), while another data batch or init seed moved at least one
+    proxy of each architecture by 4e-3 or more (synflow, with a different init) and mostly by 1e-2 or more."""
     return all((math.isnan(looked_up[k]) and math.isnan(v)) or math.isclose(looked_up[k], v, rel_tol=rel, abs_tol=1e-12)
                for k, v in computed.items())
