@@ -40,12 +40,18 @@ from nasrun.assessment.space_check import check_space
 log = logging.getLogger("nasrun")
 
 
-def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False) -> dict:
+def run_experiment(cfg: DictConfig, run_dir: str | Path, show_progress: bool = True, resume: bool = False,
+                   saved_config: dict[str, str] | None = None) -> dict:
     """Validate `cfg`, build the components, search, test the best architecture, write the run dir.
     With `resume`, continue the interrupted run already in `run_dir` (see nasrun/run/checkpoint.py).
-    The run directory is held (RunDir.writing: its lock, no link leading out) from the start."""
+    The run directory is held (RunDir.writing: its lock, no link leading out) from the start; a new run
+    refuses one that holds another run's trials before it writes anything, then saves `saved_config`
+    (RunDir.save_config's texts: the config, the overrides, Hydra's settings)."""
     holds_lock = run_dir is not None and takes_run_lock()
     with RunDir(run_dir).writing() if holds_lock else contextlib.nullcontext():
+        if holds_lock and not resume:
+            RunDir(run_dir).refuse_another_run()
+            RunDir(run_dir).save_config(**(saved_config or {}))
         return _plan_and_run(cfg, run_dir, show_progress, resume)
 
 

@@ -1,7 +1,10 @@
 """The run directory: the one place that names its files, the one atomic writer, and the read views
 that resume, compare, report, benchmark and the other commands use.
 
-    .hydra/config.yaml          the composed config (Hydra writes it; `nasrun-reproduce` replays it)
+    .hydra/config.yaml          the composed config (`nasrun-reproduce` replays it); overrides.yaml: the
+                                command line's overrides; hydra.yaml: Hydra's settings. nasrun writes them
+                                once it holds the directory (Hydra's own writing is off: it would
+                                overwrite another run's config before nasrun could refuse the directory)
     nasrun.log                  the log
     trials.jsonl                one JSON line per finished trial (records.TrialLog)
     best_architecture.json      the best architecture and what rebuilds its network
@@ -36,6 +39,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator
 
+from nasrun.errors import NasrunError
 from nasrun.records import Trial, TrialLog, to_jsonable
 from nasrun.state import (HeldLogHandler, JsonLines, RunLock, RunLogHandler, atomic_write, check_links,
                           load_checkpoint, read_json, read_json_object, save_checkpoint)
@@ -64,6 +68,8 @@ class RunDir:
     """One run's directory. `RunDir(path).trials` is the path of its trial log, and so on."""
 
     config = _File(".hydra/config.yaml")
+    overrides = _File(".hydra/overrides.yaml")
+    hydra_settings = _File(".hydra/hydra.yaml")
     log = _File("nasrun.log")
     trials = _File("trials.jsonl")
     best = _File("best_architecture.json")
@@ -107,6 +113,18 @@ class RunDir:
         with RunLock(self.path):
             check_links(self.path)
             yield self
+
+    def refuse_another_run(self) -> None:
+        """Refuse a directory that already holds another run's trials (a new run must not write into it)."""
+        if self.trials.is_file() and self.trials.stat().st_size:
+            raise NasrunError(f"{self.path} already holds the trials of another run; continue it with "
+                              f"`nasrun-resume {self.path}` or pick another hydra.run.dir")
+
+    def save_config(self, config: str | None = None, overrides: str | None = None, hydra: str | None = None) -> None:
+        """Write the run's saved config files (YAML texts) that are given, each whole."""
+        for path, text in ((self.config, config), (self.overrides, overrides), (self.hydra_settings, hydra)):
+            if text is not None:
+                atomic_write(path, text)
 
     def check(self, what: str = "run directory") -> "RunDir":
         """Refuse the directory when a link leads out of it (for commands that only read it)."""

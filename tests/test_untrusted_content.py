@@ -169,7 +169,7 @@ def test_the_limits_are_options(run, tmp_path):
 
 def test_a_limit_that_is_not_a_positive_number_is_refused(run, tmp_path):
     refused_on(run, "nasrun-export", [run, "--max-params", "-5"], "--max-params")
-    result = run_cli([*TINY, "limits.max_memory_gb=0", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    result = run_cli([*TINY, "limits.max_memory_gb=0", f"hydra.run.dir={tmp_path / 'fresh'}"], tmp_path)
     assert_refused(result, "limits.max_memory_gb")
 
 

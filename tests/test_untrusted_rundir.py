@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 from nasrun.errors import RunDirError
 from nasrun.rundir import RunDir
 from nasrun.state import JsonLines, RunLock, RunLogHandler
-from conftest import run_cli
+from conftest import run_cli, run_dirs
 
 DIR_LINKS = ["plots", "export", "checkpoints", "tensorboard", "checkpoints/fidelity", ".hydra"]
 FILE_LINKS = ["plots/best_so_far_trials.png", "nasrun.log", "trials.jsonl", "export/model.torchscript.pt",
@@ -401,3 +401,50 @@ def test_appends_and_the_log_handler_never_follow_a_link(tmp_path):
     handler.emit(logging.makeLogRecord({"msg": "a record"}))
     handler.close()
     assert marker.read_text() == "outside file"
+
+
+TABULAR = ["search_space=nb201", "estimator=nb201", "budget.trials=3", "progress=false", "report=false", "tracker=none"]
+
+
+def test_a_new_run_into_another_runs_directory_changes_none_of_its_files(tmp_path):
+    """Hydra's own .hydra/ writing would replace the finished run's saved config before nasrun could refuse
+    the directory; nasrun writes .hydra/ itself, once the directory is its own."""
+    run = tmp_path / "run"
+    first = run_cli([*TABULAR, "seed=5", f"hydra.run.dir={run}"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").seed == 5
+    assert "seed=5" in OmegaConf.load(run / ".hydra" / "overrides.yaml")
+    before = snapshot(run)
+    second = run_cli([*TABULAR, "seed=7", f"hydra.run.dir={run}"], tmp_path)
+    assert second.returncode == 2 and "already holds the trials of another run" in second.stderr
+    assert snapshot(run) == before
+    replay = run_cli([str(run), "--out", str(run), "--no-progress"], tmp_path, command="nasrun-reproduce")
+    assert replay.returncode == 2 and "already holds the trials of another run" in replay.stderr
+    assert snapshot(run) == before
+
+
+def test_runs_started_in_the_same_second_each_get_a_directory_of_their_own(tmp_path):
+    """The default run dir is outputs/<date>/<time>: a taken one (another run, started in the same second)
+    becomes <time>_2, <time>_3, ... Here every second of the next minute is taken already."""
+    from datetime import datetime, timedelta
+
+    start = datetime.now()
+    taken = [tmp_path / "outputs" / f"{t:%Y-%m-%d}" / f"{t:%H-%M-%S}"
+             for t in (start + timedelta(seconds=s) for s in range(60))]
+    for folder in taken:
+        folder.mkdir(parents=True)
+        (folder / "trials.jsonl").write_text('{"id": 0}\n')
+    result = run_cli([*TABULAR, "seed=0"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [run] = run_dirs(tmp_path)
+    assert run.name.endswith("_2") and run.with_name(run.name[:-2]) in taken
+    assert all([p.name for p in folder.iterdir()] == ["trials.jsonl"] for folder in taken)
+    assert OmegaConf.load(run / ".hydra" / "config.yaml").seed == 0
+
+
+def test_the_fresh_directory_resolver_claims_each_name_once(tmp_path):
+    from nasrun.commands.search import fresh_dir
+
+    base = str(tmp_path / "outputs" / "day" / "12-00-00")
+    assert [fresh_dir(base) for _ in range(3)] == [base, f"{base}_2", f"{base}_3"]
+    assert all(Path(p).is_dir() for p in (base, f"{base}_2", f"{base}_3"))

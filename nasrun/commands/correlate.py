@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_intermixed_args(argv)  # overrides may come before or after the flags
     if args.archs < 3 or args.seed < 0:
         parser.error("--archs must be at least 3 and --seed non-negative")
-    out = args.out or Path("outputs") / "correlate" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    out = args.out or Path("outputs") / "correlate" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
     def body() -> None:
         result = correlate(args.overrides, shlex.split(args.a), shlex.split(args.b), args.archs, args.seed,

@@ -18,7 +18,7 @@ from nasrun.commands.common import run_command
 from nasrun.config import load_saved_config
 from nasrun.console import console, escape, say
 from nasrun.experiment import run_experiment
-from nasrun.rundir import RunDir, atomic_write
+from nasrun.rundir import RunDir
 
 TIMING_KEYS = {"seconds", "worker"}
 TIMING_METRICS = {"search_seconds", "latency_ms", "latency_ms_batch"}
@@ -47,9 +47,8 @@ def reproduce(run_dir: Path, out_dir: Path | None = None, overrides: list[str] =
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     out_dir = out_dir or Path("outputs") / "reproduce" / f"{run_dir.name}_{stamp}"
     with RunDir(out_dir).writing() as run:
-        atomic_write(run.config, OmegaConf.to_yaml(cfg))
         run.attach_log(console_warnings=False)
-        run_experiment(cfg, out_dir, show_progress=show_progress)
+        run_experiment(cfg, out_dir, show_progress=show_progress, saved_config={"config": OmegaConf.to_yaml(cfg)})
     return out_dir
 
 

@@ -6,6 +6,7 @@ import os
 import sys
 import textwrap
 from importlib import resources
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,6 +35,25 @@ def options_help(group: str) -> str:
 
 
 OmegaConf.register_new_resolver("nasrun_options", options_help, replace=True)
+
+
+def fresh_dir(path: str) -> str:
+    """`path`, or `path_2`, `path_3`, ... : the first that did not exist, claimed by creating it (atomic, so
+    runs started in the same second, in parallel or one after another, each get their own directory).
+    ${nasrun_fresh_dir:...} in conf/config.yaml's default hydra.run.dir; cached, so resolved once per run.
+    A directory given on the command line is taken as it is (and refused if it holds another run)."""
+    candidate, number = Path(path), 1
+    while True:
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+            return str(candidate)
+        except FileExistsError:
+            number += 1
+            candidate = Path(f"{path}_{number}")
+
+
+OmegaConf.register_new_resolver("nasrun_fresh_dir", fresh_dir, use_cache=True, replace=True)
 
 
 def debug_mode(cfg: DictConfig | None = None) -> bool:
@@ -82,7 +102,8 @@ def hydra_main(cfg: DictConfig) -> float | None:
     from nasrun.experiment import run_experiment  # here: `--help` and `--cfg job` import no component code
 
     try:
-        summary = run_experiment(cfg, HydraConfig.get().runtime.output_dir, show_progress=cfg.get("progress", True))
+        summary = run_experiment(cfg, HydraConfig.get().runtime.output_dir, show_progress=cfg.get("progress", True),
+                                 saved_config=saved_config(cfg))
     except NoResult as err:
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             fail(str(err), err.exit_code)
@@ -96,6 +117,14 @@ def hydra_main(cfg: DictConfig) -> float | None:
     except KeyboardInterrupt:
         fail("interrupted; trials finished so far are in trials.jsonl", code=130)
     return summary.get("best_score")
+
+
+def saved_config(cfg: DictConfig) -> dict[str, str]:
+    """The texts of the run's .hydra/ files, as Hydra would write them (conf/config.yaml turns Hydra's own
+    writing off: nasrun writes them once it holds the run directory, never into another run's)."""
+    settings = HydraConfig.get()
+    return {"config": OmegaConf.to_yaml(cfg), "overrides": OmegaConf.to_yaml(settings.overrides.task),
+            "hydra": OmegaConf.to_yaml({"hydra": settings})}
 
 
 def unknown_group_choice(argv: list[str]) -> str | None:

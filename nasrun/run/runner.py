@@ -128,10 +128,8 @@ class Runner:
     # --- the loop ---------------------------------------------------------------------------------
     def run(self) -> dict:
         if self.recorder is not None:
-            trial_log = self.recorder.log.path
-            if not self.resume and trial_log.exists() and trial_log.stat().st_size:
-                raise NasrunError(f"{self.run_dir} already holds the trials of another run; continue it with "
-                                  f"`nasrun-resume {self.run_dir}` or pick another hydra.run.dir")
+            if not self.resume:
+                RunDir(self.run_dir).refuse_another_run()
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.check_network_sizes()
         try:
