@@ -126,7 +126,7 @@ def write_run_page(run: RunDir, trials: list[Trial], facts: dict, context: str, 
     summary = read_json_object(run.summary, "run summary") if run.summary.is_file() else {}
     columns, rows = trial_table(trials, summary)
     best = read_json_object(run.best, "best architecture") if run.best.is_file() else None
-    overrides = run.path / ".hydra" / "overrides.yaml"
+    overrides = run.overrides
     page = environment().get_template("run.html.j2").render(
         title=f"nasrun report: {run.path.name}", name=run.path.name, context=context,
         facts=run_summary_facts(summary, trials), dashboard=(summary.get("optuna") or {}).get("dashboard"),
