@@ -7,11 +7,15 @@ two busy processes: 177 s against 20 s). Two causes:
 - The wait policy. torch's OpenMP runtime (GNU libgomp in the Linux wheels; MKL and oneDNN run on it)
   keeps a thread that finished its share of a parallel region spinning for up to GOMP_SPINCOUNT=300,000
   iterations. On a shared core the spinning thread burns the time slice its partner needs to finish the
-  region, so each of the thousands of small ops per second waits for the scheduler. With
-  OMP_WAIT_POLICY=PASSIVE idle threads sleep at once. The runtime reads that once, when torch loads it,
-  so `prepare_openmp` sets it in the environment before anything imports torch (every `nasrun*` command
-  calls it first; worker processes inherit it, Ray workers get it through their runtime env). A policy the
-  user set (OMP_WAIT_POLICY, GOMP_SPINCOUNT, KMP_BLOCKTIME) is left alone.
+  region, so each of the thousands of small ops per second waits for the scheduler. Sleeping at once
+  (OMP_WAIT_POLICY=PASSIVE, nasrun's first fix) cures that but pays a wake-up per region on a quiet
+  machine: 1.6-1.8x the quiet time of the default run on one 2-core VM, 1.1x on another. A short spin
+  (SPIN_COUNT iterations, microseconds) catches the next region on a quiet machine as the long spin does
+  and wastes little when the core is shared (scripts/bench_contention.py measures all three in one run).
+  The runtime reads it once, when torch loads it, so `prepare_openmp` sets it in the environment before
+  anything imports torch (every `nasrun*` command calls it first; worker processes inherit it, Ray
+  workers get it through their runtime env). A policy the user set (OMP_WAIT_POLICY, GOMP_SPINCOUNT,
+  KMP_BLOCKTIME) is left alone.
 - The thread count. torch starts one thread per CPU of the process's affinity mask; a cgroup CPU quota
   (containers, CI runners) and the other workers of `executor=processes` sharing the same cores are not
   counted. `choose_threads` divides the cores the process may really use among the workers.
@@ -29,7 +33,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # libgomp's and Intel's libiomp's
-PASSIVE = {"OMP_WAIT_POLICY": "PASSIVE"}
+SPIN_COUNT = 3000  # libgomp spin iterations before an idle thread sleeps (its default: 300,000)
+SHORT_SPIN = {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": "0"}  # KMP_: Intel's runtime, where used
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 _wait_set_by: str | None = None  # how this process's OpenMP wait policy was decided (`prepare_openmp`)
@@ -48,8 +53,8 @@ class ThreadChoice:
 
 
 def prepare_openmp(environ: dict | None = None) -> None:
-    """Idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE), unless the user set a wait
-    policy. Only effective before torch is imported: OpenMP reads it once, when it is loaded."""
+    """Idle OpenMP threads spin only briefly, then sleep (SHORT_SPIN), unless the user set a wait policy.
+    Only effective before torch is imported: OpenMP reads it once, when it is loaded."""
     global _wait_set_by
     environ = os.environ if environ is None else environ
     chosen = [f"{name}={environ[name]}" for name in WAIT_VARIABLES if name in environ]
@@ -58,8 +63,8 @@ def prepare_openmp(environ: dict | None = None) -> None:
     elif "torch" in sys.modules:
         _wait_set_by = "the OpenMP default (torch was loaded before nasrun could set OMP_WAIT_POLICY)"
     else:
-        environ.update(PASSIVE)
-        _wait_set_by = "OMP_WAIT_POLICY=PASSIVE, set by nasrun: idle threads sleep instead of spinning"
+        environ.update(SHORT_SPIN)
+        _wait_set_by = f"GOMP_SPINCOUNT={SPIN_COUNT}, set by nasrun: idle threads spin briefly, then sleep"
 
 
 def openmp_wait() -> str:
