@@ -448,3 +448,9 @@ def test_the_fresh_directory_resolver_claims_each_name_once(tmp_path):
     base = str(tmp_path / "outputs" / "day" / "12-00-00")
     assert [fresh_dir(base) for _ in range(3)] == [base, f"{base}_2", f"{base}_3"]
     assert all(Path(p).is_dir() for p in (base, f"{base}_2", f"{base}_3"))
+
+
+def test_a_file_where_the_default_run_directory_goes_is_one_line_and_stays(tmp_path):
+    (tmp_path / "outputs").write_text("not a folder")
+    one_line_error(run_cli(TABULAR, tmp_path), "cannot create the folder of the run directory")
+    assert (tmp_path / "outputs").read_text() == "not a folder"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import textwrap
@@ -42,15 +43,20 @@ def fresh_dir(path: str) -> str:
     runs started in the same second, in parallel or one after another, each get their own directory).
     ${nasrun_fresh_dir:...} in conf/config.yaml's default hydra.run.dir; cached, so resolved once per run.
     A directory given on the command line is taken as it is (and refused if it holds another run)."""
-    candidate, number = Path(path), 1
-    while True:
+    parent = Path(path).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        fail(f"cannot create the folder of the run directory, {parent}: {err.strerror or err}")
+    for number in itertools.count(1):
+        candidate = Path(path if number == 1 else f"{path}_{number}")
         try:
-            candidate.parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
             return str(candidate)
         except FileExistsError:
-            number += 1
-            candidate = Path(f"{path}_{number}")
+            continue
+        except OSError as err:
+            fail(f"cannot create the run directory {candidate}: {err.strerror or err}")
 
 
 OmegaConf.register_new_resolver("nasrun_fresh_dir", fresh_dir, use_cache=True, replace=True)
