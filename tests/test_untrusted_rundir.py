@@ -454,3 +454,10 @@ def test_a_file_where_the_default_run_directory_goes_is_one_line_and_stays(tmp_p
     (tmp_path / "outputs").write_text("not a folder")
     one_line_error(run_cli(TABULAR, tmp_path), "cannot create the folder of the run directory")
     assert (tmp_path / "outputs").read_text() == "not a folder"
+
+
+def test_a_file_in_the_way_of_the_given_run_directory_is_one_line_and_stays(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    for run_dir in ("notes.txt", "notes.txt/run"):
+        one_line_error(run_cli([*TABULAR, f"hydra.run.dir={run_dir}"], tmp_path), "is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -133,6 +133,23 @@ def saved_config(cfg: DictConfig) -> dict[str, str]:
             "hydra": OmegaConf.to_yaml({"hydra": settings})}
 
 
+def run_dir_problem(argv: list[str]) -> str | None:
+    """Why the `hydra.run.dir=` of the command line cannot become a folder (a file in the way, a folder
+    that is not writable), else None; checked before Hydra tries, which would answer with its traceback.
+    Creates nothing."""
+    given = [arg.split("=", 1)[1] for arg in argv if arg.startswith("hydra.run.dir=")]
+    if not given or "${" in given[-1]:
+        return None
+    path = probe = Path(given[-1]).absolute()
+    while not probe.exists() and not probe.is_symlink() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"hydra.run.dir={given[-1]}: {probe} is a file, not a folder"
+    if probe != path and probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        return f"hydra.run.dir={given[-1]}: cannot create folders in {probe} (not writable)"
+    return None
+
+
 def unknown_group_choice(argv: list[str]) -> str | None:
     """A one-line message for `group=option` overrides that name no YAML of that group, else None.
     (Hydra's own message for this lists its whole search path.)"""
@@ -188,7 +205,7 @@ def main() -> None:
 
         resume_main([resume[0].split("=", 1)[1], *(["--no-progress"] if "progress=false" in sys.argv else [])])
         return
-    message = unknown_group_choice(sys.argv[1:])
+    message = unknown_group_choice(sys.argv[1:]) or run_dir_problem(sys.argv[1:])
     if message:
         fail(message)
     help_text = app_help(sys.argv[1:]) if {"--help", "-h"} & set(sys.argv[1:]) else None
