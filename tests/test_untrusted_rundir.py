@@ -461,3 +461,20 @@ def test_a_file_in_the_way_of_the_given_run_directory_is_one_line_and_stays(tmp_
     for run_dir in ("notes.txt", "notes.txt/run"):
         one_line_error(run_cli([*TABULAR, f"hydra.run.dir={run_dir}"], tmp_path), "is a file, not a folder")
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_sweeps_started_in_the_same_second_each_get_a_folder_of_their_own(tmp_path):
+    from datetime import datetime, timedelta
+
+    start = datetime.now()
+    taken = [tmp_path / "outputs" / "multirun" / f"{t:%Y-%m-%d}" / f"{t:%H-%M-%S}"
+             for t in (start + timedelta(seconds=s) for s in range(60))]
+    for folder in taken:
+        (folder / "0").mkdir(parents=True)
+        (folder / "0" / "trials.jsonl").write_text('{"id": 0}\n')
+    result = run_cli(["-m", *TABULAR, "seed=0,1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = [p.parent for p in (tmp_path / "outputs" / "multirun").rglob("summary.json")]
+    assert len(jobs) == 2 and len({job.parent for job in jobs}) == 1   # both jobs in one new sweep folder
+    assert jobs[0].parent.name.endswith("_2") and jobs[0].parent.with_name(jobs[0].parent.name[:-2]) in taken
+    assert all(sorted(p.name for p in (folder / "0").iterdir()) == ["trials.jsonl"] for folder in taken)

@@ -41,8 +41,10 @@ OmegaConf.register_new_resolver("nasrun_options", options_help, replace=True)
 def fresh_dir(path: str) -> str:
     """`path`, or `path_2`, `path_3`, ... : the first that did not exist, claimed by creating it (atomic, so
     runs started in the same second, in parallel or one after another, each get their own directory).
-    ${nasrun_fresh_dir:...} in conf/config.yaml's default hydra.run.dir; cached, so resolved once per run.
-    A directory given on the command line is taken as it is (and refused if it holds another run)."""
+    ${nasrun_fresh_dir:...} in conf/config.yaml's default hydra.run.dir and hydra.sweep.dir; cached, so
+    resolved once per run or sweep (Hydra copies the cache into each job's config: checked with the basic,
+    joblib and submitit launchers). A directory given on the command line is taken as it is (a run's is
+    refused if it holds another run)."""
     parent = Path(path).parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
