@@ -64,11 +64,8 @@ def optuna_storage(kind: str, path):
 
     if kind == "sqlite":
         return optuna.storages.RDBStorage(f"sqlite:///{Path(path).with_suffix('.db')}")
-    try:
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:  # optuna < 4.0
-        from optuna.storages import JournalFileStorage as JournalFileBackend
-    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+    backend, _ = optuna_study.optuna_journal_file()
+    return optuna.storages.JournalStorage(backend(str(path)))
 
 
 @contextlib.contextmanager

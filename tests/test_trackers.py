@@ -26,13 +26,11 @@ TABULAR = ["search_space=nb201", "estimator=nb201", "progress=false", "report=fa
 
 def study_of(run_dir: Path, database: Path) -> optuna.Study:
     """The run's study as Optuna's own journal backend reads the file (not the backend nasrun writes with)."""
-    try:
-        from optuna.storages.journal import JournalFileBackend
-    except ImportError:  # optuna < 4.0
-        from optuna.storages import JournalFileStorage as JournalFileBackend
+    from nasrun.run.optuna_study import optuna_journal_file
 
+    backend, _ = optuna_journal_file()
     name = run_dir.resolve().relative_to(database.parent.resolve()).as_posix()
-    storage = optuna.storages.JournalStorage(JournalFileBackend(str(database)))
+    storage = optuna.storages.JournalStorage(backend(str(database)))
     return optuna.load_study(study_name=name, storage=storage)
 
 
@@ -192,11 +190,9 @@ def test_the_journal_writer_waits_for_optunas_own_lock_and_writes_its_format(tmp
     import threading
     import time
 
-    try:
-        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-    except ImportError:  # optuna < 4.0
-        from optuna.storages import JournalFileStorage as JournalFileBackend, JournalFileSymlinkLock
-    from nasrun.run.optuna_study import unsynced_journal_file
+    from nasrun.run.optuna_study import optuna_journal_file, unsynced_journal_file
+
+    JournalFileBackend, JournalFileSymlinkLock = optuna_journal_file()
 
     path = str(tmp_path / "optuna.journal")
     entries = [{"op_code": 0, "worker_id": "w", "study_name": "s"}, {"op_code": 1, "worker_id": "w"}]

@@ -55,15 +55,22 @@ def open_storage(path: Path):
     return JournalStorage(unsynced_journal_file(str(path)))
 
 
+def optuna_journal_file():
+    """Optuna's own journal file backend class and its default lock class (optuna < 4.0 names the backend
+    JournalFileStorage)."""
+    try:
+        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+    except ImportError:
+        from optuna.storages import JournalFileStorage as JournalFileBackend, JournalFileSymlinkLock
+    return JournalFileBackend, JournalFileSymlinkLock
+
+
 def unsynced_journal_file(path: str):
     """Optuna's journal file backend, less its fsync per entry: the same JSON lines under the same lock (so
     Optuna, optuna-dashboard and sibling sweep jobs read and write the file as before). A trial's fsync cost
     as much as the rest of its entry (scripts/bench_runner_overhead.py), and the study is a mirror, not the
     record: trials.jsonl is, and a resumed run re-adds the trials its study lacks."""
-    try:
-        from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
-    except ImportError:  # optuna < 4.0 calls it JournalFileStorage
-        from optuna.storages import JournalFileStorage as JournalFileBackend, JournalFileSymlinkLock
+    JournalFileBackend, JournalFileSymlinkLock = optuna_journal_file()
 
     class UnsyncedJournalFile(JournalFileBackend):
         def __init__(self, file_path: str):
