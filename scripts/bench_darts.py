@@ -39,6 +39,7 @@ Printed ratios divide by figures measured in this invocation only: time and step
 recomputation (`darts1`, `darts1_edges`, `darts1_cells` or `darts1_none`).
 
     python scripts/bench_darts.py [--steps 3] [--threads 2] [--batch 32] [--variants reference1 darts1 pcdarts]
+    python scripts/bench_darts.py --rounds 3 --variants reference1 darts1   # a drifting machine: paired rounds
     python scripts/bench_darts.py --original ~/src/darts --variants reference1 darts1 darts1_edges pcdarts gdas
     python scripts/bench_darts.py --paper-batches --steps 1
 
@@ -260,28 +261,48 @@ COLUMNS = ["variant", "batch", "mode", "s/step", "step GB", "peak GB", "time vs 
            "time vs orig", "step mem vs orig", "step mem vs DARTS-1 (same recomputation)"]
 
 
-def ratio(value: dict, base: dict | None, key: str) -> str:
-    return f"{value[key] / base[key]:.2f}x" if base else "-"
+def paired_ratio(rounds: list[dict], row: tuple[str, int], base: str | None, key: str) -> str:
+    """The median over rounds of row's `key` divided by that of `base` (the first row of that variant above
+    it) in the same round: pairing keeps the ratio meaningful while the machine's speed drifts."""
+    ratios = []
+    for results in rounds:
+        value = results.get(row)
+        other = next((v for (name, _), v in results.items() if name == base and isinstance(v, dict)), None)
+        if isinstance(value, dict) and other is not None and base != row[0]:
+            ratios.append(value[key] / other[key])
+    return f"{statistics.median(ratios):.2f}x" if ratios else "-"
 
 
-def measure_rows(rows: list[tuple[str, int]], steps: int, threads: int, original: str | None = None) -> list[list]:
-    """Run each (variant, batch) in a fresh process, print its figures and its ratios to the baselines and
-    to its DARTS counterpart, each the first such row measured above it in this invocation; return the rows."""
-    print(" | ".join(COLUMNS), flush=True)
-    results, table = {}, []
-    for variant, batch in rows:
-        r = results[variant, batch] = run_child(variant, steps, threads, batch, original)
-        if isinstance(r, str):
-            table.append([variant, batch, r, *[""] * (len(COLUMNS) - 3)])
-        else:
-            ref, orig, darts = (None if k == variant else next(
-                (v for (name, _), v in results.items() if name == k and isinstance(v, dict)), None)
-                for k in ("reference1", "original1", darts_counterpart(variant)))
-            vs_darts = f"{ratio(r, darts, 'step_gb')} ({darts_counterpart(variant)})" if darts else "-"
-            table.append([variant, batch, r["mode"], f"{r['seconds']:.2f}", f"{r['step_gb']:.2f}",
-                          f"{r['peak_gb']:.2f}", ratio(r, ref, "seconds"), ratio(r, ref, "step_gb"),
-                          ratio(r, orig, "seconds"), ratio(r, orig, "step_gb"), vs_darts])
-        print(" | ".join(str(cell) for cell in table[-1]), flush=True)
+def measure_rows(rows: list[tuple[str, int]], steps: int, threads: int, original: str | None = None,
+                 rounds: int = 1) -> list[list]:
+    """Run each (variant, batch) in a fresh process, all rows in turn, `rounds` times; return one table row
+    each: its median figures, and its ratios to the baselines and to its DARTS counterpart (the first such
+    row above it), each the median of the ratios taken within a round."""
+    measured = []
+    for number in range(1, rounds + 1):
+        results = {}
+        for variant, batch in rows:
+            r = results[variant, batch] = run_child(variant, steps, threads, batch, original)
+            figures = r if isinstance(r, str) else f"{r['seconds']:.2f} s/step, {r['step_gb']:.2f} step GB"
+            print(f"round {number}/{rounds}: {variant} (batch {batch}): {figures}", flush=True)
+        measured.append(results)
+    table = []
+    for row in rows:
+        values = [results[row] for results in measured]
+        failed = next((v for v in values if isinstance(v, str)), None)
+        if failed:
+            table.append([*row, failed, *[""] * (len(COLUMNS) - 3)])
+            continue
+        median = {key: statistics.median(v[key] for v in values) for key in ("seconds", "step_gb", "peak_gb")}
+        counterpart = darts_counterpart(row[0])
+        vs_darts = f"{paired_ratio(measured, row, counterpart, 'step_gb')} ({counterpart})" if counterpart else "-"
+        table.append([*row, values[0]["mode"], f"{median['seconds']:.2f}", f"{median['step_gb']:.2f}",
+                      f"{median['peak_gb']:.2f}", *(paired_ratio(measured, row, base, key)
+                                                    for base in ("reference1", "original1")
+                                                    for key in ("seconds", "step_gb")), vs_darts])
+    print(" | ".join(COLUMNS))
+    for line in table:
+        print(" | ".join(str(cell) for cell in line), flush=True)
     return table
 
 
@@ -290,6 +311,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="run all variants in turn this many times: medians, ratios paired within a round")
     parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS)
     parser.add_argument("--paper-batches", action="store_true",
                         help="the PC-DARTS claim instead: " + ", ".join(f"{v} at batch {b}" for v, b in PAPER_BATCHES))
@@ -307,12 +330,14 @@ def main() -> None:
     variants = [*(["original1"] if args.original else []), *args.variants]
     rows = list(PAPER_BATCHES) if args.paper_batches else \
         [(v, args.batch) for v in VARIANTS if v in variants]  # the baselines first
-    setting = f"{args.threads} threads; C=16, 8 cells, 32x32; median of {args.steps} steps"
+    setting = (f"{args.threads} threads; C=16, 8 cells, 32x32; median of {args.steps} steps"
+               + (f"; {args.rounds} rounds of all variants in turn, medians over rounds" if args.rounds > 1 else ""))
     print(f"{cpu_name()}, torch {torch.__version__}, {setting}", flush=True)
-    table = measure_rows(rows, args.steps, args.threads, args.original)
+    table = measure_rows(rows, args.steps, args.threads, args.original, args.rounds)
     notes = ("`mode`: the recomputation the step ran with; `step GB`: the step's peak memory above the process's "
              "baseline; `peak GB`: the whole process's peak RSS under glibc's default malloc (see the script's "
-             "docstring). Ratios divide by rows of this run only (`orig`: the original DARTS code, with --original).")
+             "docstring). Ratios divide by rows of this run only (`orig`: the original DARTS code, with --original); "
+             "with several rounds, each ratio is the median of the ratios within one round.")
     if args.paper_batches:
         write_results("pcdarts_memory", "PC-DARTS at batch 256 against DARTS at 64 (the PC-DARTS paper's claim)",
                       [(setting, COLUMNS, table)], notes)

@@ -5,10 +5,11 @@ It has the structure of the DARTS paper's search network (Liu et al., 2019; mode
 original code): every op of every edge runs, `none` included (a zero tensor, multiplied by its weight),
 each edge's output is the softmax(α)-weighted sum of all eight, tensors stay NCHW, and every activation
 is kept for the backward pass (no checkpointing). The ops themselves are nasrun's search-time ops (the
-same definitions as the original's OPS table), so the difference measured is the network's execution,
-not the maths: nasrun skips `none`, runs channels-last, rectifies each cell output once for the two
-cells that read it, holds the weights (α step) or α (weight step) constant, and recomputes activations
-in the backward pass (`strategy.checkpoint`). `bench_darts.plain_step` steps this network as the
+same definitions as the original's OPS table) with torch's own batch norm (`plain_norms`), so the
+difference measured is the network's execution, not the maths: nasrun skips `none`, runs channels-last,
+rectifies each cell output once for the two cells that read it, holds the weights (α step) or α (weight
+step) constant, keeps norm outputs instead of inputs and recomputes depthwise convolutions and max pools
+(nasrun/nets/lean.py), and recomputes activations in the backward pass (`strategy.checkpoint`). `bench_darts.plain_step` steps this network as the
 original code does.
 """
 
@@ -20,13 +21,32 @@ from torch import nn
 
 from nasrun.nets.darts import reduction_layers
 from nasrun.nets.darts_ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
-from nasrun.supernets.darts import darts_search_op
+from nasrun.nets.lean import SearchBatchNorm2d
+from nasrun.supernets.darts import PoolNorm, darts_search_op
+
+
+def plain_norms(module: nn.Module) -> nn.Module:
+    """`module` with every SearchBatchNorm2d replaced by torch's nn.BatchNorm2d(affine=False), and pools run
+    as plain nn.Sequential (nothing recomputed)."""
+    for name, child in module.named_children():
+        if isinstance(child, SearchBatchNorm2d):
+            norm = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, affine=False,
+                                  track_running_stats=child.track_running_stats)
+            norm.load_state_dict(child.state_dict())
+            setattr(module, name, norm.to(child.running_mean.dtype if child.running_mean is not None else None))
+        else:
+            plain_norms(child)
+    return nn.Sequential(*module) if isinstance(module, PoolNorm) else module
+
+
+def plain_op(name: str, channels: int, stride: int) -> nn.Module:
+    return plain_norms(darts_search_op(name, channels, stride))
 
 
 class PlainMixedOp(nn.Module):
     def __init__(self, channels: int, stride: int):
         super().__init__()
-        self.ops = nn.ModuleDict({name: darts_search_op(name, channels, stride) for name in DARTS_OPS})
+        self.ops = nn.ModuleDict({name: plain_op(name, channels, stride) for name in DARTS_OPS})
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         return sum(w * op(x) for w, op in zip(weights, self.ops.values()))
@@ -36,9 +56,9 @@ class PlainCell(nn.Module):
     def __init__(self, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool, nodes: int = 4):
         super().__init__()
         self.reduction, self.nodes = reduction, nodes
-        self.preprocess0 = FactorizedReduce(c_pp, c, affine=False) if reduction_prev \
-            else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False)
-        self.preprocess1 = ReLUConvBN(c_p, c, 1, 1, 0, affine=False)
+        self.preprocess0 = plain_norms(FactorizedReduce(c_pp, c, affine=False) if reduction_prev
+                                       else ReLUConvBN(c_pp, c, 1, 1, 0, affine=False))
+        self.preprocess1 = plain_norms(ReLUConvBN(c_p, c, 1, 1, 0, affine=False))
         self.edges = nn.ModuleList(PlainMixedOp(c, 2 if reduction and source < 2 else 1)
                                    for node in range(nodes) for source in range(node + 2))
 

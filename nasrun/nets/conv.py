@@ -60,9 +60,17 @@ def needs_workaround(x: torch.Tensor, weight: torch.Tensor, stride, padding, gro
 def slow_dilated_depthwise(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
     """Whether F.conv2d(x, weight, ...) is a "same"-padded dilated depthwise convolution on CPU whose gradient
     is wanted and whose stride is 1 or its dilation (module doc)."""
-    if x.device.type != "cpu" or x.dim() != 4 or isinstance(padding, str) or not torch.is_grad_enabled():
+    if not torch.is_grad_enabled() or not (x.requires_grad or weight.requires_grad):
         return False
-    if not (x.requires_grad or weight.requires_grad) or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    return slow_dilated_class(x, weight, stride, padding, dilation, groups)
+
+
+def slow_dilated_class(x: torch.Tensor, weight: torch.Tensor, stride, padding, dilation, groups: int) -> bool:
+    """The shapes of `slow_dilated_depthwise`: a "same"-padded dilated depthwise convolution on CPU whose stride
+    is 1 or its dilation."""
+    if x.device.type != "cpu" or x.dim() != 4 or isinstance(padding, str):
         return False
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = weight.shape[-2:], _pair(stride), _pair(padding), _pair(dilation)
     if groups != x.shape[1] or weight.shape[:2] != (groups, 1) or max(dh, dw) == 1:
@@ -84,12 +92,16 @@ class DilatedDepthwise(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        grad_x = grad_weight = None
-        if ctx.needs_input_grad[0]:
-            grad_x = F.conv2d(grad, weight.flip(-2, -1), None, 1, ctx.padding, ctx.dilation, x.shape[1])
-        if ctx.needs_input_grad[1]:
-            grad_weight = tap_gradients(x, grad, weight.shape[-2:], ctx.padding, ctx.dilation)
-        return grad_x, grad_weight, None, None
+        return (*same_dilated_gradients(x, weight, grad, ctx.padding, ctx.dilation, *ctx.needs_input_grad[:2]),
+                None, None)
+
+
+def same_dilated_gradients(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, padding, dilation,
+                           need_x: bool, need_weight: bool) -> tuple:
+    """The input and weight gradients of `DilatedDepthwise` (module doc)."""
+    grad_x = F.conv2d(grad, weight.flip(-2, -1), None, 1, padding, dilation, x.shape[1]) if need_x else None
+    grad_weight = tap_gradients(x, grad, weight.shape[-2:], padding, dilation) if need_weight else None
+    return grad_x, grad_weight
 
 
 def tap_gradients(x: torch.Tensor, grad: torch.Tensor, kernel, padding, dilation) -> torch.Tensor:
@@ -108,6 +120,28 @@ def dilated_depthwise(x: torch.Tensor, weight: torch.Tensor, stride, padding, di
     if (sh, sw) != (1, 1):  # stride = dilation: the undilated convolution of the subsampled input
         return F.conv2d(x[:, :, ::sh, ::sw], weight, None, 1, ((kh - 1) // 2, (kw - 1) // 2), 1, x.shape[1])
     return DilatedDepthwise.apply(x, weight, _pair(padding), _pair(dilation))
+
+
+def dilated_depthwise_gradients(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, conv: nn.Conv2d,
+                                need_x: bool, need_weight: bool) -> tuple:
+    """The input and weight gradients of the dilated depthwise convolution `conv` (no bias, weight `weight`) at
+    input `x`, as `conv2d` routes its backward pass (module doc), without building a graph; torch's own
+    kernel outside the slow class."""
+    stride, padding, dilation, groups = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups
+    if not slow_dilated_class(x, weight, stride, padding, dilation, groups):
+        return torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, dilation, False, [0, 0],
+                                                   groups, [need_x, need_weight, False])[:2]
+    if stride == (1, 1):
+        return same_dilated_gradients(x, weight, grad, padding, dilation, need_x, need_weight)
+    (kh, kw), (sh, sw) = weight.shape[-2:], stride
+    grad_sub, grad_weight, _ = torch.ops.aten.convolution_backward(
+        grad, x[:, :, ::sh, ::sw], weight, None, [1, 1], [(kh - 1) // 2, (kw - 1) // 2], [1, 1], False, [0, 0],
+        groups, [need_x, need_weight, False])
+    grad_x = None
+    if need_x:
+        grad_x = torch.zeros_like(x)
+        grad_x[:, :, ::sh, ::sw] = grad_sub
+    return grad_x, grad_weight
 
 
 def strided_pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride) -> torch.Tensor:

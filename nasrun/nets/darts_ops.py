@@ -13,6 +13,7 @@ from torch import nn
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets.conv import Conv2d
+from nasrun.nets.lean import DepthwiseUnit, SearchBatchNorm2d, batch_norm
 
 # The 8 candidate ops of the DARTS search space, in the published order.
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -26,7 +27,7 @@ PARAMETER_FREE_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect")
 class ReLUConvBN(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, padding: int, affine: bool = True):
         super().__init__(nn.ReLU(inplace=False), nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False),
-                         nn.BatchNorm2d(c_out, affine=affine))
+                         batch_norm(c_out, affine))
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """The module's output for an `x` already passed through ReLU (conv and BN only)."""
@@ -43,12 +44,21 @@ class DilConv(nn.Sequential):
             nn.ReLU(inplace=False),
             Conv2d(c_in, c_in, kernel, stride, padding, dilation=dilation, groups=c_in, bias=False),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            batch_norm(c_out, affine),
         )
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
         """The module's output for an `x` already passed through ReLU."""
         return self[3](self[2](self[1](x)))
+
+    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
+        """The module's output for relu(`source`); in a search network's training pass it keeps `source` and
+        its norm's output for the backward pass, not the rectified input or the depthwise output
+        (nasrun.nets.lean). `rectified`: `Rectified.apply(source)` where the caller shares one among ops."""
+        _, depthwise, pointwise, norm = self
+        if not (isinstance(norm, SearchBatchNorm2d) and norm.keeps_output(source)):
+            return self.after_relu(source.relu() if rectified is None else rectified)
+        return DepthwiseUnit.apply(rectified, source, depthwise.weight, pointwise.weight, depthwise, pointwise, norm)
 
 
 class SepConv(nn.Sequential):
@@ -59,9 +69,13 @@ class SepConv(nn.Sequential):
                          DilConv(c_in, c_out, kernel, 1, padding, 1, affine))
 
     def after_relu(self, x: torch.Tensor) -> torch.Tensor:
-        """The module's output for an `x` already passed through ReLU. The second ReLU rectifies the first
-        BN's output in place (BN keeps its input, not its output, for the backward pass): one tensor less."""
-        return self[1].after_relu(self[0].after_relu(x).relu_())
+        """The module's output for an `x` already passed through ReLU."""
+        return self[1].after_relu(self[0].after_relu(x).relu())
+
+    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
+        """`DilConv.after_relu_of` for both units: keeps `source` and the first unit's norm output, which
+        that norm keeps anyway."""
+        return self[1].after_relu_of(self[0].after_relu_of(source, rectified))
 
 
 class Conv7x1x7(nn.Sequential):
@@ -71,7 +85,7 @@ class Conv7x1x7(nn.Sequential):
         super().__init__(nn.ReLU(inplace=False),
                          nn.Conv2d(channels, channels, (1, 7), stride=(1, stride), padding=(0, 3), bias=False),
                          nn.Conv2d(channels, channels, (7, 1), stride=(stride, 1), padding=(3, 0), bias=False),
-                         nn.BatchNorm2d(channels, affine=affine))
+                         batch_norm(channels, affine))
 
 
 class Zero(nn.Module):
@@ -95,7 +109,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = batch_norm(c_out, affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.after_relu(self.relu(x))

@@ -28,6 +28,8 @@ from torch import nn
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets.darts import CELL_TYPES, cell_plan, make_stem, reduction_layers
 from nasrun.nets.darts_ops import PARAMETER_FREE_OPS, FactorizedReduce, ReLUConvBN, darts_op
+from nasrun.nets.lean import batch_norm
+from nasrun.nets.pools import fast_pool
 from nasrun.spaces.darts import DartsSpace
 from nasrun.supernets.base import Supernet, register_supernet
 from nasrun.supernets.mixed import MixedOp
@@ -135,11 +137,21 @@ class DartsSupernet(Supernet):
 
 
 # --- the α-weighted supernet (DARTS, PC-DARTS, GDAS) ----------------------------------------------------------------------------------
+class PoolNorm(nn.Sequential):
+    """A pool, then an affine-free batch norm (which keeps its output, not the pool's). DARTS's 3x3 pools
+    run as `nasrun.nets.pools.fast_pool`: faster than torch's, and keeping only their input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool, norm = self
+        pooled = fast_pool(pool, x)
+        return norm(pool(x) if pooled is None else pooled)
+
+
 def darts_search_op(name: str, channels: int, stride: int) -> nn.Module:
     """Search-time op: affine-free batch norm, and a BN after pools, as in the DARTS search."""
     op = darts_op(name, channels, stride, affine=False)
     if "pool" in name:
-        return nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
+        return PoolNorm(op, batch_norm(channels, affine=False))
     return op
 
 

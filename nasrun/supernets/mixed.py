@@ -5,7 +5,8 @@ differentiable strategies, `weighted.WeightedSupernet`): `forward(x, weights, in
 the ops weighted by `weights`, or runs only op `index` (a hard sample), optionally on 1/`partial` of the
 channels (PC-DARTS: the other channels bypass the ops and the result is channel-shuffled) and scaled by
 the edge's weight β. The ops that begin with ReLU (`after_relu`: DARTS's convolutions, the strided
-skip) share one rectified copy of the edge's input. With `checkpoint` set, the α-weighted mode keeps
+skip) share one rectified copy of the edge's input; in a training pass the separable and dilated convs
+keep the edge's input instead, and recompute the rectified copy in the backward pass (nasrun.nets.lean). With `checkpoint` set, the α-weighted mode keeps
 nothing of the edge but its inputs for the backward pass and recomputes the edge there
 (`WeightedSupernet.checkpoint = "edges"`), its batch norms' running statistics left as the first pass
 set them (`statistics_kept`), so recomputation changes no value of the search.
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
+
+from nasrun.nets.lean import Rectified, keeps_less
 
 
 @contextlib.contextmanager
@@ -99,6 +102,15 @@ class MixedOp(nn.Module):
         if index is not None:  # hard sample: run one op, keep every weight in the graph for α's gradient
             return self.ops[self.names[index]](x) * weights[index] + (weights.sum() - weights[index])
         ops = [self.ops[self.names[i]] for i in self.nonzero]
-        rectified = F.relu(x) if any(hasattr(op, "after_relu") for op in ops) else None
-        return sum(weights[i] * (op.after_relu(rectified) if hasattr(op, "after_relu") else op(x))
-                   for i, op in zip(self.nonzero, ops))
+        lean = keeps_less(x, self.training)  # convs keep x, not relu(x), which they share (nasrun.nets.lean)
+        of_source = [lean and hasattr(op, "after_relu_of") for op in ops]
+        bare = Rectified.apply(x) if any(of_source) else None
+        rectified = F.relu(x) if any(hasattr(op, "after_relu") and not by_source
+                                     for op, by_source in zip(ops, of_source)) else None
+
+        def run(op: nn.Module, by_source: bool) -> torch.Tensor:
+            if by_source:
+                return op.after_relu_of(x, bare)
+            return op.after_relu(rectified) if hasattr(op, "after_relu") else op(x)
+
+        return sum(weights[i] * run(op, by_source) for i, op, by_source in zip(self.nonzero, ops, of_source))
