@@ -113,4 +113,8 @@ class MixedOp(nn.Module):
                 return op.after_relu_of(x, bare)
             return op.after_relu(rectified) if hasattr(op, "after_relu") else op(x)
 
-        return sum(weights[i] * run(op, by_source) for i, op, by_source in zip(self.nonzero, ops, of_source))
+        total = None  # the first product, then the others added into it (addition keeps nothing for backward)
+        for i, op, by_source in zip(self.nonzero, ops, of_source):
+            product = weights[i] * run(op, by_source)
+            total = product if total is None else total.add_(product)
+        return total
