@@ -81,9 +81,9 @@ class AvgPool3x3(torch.autograd.Function):
 
 def fast_pool(pool: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """`pool(x)` by the functions above where `pool` is DARTS's 3x3 max or average pool (padding 1, stride
-    1 or 2, count_include_pad=False) on a 4-D float tensor; None otherwise."""
-    if x.dim() != 4 or not x.is_floating_point() or min(x.shape[2:]) < 1:
-        return None
+    1 or 2, count_include_pad=False) on a 4-D float CPU tensor; None otherwise."""
+    if x.device.type != "cpu" or x.dim() != 4 or not x.is_floating_point() or min(x.shape[2:]) < 1:
+        return None  # a GPU's pooling kernels read the tensor once: there, torch's own
     stride = pool.stride if isinstance(pool.stride, int) else tuple(pool.stride)
     if stride not in (1, 2, (1, 1), (2, 2)) or pool.ceil_mode or pool.kernel_size not in (3, (3, 3)):
         return None

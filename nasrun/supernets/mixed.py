@@ -6,8 +6,9 @@ the ops weighted by `weights`, or runs only op `index` (a hard sample), optional
 channels (PC-DARTS: the other channels bypass the ops and the result is channel-shuffled) and scaled by
 the edge's weight β. The ops that begin with ReLU (`after_relu`: DARTS's convolutions, the strided
 skip) share one rectified copy of the edge's input; in a training pass the separable and dilated convs
-keep the edge's input instead, and recompute the rectified copy in the backward pass (nasrun.nets.lean). With `checkpoint` set, the α-weighted mode keeps
-nothing of the edge but its inputs for the backward pass and recomputes the edge there
+keep the edge's input instead, and recompute the rectified copy in the backward pass
+(`nasrun.nets.lean`). With `checkpoint` set, the α-weighted mode keeps nothing of the edge but its
+inputs for the backward pass and recomputes the edge there
 (`WeightedSupernet.checkpoint = "edges"`), its batch norms' running statistics left as the first pass
 set them (`statistics_kept`), so recomputation changes no value of the search.
 """
@@ -104,13 +105,13 @@ class MixedOp(nn.Module):
         ops = [self.ops[self.names[i]] for i in self.nonzero]
         lean = keeps_less(x, self.training)  # convs keep x, not relu(x), which they share (nasrun.nets.lean)
         of_source = [lean and hasattr(op, "after_relu_of") for op in ops]
-        bare = Rectified.apply(x) if any(of_source) else None
+        shared_relu = Rectified.apply(x) if any(of_source) else None
         rectified = F.relu(x) if any(hasattr(op, "after_relu") and not by_source
                                      for op, by_source in zip(ops, of_source)) else None
 
         def run(op: nn.Module, by_source: bool) -> torch.Tensor:
             if by_source:
-                return op.after_relu_of(x, bare)
+                return op.after_relu_of(x, shared_relu)
             return op.after_relu(rectified) if hasattr(op, "after_relu") else op(x)
 
         total = None  # the first product, then the others added into it (addition keeps nothing for backward)
