@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from nasrun.errors import ConfigError, NasrunError
+from nasrun.nets.lean import SearchBatchNorm2d
 
 log = logging.getLogger("nasrun")
 
@@ -185,9 +186,10 @@ def _update_running_stats(norm: _BatchNorm, channels: int, mean: torch.Tensor, v
 
 
 def convert_batchnorm_cpu(module: nn.Module) -> nn.Module:
-    """`module` with every plain BatchNorm layer (1d/2d/3d; custom subclasses are left alone) replaced by a
-    SyncBatchNormCPU sharing its parameters and buffers."""
-    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d):
+    """`module` with every plain BatchNorm layer (1d/2d/3d, and the search cells' SearchBatchNorm2d, which
+    normalises as torch's does; other subclasses are left alone) replaced by a SyncBatchNormCPU sharing its
+    parameters and buffers."""
+    if type(module) in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, SearchBatchNorm2d):
         synced = SyncBatchNormCPU(module.num_features, module.eps, module.momentum, module.affine,
                                   module.track_running_stats)
         if module.affine:

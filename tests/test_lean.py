@@ -154,3 +154,19 @@ def test_the_search_network_keeps_well_under_half_of_what_the_plain_one_keeps():
     ours_kept = kept_bytes(lambda: F.cross_entropy(ours(x), torch.zeros(8, dtype=torch.long)))
     plain_kept = kept_bytes(lambda: F.cross_entropy(plain(x), torch.zeros(8, dtype=torch.long)))
     assert ours_kept < 0.4 * plain_kept, (ours_kept, plain_kept)
+
+
+def test_units_normalise_through_a_replaced_norm_forward():
+    """nasrun.distributed replaces a norm's forward (global-batch statistics) or the whole norm: the search
+    convs then go through it instead of their own kernel."""
+    from nasrun.distributed import SyncBatchNormCPU, convert_batchnorm_cpu
+
+    op = darts_search_op("sep_conv_3x3", 4, 1)
+    calls = []
+    for norm in (m for m in op.modules() if isinstance(m, SearchBatchNorm2d)):
+        norm.forward = (lambda norm: lambda x: calls.append(x.shape) or nn.BatchNorm2d.forward(norm, x))(norm)
+    op.after_relu_of(torch.randn(2, 4, 5, 5, requires_grad=True)).sum().backward()
+    assert len(calls) == 2
+    converted = convert_batchnorm_cpu(darts_search_op("dil_conv_3x3", 4, 1))
+    assert isinstance(converted[3], SyncBatchNormCPU)
+    converted.after_relu_of(torch.randn(2, 4, 5, 5, requires_grad=True)).sum().backward()
