@@ -170,3 +170,11 @@ def test_units_normalise_through_a_replaced_norm_forward():
     converted = convert_batchnorm_cpu(darts_search_op("dil_conv_3x3", 4, 1))
     assert isinstance(converted[3], SyncBatchNormCPU)
     converted.after_relu_of(torch.randn(2, 4, 5, 5, requires_grad=True)).sum().backward()
+
+
+def test_a_second_derivative_through_the_kept_outputs_is_refused():
+    op = darts_search_op("dil_conv_3x3", 4, 1)
+    x = torch.randn(2, 4, 5, 5, requires_grad=True)
+    grad, = torch.autograd.grad(op.after_relu_of(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|marked with @once"):
+        grad.sum().backward()

@@ -20,7 +20,8 @@ applied once to the sum of their gradients. A separable conv keeps 2 full-width 
 dilated conv 1 instead of 3, and an edge no rectified copy of its input.
 
 Both apply where the search trains with gradients on float32/float64 tensors outside autocast
-(`keeps_less`); evaluation, no-grad passes and mixed precision take torch's own path.
+(`keeps_less`); evaluation, no-grad passes and mixed precision take torch's own path. Their backward
+passes are differentiable once: a second derivative through them is refused, not computed wrong.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import functools
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from nasrun.nets.conv import dilated_depthwise_gradients
 
@@ -83,6 +85,7 @@ class NormKeepingOutput(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable  # a second derivative through it would be wrong silently: refused instead
     def backward(ctx, dy: torch.Tensor):
         y, invstd = ctx.saved_tensors
         return normalize_backward(dy, y, invstd, ctx.eps), None
@@ -152,6 +155,7 @@ class DepthwiseUnit(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy: torch.Tensor):
         source, depthwise_weight, pointwise_weight, y, invstd = ctx.saved_tensors
         need_rectified, need_source, need_depthwise, need_pointwise = ctx.needs_input_grad[:4]
