@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nasrun.nets.lean import Rectified, SearchBatchNorm2d
+from nasrun.nets.lean import Rectified, SearchBatchNorm2d, SharedRelu
 from nasrun.nets.pools import fast_pool
 from nasrun.supernets.darts import DartsWeightedSupernet, PoolNorm, darts_search_op
 from nasrun.supernets.weighted import Weighting
@@ -79,7 +79,7 @@ def test_search_convs_keep_their_input_and_compute_torchs_values(name, stride, s
     theirs = as_torch(ours)
     for _ in range(2):
         x = torch.randn(3, 6, size, size, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
-        out = ours.after_relu_of(x, Rectified.apply(x) if shared else None)
+        out = ours.after_relu_of(x, Rectified.apply(x), SharedRelu(1)) if shared else ours.after_relu_of(x)
         expected = theirs(x)
         assert torch.equal(out, expected)
         grad = torch.randn_like(out)
@@ -178,3 +178,17 @@ def test_a_second_derivative_through_the_kept_outputs_is_refused():
     grad, = torch.autograd.grad(op.after_relu_of(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|marked with @once"):
         grad.sum().backward()
+
+
+def test_an_edges_convs_recompute_their_shared_relu_once():
+    relu_calls = []
+    source = torch.randn(3)
+    shared = SharedRelu(3)
+    original = torch.Tensor.relu
+    torch.Tensor.relu = lambda t: relu_calls.append(1) or original(t)
+    try:
+        values = [shared.take(source) for _ in range(3)]
+    finally:
+        torch.Tensor.relu = original
+    assert len(relu_calls) == 1 and all(v is values[0] for v in values) and shared.value is None
+    assert torch.equal(values[0], source.relu())

@@ -13,7 +13,7 @@ from torch import nn
 
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets.conv import Conv2d
-from nasrun.nets.lean import DepthwiseUnit, SearchBatchNorm2d, batch_norm
+from nasrun.nets.lean import DepthwiseUnit, SearchBatchNorm2d, SharedRelu, batch_norm
 
 # The 8 candidate ops of the DARTS search space, in the published order.
 DARTS_OPS = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
@@ -51,14 +51,17 @@ class DilConv(nn.Sequential):
         """The module's output for an `x` already passed through ReLU."""
         return self[3](self[2](self[1](x)))
 
-    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
+    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None,
+                      shared: SharedRelu | None = None) -> torch.Tensor:
         """The module's output for relu(`source`); in a search network's training pass it keeps `source` and
         its norm's output for the backward pass, not the rectified input or the depthwise output
-        (nasrun.nets.lean). `rectified`: `Rectified.apply(source)` where the caller shares one among ops."""
+        (nasrun.nets.lean). `rectified`: `Rectified.apply(source)` where the caller shares one among ops,
+        `shared` their recomputation of it."""
         _, depthwise, pointwise, norm = self
         if not (isinstance(norm, SearchBatchNorm2d) and norm.keeps_output(source)):
             return self.after_relu(source.relu() if rectified is None else rectified)
-        return DepthwiseUnit.apply(rectified, source, depthwise.weight, pointwise.weight, depthwise, pointwise, norm)
+        return DepthwiseUnit.apply(rectified, source, depthwise.weight, pointwise.weight, depthwise, pointwise, norm,
+                                   shared)
 
 
 class SepConv(nn.Sequential):
@@ -72,10 +75,11 @@ class SepConv(nn.Sequential):
         """The module's output for an `x` already passed through ReLU."""
         return self[1].after_relu(self[0].after_relu(x).relu())
 
-    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None) -> torch.Tensor:
+    def after_relu_of(self, source: torch.Tensor, rectified: torch.Tensor | None = None,
+                      shared: SharedRelu | None = None) -> torch.Tensor:
         """`DilConv.after_relu_of` for both units: keeps `source` and the first unit's norm output, which
         that norm keeps anyway."""
-        return self[1].after_relu_of(self[0].after_relu_of(source, rectified))
+        return self[1].after_relu_of(self[0].after_relu_of(source, rectified, shared))
 
 
 class Conv7x1x7(nn.Sequential):

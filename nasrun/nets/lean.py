@@ -138,20 +138,35 @@ class Rectified(torch.autograd.Function):
         return THRESHOLD_BACKWARD(grad, x, 0)
 
 
+class SharedRelu:
+    """relu(source) for the backward passes of the `users` units that share one `Rectified` (an edge's
+    convs): computed by the first that needs it, dropped after the last."""
+
+    def __init__(self, users: int):
+        self.users, self.value = users, None
+
+    def take(self, source: torch.Tensor) -> torch.Tensor:
+        value = source.relu() if self.value is None else self.value
+        self.users -= 1
+        self.value = value if self.users > 0 else None
+        return value
+
+
 class DepthwiseUnit(torch.autograd.Function):
     """norm(pointwise(depthwise(relu(source)))), keeping `source`, the two weights and the norm's output
     only: relu(source) and the depthwise output are recomputed in the backward pass (module doc).
     `rectified`: relu(source) from a `Rectified` the caller shares among several units, whose gradient
-    is then returned for it (None: the unit rectifies `source` itself). `depthwise`, `pointwise`: the
-    conv modules (`convolve`); `norm`: the SearchBatchNorm2d."""
+    is then returned for it (None: the unit rectifies `source` itself), and `shared` recomputes it once
+    for all of them. `depthwise`, `pointwise`: the conv modules (`convolve`); `norm`: the SearchBatchNorm2d."""
 
     @staticmethod
     def forward(ctx, rectified, source, depthwise_weight, pointwise_weight, depthwise: nn.Conv2d,
-                pointwise: nn.Conv2d, norm: SearchBatchNorm2d) -> torch.Tensor:
+                pointwise: nn.Conv2d, norm: SearchBatchNorm2d, shared: SharedRelu | None = None) -> torch.Tensor:
         d = convolve(depthwise, source.relu() if rectified is None else rectified, depthwise_weight)
         y, invstd = normalize(convolve(pointwise, d, pointwise_weight), norm)
         ctx.save_for_backward(source.detach(), depthwise_weight, pointwise_weight, y, invstd)
         ctx.depthwise, ctx.pointwise, ctx.eps, ctx.shared = depthwise, pointwise, norm.eps, rectified is not None
+        ctx.shared_relu = shared
         return y
 
     @staticmethod
@@ -162,7 +177,7 @@ class DepthwiseUnit(torch.autograd.Function):
         need_input = need_rectified or need_source
         depthwise = ctx.depthwise
         dz = normalize_backward(dy, y, invstd, ctx.eps)
-        rectified = source.relu()
+        rectified = source.relu() if ctx.shared_relu is None else ctx.shared_relu.take(source)
         d = convolve(depthwise, rectified, depthwise_weight)
         dd, d_pointwise = convolution_backward(dz, d, pointwise_weight, ctx.pointwise, need_input or need_depthwise,
                                                need_pointwise)
@@ -173,9 +188,9 @@ class DepthwiseUnit(torch.autograd.Function):
             d_rectified, d_depthwise = convolution_backward(dd, rectified, depthwise_weight, depthwise, need_input,
                                                             need_depthwise)
         if ctx.shared:
-            return d_rectified, None, d_depthwise, d_pointwise, None, None, None
+            return d_rectified, None, d_depthwise, d_pointwise, None, None, None, None
         d_source = THRESHOLD_BACKWARD(d_rectified, source, 0) if need_source else None
-        return None, d_source, d_depthwise, d_pointwise, None, None, None
+        return None, d_source, d_depthwise, d_pointwise, None, None, None, None
 
 
 def convolution_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d, need_input: bool,

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
-from nasrun.nets.lean import Rectified, keeps_less
+from nasrun.nets.lean import Rectified, SharedRelu, keeps_less
 
 
 @contextlib.contextmanager
@@ -106,12 +106,13 @@ class MixedOp(nn.Module):
         lean = keeps_less(x, self.training)  # convs keep x, not relu(x), which they share (nasrun.nets.lean)
         of_source = [lean and hasattr(op, "after_relu_of") for op in ops]
         shared_relu = Rectified.apply(x) if any(of_source) else None
+        recomputed_relu = SharedRelu(sum(of_source))
         rectified = F.relu(x) if any(hasattr(op, "after_relu") and not by_source
                                      for op, by_source in zip(ops, of_source)) else None
 
         def run(op: nn.Module, by_source: bool) -> torch.Tensor:
             if by_source:
-                return op.after_relu_of(x, shared_relu)
+                return op.after_relu_of(x, shared_relu, recomputed_relu)
             return op.after_relu(rectified) if hasattr(op, "after_relu") else op(x)
 
         total = None  # the first product, then the others added into it (addition keeps nothing for backward)
