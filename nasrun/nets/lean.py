@@ -16,7 +16,7 @@ the previous unit keeps anyway, the weights, and the norm's output: the rectifie
 output, which the convolutions' gradients need, are recomputed in the backward pass (a depthwise
 convolution is cheap: k*k multiplies per value), the gradients come from torch's own kernels, and the
 ReLU's mask from the unrectified input. An edge's four convs share one `Rectified`, so that mask is
-applied once to the sum of their gradients. A separable conv keeps 2 full-width tensors instead of 6, a
+applied once to the sum of their gradients, and one `SharedRelu`, so relu(input) is recomputed once. A separable conv keeps 2 full-width tensors instead of 6, a
 dilated conv 1 instead of 3, and an edge no rectified copy of its input.
 
 Both apply where the search trains with gradients on float32/float64 tensors outside autocast
@@ -165,7 +165,7 @@ class DepthwiseUnit(torch.autograd.Function):
         d = convolve(depthwise, source.relu() if rectified is None else rectified, depthwise_weight)
         y, invstd = normalize(convolve(pointwise, d, pointwise_weight), norm)
         ctx.save_for_backward(source.detach(), depthwise_weight, pointwise_weight, y, invstd)
-        ctx.depthwise, ctx.pointwise, ctx.eps, ctx.shared = depthwise, pointwise, norm.eps, rectified is not None
+        ctx.depthwise, ctx.pointwise, ctx.eps, ctx.gated = depthwise, pointwise, norm.eps, rectified is not None
         ctx.shared_relu = shared
         return y
 
@@ -187,7 +187,7 @@ class DepthwiseUnit(torch.autograd.Function):
         else:
             d_rectified, d_depthwise = convolution_backward(dd, rectified, depthwise_weight, depthwise, need_input,
                                                             need_depthwise)
-        if ctx.shared:
+        if ctx.gated:  # the caller's Rectified applies the mask
             return d_rectified, None, d_depthwise, d_pointwise, None, None, None, None
         d_source = THRESHOLD_BACKWARD(d_rectified, source, 0) if need_source else None
         return None, d_source, d_depthwise, d_pointwise, None, None, None, None
