@@ -8,9 +8,9 @@ is kept for the backward pass (no checkpointing). The ops themselves are nasrun'
 same definitions as the original's OPS table) with torch's own batch norm (`plain_norms`), so the
 difference measured is the network's execution, not the maths: nasrun skips `none`, runs channels-last,
 rectifies each cell output once for the two cells that read it, holds the weights (α step) or α (weight
-step) constant, keeps norm outputs instead of inputs and recomputes depthwise convolutions and max pools
-(nasrun/nets/lean.py), and recomputes activations in the backward pass (`strategy.checkpoint`). `bench_darts.plain_step` steps this network as the
-original code does.
+step) constant, keeps norm outputs instead of inputs and recomputes depthwise outputs (nasrun/nets/lean.py),
+pools with shifted slices (nasrun/nets/pools.py), and recomputes activations in the backward pass
+(`strategy.checkpoint`). `bench_darts.plain_step` steps this network as the original code does.
 """
 
 from __future__ import annotations

@@ -45,6 +45,7 @@ from torch.nn.modules.utils import _pair
 
 # oneDNN's AVX2 1x1 weight-gradient kernel corrupts the heap below this many input channels (see above).
 ONEDNN_SMALL_CHANNELS = 8
+CONVOLUTION_BACKWARD = torch.ops.aten.convolution_backward.default  # resolved once, not per call
 
 
 def needs_workaround(x: torch.Tensor, weight: torch.Tensor, stride, padding, groups: int) -> bool:
@@ -122,6 +123,14 @@ def dilated_depthwise(x: torch.Tensor, weight: torch.Tensor, stride, padding, di
     return DilatedDepthwise.apply(x, weight, _pair(padding), _pair(dilation))
 
 
+def convolution_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d, need_input: bool,
+                         need_weight: bool) -> tuple:
+    """The input and weight gradients of `conv` (no bias) at input `x`: torch's own kernel, as autograd runs it."""
+    d_input, d_weight, _ = CONVOLUTION_BACKWARD(grad, x, weight, None, conv.stride, conv.padding, conv.dilation, False,
+                                                [0, 0], conv.groups, [need_input, need_weight, False])
+    return d_input, d_weight
+
+
 def dilated_depthwise_gradients(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, conv: nn.Conv2d,
                                 need_x: bool, need_weight: bool) -> tuple:
     """The input and weight gradients of the dilated depthwise convolution `conv` (no bias, weight `weight`) at
@@ -129,12 +138,11 @@ def dilated_depthwise_gradients(x: torch.Tensor, weight: torch.Tensor, grad: tor
     kernel outside the slow class."""
     stride, padding, dilation, groups = _pair(conv.stride), _pair(conv.padding), _pair(conv.dilation), conv.groups
     if not slow_dilated_class(x, weight, stride, padding, dilation, groups):
-        return torch.ops.aten.convolution_backward(grad, x, weight, None, stride, padding, dilation, False, [0, 0],
-                                                   groups, [need_x, need_weight, False])[:2]
+        return convolution_backward(grad, x, weight, conv, need_x, need_weight)
     if stride == (1, 1):
         return same_dilated_gradients(x, weight, grad, padding, dilation, need_x, need_weight)
     (kh, kw), (sh, sw) = weight.shape[-2:], stride
-    grad_sub, grad_weight, _ = torch.ops.aten.convolution_backward(
+    grad_sub, grad_weight, _ = CONVOLUTION_BACKWARD(
         grad, x[:, :, ::sh, ::sw], weight, None, [1, 1], [(kh - 1) // 2, (kw - 1) // 2], [1, 1], False, [0, 0],
         groups, [need_x, need_weight, False])
     grad_x = None

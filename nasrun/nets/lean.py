@@ -33,12 +33,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from nasrun.nets.conv import dilated_depthwise_gradients
+from nasrun.nets.conv import convolution_backward, dilated_depthwise_gradients
 
 SAVING_DTYPES = (torch.float32, torch.float64)
 # torch's kernels, resolved once (an op called through torch.ops.aten.<name> is looked up on every call)
 BATCH_NORM_BACKWARD = torch.ops.aten.native_batch_norm_backward.default
-CONVOLUTION_BACKWARD = torch.ops.aten.convolution_backward.default
 THRESHOLD_BACKWARD = torch.ops.aten.threshold_backward.default
 
 
@@ -191,14 +190,6 @@ class DepthwiseUnit(torch.autograd.Function):
             return d_rectified, None, d_depthwise, d_pointwise, None, None, None, None
         d_source = THRESHOLD_BACKWARD(d_rectified, source, 0) if need_source else None
         return None, d_source, d_depthwise, d_pointwise, None, None, None, None
-
-
-def convolution_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conv: nn.Conv2d, need_input: bool,
-                         need_weight: bool) -> tuple:
-    """The input and weight gradients of `conv` (no bias) at input `x`: torch's own kernel, as autograd runs it."""
-    d_input, d_weight, _ = CONVOLUTION_BACKWARD(grad, x, weight, None, conv.stride, conv.padding, conv.dilation, False,
-                                                [0, 0], conv.groups, [need_input, need_weight, False])
-    return d_input, d_weight
 
 
 def convolve(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -106,7 +106,7 @@ class MixedOp(nn.Module):
         lean = keeps_less(x, self.training)  # convs keep x, not relu(x), which they share (nasrun.nets.lean)
         of_source = [lean and hasattr(op, "after_relu_of") for op in ops]
         shared_relu = Rectified.apply(x) if any(of_source) else None
-        recomputed_relu = SharedRelu(sum(of_source))
+        recomputed_relu = SharedRelu(sum(of_source)) if shared_relu is not None else None
         rectified = F.relu(x) if any(hasattr(op, "after_relu") and not by_source
                                      for op, by_source in zip(ops, of_source)) else None
 
