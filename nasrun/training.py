@@ -59,15 +59,30 @@ def logits_of(output) -> torch.Tensor:
     return output[0] if isinstance(output, (tuple, list)) else output
 
 
+def in_cpu_layout(model: nn.Module, hardware: Hardware) -> bool:
+    """On the CPU, put `model` in channels-last, oneDNN's own layout (with NCHW tensors each convolution
+    reorders its input and output on every call): a training step of a macro network on 8x8 digits, batch
+    64, one thread, took 5.2-6.1 ms against 7.9-8.4 ms NCHW; on 32x32 images, two threads, 38-39 ms against
+    51-53. Returns whether the batches should follow (`batch_layout`). GPU models are left as they are."""
+    if hardware.device != "cpu":
+        return False
+    model.to(memory_format=torch.channels_last)  # a no-op once done; parameters keep their identity
+    return True
+
+
+def batch_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
 def train_one_epoch(model: nn.Module, data: DataBundle, recipe: Recipe, optimizer, scheduler,
                     hardware: Hardware, seed: int, loss_fn: Callable | None = None) -> float:
     """One pass over the training split; returns the mean loss. Raises DivergedError on NaN/inf."""
     model.train()
     loss_fn = loss_fn or classification_loss(recipe)
-    device = hardware.device
+    device, channels_last = hardware.device, in_cpu_layout(model, hardware)
     total, count = 0.0, 0
     for x, y in data.loader("train", recipe.batch_size, shuffle=True, seed=seed, num_workers=hardware.num_workers):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = batch_layout(x.to(device, non_blocking=True), channels_last), y.to(device, non_blocking=True)
         with hardware.autocast():
             loss = loss_fn(model(x), y)
         value = loss.item()
@@ -100,9 +115,9 @@ def classification_loss(recipe: Recipe) -> Callable:
 def accuracy(model: nn.Module, data: DataBundle, split: str, hardware: Hardware, batch_size: int = 256) -> float:
     """Top-1 accuracy (0..1) of `model` on one split."""
     model.eval()
-    correct, count = 0, 0
+    correct, count, channels_last = 0, 0, in_cpu_layout(model, hardware)
     for x, y in data.loader(split, batch_size, num_workers=hardware.num_workers):
-        x, y = x.to(hardware.device), y.to(hardware.device)
+        x, y = batch_layout(x.to(hardware.device), channels_last), y.to(hardware.device)
         with hardware.autocast():
             predicted = logits_of(model(x)).argmax(1)
         correct += (predicted == y).sum().item()

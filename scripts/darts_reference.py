@@ -22,18 +22,24 @@ from torch import nn
 from nasrun.nets.darts import reduction_layers
 from nasrun.nets.darts_ops import DARTS_OPS, FactorizedReduce, ReLUConvBN
 from nasrun.nets.lean import SearchBatchNorm2d
+from nasrun.nets.pools import AvgPool2d, MaxPool2d
 from nasrun.supernets.darts import PoolNorm, darts_search_op
 
 
 def plain_norms(module: nn.Module) -> nn.Module:
-    """`module` with every SearchBatchNorm2d replaced by torch's nn.BatchNorm2d(affine=False), and pools run
-    as plain nn.Sequential (nothing recomputed)."""
+    """`module` with every SearchBatchNorm2d replaced by torch's nn.BatchNorm2d(affine=False), nasrun's pool
+    modules by torch's, and pools run as plain nn.Sequential (nothing recomputed)."""
     for name, child in module.named_children():
         if isinstance(child, SearchBatchNorm2d):
             norm = nn.BatchNorm2d(child.num_features, child.eps, child.momentum, affine=False,
                                   track_running_stats=child.track_running_stats)
             norm.load_state_dict(child.state_dict())
             setattr(module, name, norm.to(child.running_mean.dtype if child.running_mean is not None else None))
+        elif type(child) in (MaxPool2d, AvgPool2d):
+            torch_class = nn.MaxPool2d if isinstance(child, MaxPool2d) else nn.AvgPool2d
+            plain = torch_class.__new__(torch_class)
+            plain.__dict__.update(child.__dict__)  # the same settings, torch's forward
+            setattr(module, name, plain)
         else:
             plain_norms(child)
     return nn.Sequential(*module) if isinstance(module, PoolNorm) else module

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nasrun.nets.lean import Rectified, SearchBatchNorm2d, SharedRelu
-from nasrun.nets.pools import fast_pool
+from nasrun.nets.pools import AvgPool2d, MaxPool2d, fast_pool
 from nasrun.supernets.darts import DartsWeightedSupernet, PoolNorm, darts_search_op
 from nasrun.supernets.weighted import Weighting
 from nasrun.spaces.darts import SEARCH_OPS
@@ -119,6 +119,33 @@ def test_fast_pools_leave_other_pools_to_torch():
                  nn.MaxPool2d(3, 1, padding=1, dilation=2)):
         assert fast_pool(pool, x) is None, pool
     assert fast_pool(nn.MaxPool2d(3, 1, padding=1), torch.ones(2, 6, 6)) is None  # not 4-D
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 7, 5), (2, 3, 1, 1)])
+def test_the_pool_modules_are_torchs_pools(kind, stride, shape):
+    """nasrun's MaxPool2d / AvgPool2d (NCHW through the channels-last kernel; AvgPool3x3) give torch's values
+    (max: exactly, ties included) and gradients, and keep their input's memory format."""
+    ours = MaxPool2d(3, stride, 1) if kind == "max" else AvgPool2d(3, stride, 1, count_include_pad=False)
+    theirs = nn.MaxPool2d(3, stride, 1) if kind == "max" else nn.AvgPool2d(3, stride, 1, count_include_pad=False)
+    torch.manual_seed(0)
+    x = torch.randn(*shape, dtype=torch.float64).round().relu().requires_grad_()  # many tied windows
+    out, expected = ours(x), theirs(x)
+    assert out.is_contiguous() and (torch.equal(out, expected) if kind == "max"
+                                    else torch.allclose(out, expected, rtol=1e-13, atol=1e-14))
+    grad = torch.randn_like(expected)
+    assert torch.equal(gradients(out, x, grad)[0], gradients(expected, x, grad)[0]) if kind == "max" else \
+        torch.allclose(gradients(out, x, grad)[0], gradients(expected, x, grad)[0], rtol=1e-13, atol=1e-14)
+    assert ours(x.to(memory_format=torch.channels_last)).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_traced_pool_modules_record_torchs_pooling_op():
+    network = nn.Sequential(MaxPool2d(3, 1, 1), AvgPool2d(3, 1, 1, count_include_pad=False)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    graph = str(torch.jit.trace(network, x).inlined_graph)
+    assert "aten::max_pool2d" in graph and "aten::avg_pool2d" in graph and "contiguous" not in graph
+    assert torch.allclose(torch.jit.trace(network, x)(x), network(x), rtol=1e-6, atol=1e-7)
 
 
 def test_search_pools_keep_no_indices():

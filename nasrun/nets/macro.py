@@ -15,6 +15,7 @@ from torch import nn
 from nasrun.errors import InvalidArchitecture
 from nasrun.nets import register
 from nasrun.nets.conv import Conv2d
+from nasrun.nets.pools import AvgPool2d, MaxPool2d
 
 MACRO_OPS = ("conv3x3", "conv5x5", "conv7x7", "sepconv3x3", "sepconv5x5", "maxpool3x3", "avgpool3x3", "identity")
 
@@ -43,7 +44,7 @@ def make_op(op: str, c_in: int, c_out: int, stride: int) -> nn.Module:
     if op.startswith("sepconv"):
         return sep_conv(c_in, c_out, int(op[-1]), stride)
     if op in ("maxpool3x3", "avgpool3x3"):
-        pool_cls = nn.MaxPool2d if op == "maxpool3x3" else nn.AvgPool2d
+        pool_cls = MaxPool2d if op == "maxpool3x3" else AvgPool2d  # torch's, faster on CPU (nasrun.nets.pools)
         pool = pool_cls(3, stride, 1) if op == "maxpool3x3" else pool_cls(3, stride, 1, count_include_pad=False)
         return pool if c_in == c_out else nn.Sequential(pool, conv_bn_relu(c_in, c_out, 1))
     if op == "identity":
