@@ -111,12 +111,13 @@ def load_data(parts: Components):
     needs_data = (estimator.needs_data or strategy.one_shot or warmup_needs_data(strategy, space)
                   or strategy_needs_data(strategy, space))
     scores_proxies = strategy.proxy_settings is not None or strategy.warmup.proxy is not None
-    threads = hardware.apply() if needs_data or scores_proxies or torch_loaded() else None
-    if threads is not None:
-        log.info("CPU threads: %d (%s); idle threads wait: %s", threads.threads, threads.why, threads.openmp_wait)
     data = parts.dataset.load() if needs_data else None
     if data is not None:
         log.info("dataset %s: %s, %d classes, input %s", data.name, data.sizes(), data.num_classes, data.input_shape)
+    threads = None
+    if needs_data or scores_proxies or torch_loaded():
+        threads = hardware.apply(data.input_shape if data is not None else None)  # small images: nasrun.machine
+        log.info("CPU threads: %d (%s); idle threads wait: %s", threads.threads, threads.why, threads.openmp_wait)
     return threads, data
 
 

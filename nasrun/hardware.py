@@ -52,12 +52,13 @@ class Hardware:
         if int(self.num_workers) < 0:
             raise ConfigError(f"hardware.num_workers must be >= 0, got {self.num_workers}")
 
-    def apply(self) -> ThreadChoice:
-        """Set process-wide torch options (threads: see nasrun.machine). Called at the start of every
-        (multirun) job and in every worker process; returns the thread choice."""
+    def apply(self, input_shape=None) -> ThreadChoice:
+        """Set process-wide torch options (threads: see nasrun.machine; `input_shape`, (C, H, W) of the
+        images trained on, where known). Called at the start of every (multirun) job and in every worker
+        process; returns the thread choice."""
         import torch
 
-        choice = choose_threads(self.threads)
+        choice = choose_threads(self.threads, input_shape=input_shape)
         torch.set_num_threads(choice.threads)
         set_deterministic(bool(self.deterministic))
         if self.is_cuda:

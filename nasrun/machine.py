@@ -2,7 +2,7 @@
 idle OpenMP threads wait, and how much memory is free (for `strategy.checkpoint=auto`).
 
 Beside other CPU-bound processes a default run used to be ~9x slower than on a quiet machine (2 cores,
-two busy processes: 177 s against 20 s). Two causes:
+two busy processes: 177 s against 20 s). Three causes:
 
 - The wait policy. torch's OpenMP runtime (GNU libgomp in the Linux wheels; MKL and oneDNN run on it)
   keeps a thread that finished its share of a parallel region spinning for up to GOMP_SPINCOUNT=300,000
@@ -19,10 +19,18 @@ two busy processes: 177 s against 20 s). Two causes:
 - The thread count. torch starts one thread per CPU of the process's affinity mask; a cgroup CPU quota
   (containers, CI runners) and the other workers of `executor=processes` sharing the same cores are not
   counted. `choose_threads` divides the cores the process may really use among the workers.
+- The size of the work. On small images (fewer than SMALL_IMAGE_PIXELS, e.g. 8x8 digits) every op is a
+  parallel region of microseconds, and a region ends only when every thread has done its share: beside
+  other busy processes one of them is waiting for a core most of the time. A training step of a macro
+  network on 8x8 images, batch 64, 2 cores: 2 threads 1.1-1.4x faster than 1 on a quiet machine, but
+  3-6x slower beside two busy processes (4.3-6.8 ms against 5.8-10.0 quiet; 15-69 ms against 8-16 busy).
+  From 16x16 up the second thread pays (28x28: 1.85x quiet, as fast as one thread when busy), so such runs
+  keep every core. `hardware.threads` overrides it.
 
-The count follows from the machine's shape (affinity, quota, workers), never from its load of the moment:
-the number of threads decides how float sums are split, so a load-dependent count would make one seed
-give different trials on a quiet and on a busy machine.
+The count follows from the machine's shape (affinity, quota, workers) and the images, never from the
+machine's load of the moment: the number of threads decides how float sums are split (a conv's weight
+gradient over the batch), so a load-dependent count would make one seed give different trials on a quiet
+and on a busy machine.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "KMP_BLOCKTIME")  # libgo
 SPIN_COUNT = 3000  # libgomp spin iterations before an idle thread sleeps (its default: 300,000)
 SHORT_SPIN = {"GOMP_SPINCOUNT": str(SPIN_COUNT), "KMP_BLOCKTIME": "0"}  # KMP_: Intel's runtime, where used
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SMALL_IMAGE_PIXELS = 256  # images with fewer pixels (below 16x16) train on one thread (module doc)
 
 _wait_set_by: str | None = None  # how this process's OpenMP wait policy was decided (`prepare_openmp`)
 
@@ -75,9 +84,10 @@ def openmp_wait() -> str:
     return f"{', '.join(chosen)} from the environment" if chosen else "the OpenMP default (spin, then sleep)"
 
 
-def choose_threads(requested: int | None = None, workers: int = 1) -> ThreadChoice:
+def choose_threads(requested: int | None = None, workers: int = 1, input_shape=None) -> ThreadChoice:
     """The torch threads of one of `workers` processes sharing this machine's usable cores:
-    `requested` (hardware.threads) when set, else OMP_NUM_THREADS when set, else usable cores // workers."""
+    `requested` (hardware.threads) when set, else OMP_NUM_THREADS when set, else 1 for images of
+    `input_shape` (C, H, W) smaller than SMALL_IMAGE_PIXELS, else usable cores // workers."""
     if requested is not None:
         return ThreadChoice(int(requested), f"hardware.threads={int(requested)}", openmp_wait())
     from_environment = omp_num_threads()
@@ -86,7 +96,19 @@ def choose_threads(requested: int | None = None, workers: int = 1) -> ThreadChoi
     cores, where = usable_cores()
     share = max(1, cores // max(1, int(workers)))
     why = f"{cores} usable cores ({where})" + (f" shared by {workers} worker processes" if workers > 1 else "")
+    if share > 1 and small_images(input_shape):
+        height, width = input_shape[-2:]
+        return ThreadChoice(1, f"{height}x{width} images: ops too small to pay for the synchronisation of more "
+                               f"threads, which stalls on a busy machine ({why})", openmp_wait())
     return ThreadChoice(share, why, openmp_wait())
+
+
+def small_images(input_shape) -> bool:
+    """Whether images of `input_shape` (..., H, W) have fewer than SMALL_IMAGE_PIXELS pixels."""
+    if input_shape is None or len(input_shape) < 2:
+        return False
+    height, width = (int(size) for size in input_shape[-2:])
+    return height * width < SMALL_IMAGE_PIXELS
 
 
 def omp_num_threads() -> int | None:

@@ -126,3 +126,26 @@ def test_scale_tiny_keeps_the_digits_subsets_the_tests_use(compose_cfg):
     assert {key: dataset[key] for key in DIGITS_SUBSETS} == DIGITS_SUBSETS
     bundle = Digits(**DIGITS_SUBSETS).load()
     assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (256, 128, 128)
+
+
+def test_batches_are_prepared_on_one_thread_with_the_same_result_and_the_training_count_kept():
+    """Batch preparation runs on one thread (nasrun.datasets.base.one_thread): crop and flip give the same
+    batches on one or two threads, and the loop body (the training step) keeps the process's count."""
+    from nasrun.datasets.base import Augment, TensorSplit, batches
+
+    split = TensorSplit(torch.rand(300, 3, 32, 32), torch.arange(300) % 10)
+    augment = Augment(crop_padding=4, flip=True)
+    before = torch.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            run = []
+            for x, y in batches(split, 64, shuffle=True, seed=3, augment=augment):
+                assert torch.get_num_threads() == threads
+                run.append((x, y))
+            runs.append(run)
+    finally:
+        torch.set_num_threads(before)
+    assert len(runs[0]) == 5 and all(torch.equal(a, b) for (xa, ya), (xb, yb) in zip(*runs) for a, b in ((xa, xb), (ya, yb)))
+    assert not torch.equal(runs[0][0][0], split.images[:64])  # augmented

@@ -45,6 +45,23 @@ def test_thread_count_hardware_setting_then_omp_num_threads_then_usable_cores_pe
     assert choose_threads(5).threads == 5 and choose_threads(5).why == "hardware.threads=5"
 
 
+def test_small_images_train_on_one_thread_unless_threads_are_set(monkeypatch):
+    monkeypatch.setattr(machine, "usable_cores", lambda: (6, "a test's 6 cores"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    digits, below, cifar = (1, 8, 8), (3, 15, 16), (3, 32, 32)
+    choice = choose_threads(input_shape=digits)
+    assert choice.threads == 1 and choice.why.startswith("8x8 images: ops too small") and "6 usable cores" in choice.why
+    assert choose_threads(input_shape=below).threads == 1
+    assert choose_threads(input_shape=(1, 16, 16)).threads == 6 and choose_threads(input_shape=cifar).threads == 6
+    assert choose_threads(workers=3, input_shape=cifar).threads == 2
+    assert choose_threads(4, input_shape=digits).threads == 4  # hardware.threads wins
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert choose_threads(input_shape=digits).threads == 3
+    monkeypatch.setattr(machine, "usable_cores", lambda: (1, "one core"))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert choose_threads(input_shape=digits).why == "1 usable cores (one core)"  # nothing to give up there
+
+
 def test_a_wait_policy_the_user_set_is_kept(monkeypatch):
     monkeypatch.setattr(machine, "_wait_set_by", None)
     environ = {"GOMP_SPINCOUNT": "1000"}
@@ -70,6 +87,19 @@ def test_a_run_sets_a_short_spin_before_torch_loads_and_records_its_threads(tmp_
     assert record["threads"] == 2 and record["why"] == "OMP_NUM_THREADS=2"
     assert record["openmp_wait"].startswith(f"GOMP_SPINCOUNT={machine.SPIN_COUNT}, set by nasrun")
     assert "CPU threads: 2 (OMP_NUM_THREADS=2)" in RunDir(tmp_path / "run").log.read_text()
+
+
+def test_a_default_digits_run_takes_one_thread_and_says_why(tmp_path):
+    """With no thread setting (OMP_NUM_THREADS unset), the 8x8 digits train on one thread wherever more
+    than one core is usable; summary.json and the log say why."""
+    result = run_cli([*TINY, "budget.trials=1", f"hydra.run.dir={tmp_path}/run"], tmp_path,
+                     env={"OMP_NUM_THREADS": ""})
+    assert result.returncode == 0, result.stderr
+    record = json.loads(RunDir(tmp_path / "run").summary.read_text())["cpu_threads"]
+    cores, _ = machine.usable_cores()
+    assert record["threads"] == 1
+    assert record["why"].startswith("8x8 images: ops too small") == (cores > 1), record["why"]
+    assert f"CPU threads: 1 ({record['why']})" in RunDir(tmp_path / "run").log.read_text()
 
 
 @pytest.mark.slow  # two more fresh interpreters; the default above stays in `make test`

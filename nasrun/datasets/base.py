@@ -3,6 +3,7 @@ of train / validation / test splits every estimator receives."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -151,16 +152,38 @@ def _tensor_batches(data: TensorSplit, batch_size, shuffle, generator, augment, 
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        index = order[start:start + batch_size]
-        x = data.images[index]
-        if augment is not None and augment.active:
-            x = augment(x, generator)
-        yield x, data.labels[index]
+        with one_thread():
+            index = order[start:start + batch_size]
+            x = data.images[index]
+            if augment is not None and augment.active:
+                x = augment(x, generator)
+            y = data.labels[index]
+        yield x, y
 
 
 def _augmented(loader, augment, generator):
     for x, y in loader:
-        yield (augment(x, generator) if augment is not None and augment.active else x), y
+        if augment is not None and augment.active:
+            with one_thread():
+                x = augment(x, generator)
+        yield x, y
+
+
+@contextmanager
+def one_thread():
+    """torch on one thread for a batch's preparation (gathers, crops, flips: elementwise, so the result is
+    the same on any number of threads), the training's own count restored before the batch is used. Its
+    ops take microseconds, and a parallel region waits for every thread: beside two busy processes a
+    cached 32x32 image-folder epoch (crop + flip) ran at 27k images/s on two threads against 74-82k on
+    one (quiet: 63-145k either way; scripts/bench_contention.py --imagefolder)."""
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
 
 
 def split_indices(n: int, fractions: Sequence[float], seed: int) -> list[torch.Tensor]:

@@ -89,8 +89,8 @@ class RunBenchmark:
         self.cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
         parts = build_components(self.cfg, ["hardware", "search_space", "estimator", "dataset"])
         self.hardware, self.space, self.estimator = parts.hardware, parts.search_space, parts.estimator
-        self.hardware.apply()
         self.data = parts.dataset.load()
+        self.hardware.apply(self.data.input_shape)
         self.estimator.bind(self.space, self.data, self.hardware, None, int(self.cfg.seed))
         self.trials = {t.id: t for t in self.files.read_trials()}
 

@@ -156,8 +156,8 @@ def retrain(source: Path, overrides: list[str], limits: NetworkLimits | None = N
     cfg, spec = train_config(source, overrides)
     out = Path(cfg.out) if cfg.out else Path("outputs") / "train" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
     hardware = build_components(cfg, ["hardware"]).hardware
-    hardware.apply()
     data = prepare_data(cfg)
+    hardware.apply(data.input_shape)
     check_model_size(spec, cfg, data, RunDir(source).best if source.is_dir() else source, limits)
     with guard_output(source, out, own_folder=True):
         return out, retrain_into(out, cfg, spec, source, hardware, data)

@@ -6,8 +6,8 @@ running is retried on a fresh worker (`retries`) or recorded as failed, and the 
 The bound estimator, data included, is pickled once and sent to each worker when it starts.
 
 Devices: with CUDA hardware, workers take the visible GPUs round-robin; otherwise every worker uses
-the CPU with `threads = usable cores // workers` (or `hardware.threads` when set; nasrun.machine says
-which cores are usable). The workers inherit the OpenMP wait policy of the `nasrun` command.
+the CPU with `threads = usable cores // workers` (or `hardware.threads` when set, and one thread for small
+images; nasrun.machine says which cores are usable and why). The workers inherit the OpenMP wait policy of the `nasrun` command.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class ProcessesExecutor(Executor):
             raise NasrunError(f"executor=processes needs a picklable estimator: {type(err).__name__}: {err}") from None
         hardware = estimator.hardware
         self.slot_devices = worker_devices(hardware.device, self.workers, self.devices)
-        self.thread_choice = choose_threads(hardware.threads, self.workers)
+        data = getattr(estimator, "data", None)
+        self.thread_choice = choose_threads(hardware.threads, self.workers, data.input_shape if data is not None else None)
         self.threads = self.thread_choice.threads
         log.info("executor=processes: %d workers, %d CPU threads each (%s)", self.workers, self.threads,
                  self.thread_choice.why)
