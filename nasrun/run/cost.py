@@ -9,8 +9,11 @@ What is timed is work the run does anyway (nothing extra runs, so the estimate c
   first (which pays one-time set-up) until MEASURE_STEPS more are done or MEASURE_SECONDS have passed (a
   first step slower than SLOW_STEP, or the only one, is timed itself); s/step x steps per epoch x epochs;
 - a multi-trial search: its first trial's first epoch, s/epoch x epochs per trial x trials ("at most" where
-  trials may stop early or train fewer epochs: early stopping, multi-fidelity strategies); for estimators
-  without epochs (tables, zero-cost proxies) and parallel workers, its first trial, s/trial x trials / workers.
+  trials may stop early or train fewer epochs: early stopping, multi-fidelity strategies). A first epoch
+  shorter than WARM_EPOCH of a trial that trains more pays the process's one-time set-up (oneDNN builds
+  its kernels, caches fill: 1.2 s of the default run's first epoch, against 0.1 s for the next ones), so
+  the second epoch is timed and the difference is counted once as set-up. For estimators without epochs
+  (tables, zero-cost proxies) and parallel workers, its first trial, s/trial x trials / workers.
 summary.json keeps the estimate and the time the measured phase actually took, under `cost`.
 """
 
@@ -32,6 +35,7 @@ log = logging.getLogger("nasrun")
 MEASURE_STEPS = 5        # steps timed after the first one (which pays the set-up) ...
 MEASURE_SECONDS = 10.0   # ... or this long, whichever comes first
 SLOW_STEP = 60.0         # a first step this slow is timed as it is (its set-up is small beside it)
+WARM_EPOCH = 30.0        # a first trial's first epoch this slow is timed as it is (the same)
 FACTOR_NAMES = {"steps_per_epoch": ("step/epoch", "steps/epoch"), "epochs": ("epoch", "epochs"),
                 "trials": ("trial", "trials")}
 
@@ -45,14 +49,17 @@ class Estimate:
     workers: int = 1                # ... and divides it
     upper_bound: bool = False       # trials may train fewer epochs than counted
     actual_seconds: float | None = None
+    setup_seconds: float = 0.0      # paid once, before the units (a process's first epoch)
 
     @property
     def expected_seconds(self) -> float:
-        return self.seconds_per_unit * math.prod(self.factors.values()) / self.workers
+        return self.setup_seconds + self.seconds_per_unit * math.prod(self.factors.values()) / self.workers
 
     def basis(self) -> str:
         """E.g. "212 s/step x 1,250 steps/epoch x 50 epochs"."""
         terms = [f"{short_number(self.seconds_per_unit)} s/{self.unit}"]
+        if self.setup_seconds:
+            terms[0] = f"{short_number(self.setup_seconds)} s set-up + {terms[0]}"
         for name, count in self.factors.items():
             upto = "up to " if self.upper_bound and name == "epochs" else ""
             singular, plural = FACTOR_NAMES[name]
@@ -79,6 +86,7 @@ class CostEstimate(RunObserver):
         self.epochs_per_trial, self.upper_bound = epochs_per_trial, upper_bound
         self.estimate: Estimate | None = None
         self.started: dict[int, float] = {}   # trial id -> when it was submitted
+        self.first_epoch_end: dict[int, float] = {}  # trial id -> when its first epoch ended (module doc)
         self.trials_start: float | None = None
 
     # --- supernet steps ---------------------------------------------------------------------------------
@@ -118,13 +126,24 @@ class CostEstimate(RunObserver):
 
         def timed(epoch: int, total: int, metrics: dict) -> None:
             if self.estimate is None and trial_id in self.started:
-                seconds = (self.clock() - self.started[trial_id]) / max(epoch, 1)
-                self.publish(Estimate(f"{self.trials} trials", "epoch", seconds,
-                                      {"epochs": self.epochs_per_trial, "trials": self.trials},
-                                      upper_bound=self.upper_bound))
+                self.time_epoch(trial_id, epoch, total)
             report(epoch, total, metrics)
 
         return timed
+
+    def time_epoch(self, trial_id: int, epoch: int, total: int) -> None:
+        """Publish s/epoch from the first epoch, or from the second one with the first's excess as set-up."""
+        now, start = self.clock(), self.started[trial_id]
+        if epoch == 1 and total > 1 and now - start < WARM_EPOCH:
+            self.first_epoch_end[trial_id] = now  # wait for the second epoch (module doc)
+            return
+        setup, seconds = 0.0, (now - start) / max(epoch, 1)
+        if epoch == 2 and trial_id in self.first_epoch_end:
+            seconds = now - self.first_epoch_end[trial_id]
+            setup = max(0.0, self.first_epoch_end[trial_id] - start - seconds)
+        self.publish(Estimate(f"{self.trials} trials", "epoch", seconds,
+                              {"epochs": self.epochs_per_trial, "trials": self.trials},
+                              upper_bound=self.upper_bound, setup_seconds=round(setup, 3)))
 
     def on_record(self, trial, evaluation, best, new_best) -> None:
         if self.estimate is None and self.trials > 1:
