@@ -7,7 +7,8 @@ The bound estimator, data included, is pickled once and sent to each worker when
 
 Devices: with CUDA hardware, workers take the visible GPUs round-robin; otherwise every worker uses
 the CPU with `threads = usable cores // workers` (or `hardware.threads` when set, and one thread for small
-images; nasrun.machine says which cores are usable and why). The workers inherit the OpenMP wait policy of the `nasrun` command.
+images; nasrun.machine says which cores are usable and why). The workers inherit the OpenMP wait policy
+of the `nasrun` command.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class ProcessesExecutor(Executor):
         hardware = estimator.hardware
         self.slot_devices = worker_devices(hardware.device, self.workers, self.devices)
         data = getattr(estimator, "data", None)
-        self.thread_choice = choose_threads(hardware.threads, self.workers, data.input_shape if data is not None else None)
+        input_shape = data.input_shape if data is not None else None
+        self.thread_choice = choose_threads(hardware.threads, self.workers, input_shape)
         self.threads = self.thread_choice.threads
         log.info("executor=processes: %d workers, %d CPU threads each (%s)", self.workers, self.threads,
                  self.thread_choice.why)

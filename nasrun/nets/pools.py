@@ -112,8 +112,9 @@ def plain_cpu_call(x: torch.Tensor) -> bool:
     compiling and export (which record torch's own pooling op)."""
     if x.device.type != "cpu" or x.dim() != 4:
         return False
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)  # torch >= 2.5
     return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()
-                or torch.compiler.is_exporting())
+                or exporting())
 
 
 class MaxPool2d(nn.MaxPool2d):
