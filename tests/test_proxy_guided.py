@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import sys
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF, REPO, TINY, read_jsonl, run_cli, run_dirs
@@ -122,9 +124,43 @@ def test_proxy_guided_records_predictions_and_trusts_a_good_proxy_more_than_nois
     assert trust["good", 0.01] > trust["bad", 0.01] == 0.0 and trust["good", 1.0] > 0.5 > trust["bad", 1.0]
 
 
+def test_bananas_loss_top_weighs_errors_at_the_top_most():
+    from nasrun.strategies.bananas import error_scale
+
+    scores = torch.tensor([0.2, 0.5, 0.6, 0.9], dtype=torch.float64)
+    top = error_scale(scores, "top")
+    assert top.argmin() == 3 and top[3] / top[1] == pytest.approx(1 / 3)   # best vs (lower) median: 3x the weight
+    assert torch.equal(error_scale(scores, "mape"), scores)
+    assert torch.all(error_scale(torch.full((3,), 0.7, dtype=torch.float64), "top") > 0)   # all equal: no 0
+
+
+@pytest.mark.parametrize("edits, changed", [(0.01, (1.0, 1.2)), (1.5, (1.3, 2.2)), (4.0, (2.0, 4.5))])
+def test_bananas_candidates_are_new_mutants_of_the_best_first(edits, changed):
+    """At least `candidates` distinct never-proposed mutants, each about `edits` decisions away from a parent,
+    most of them from the best result (the next parents only fill up what its mutants cannot)."""
+    space = ToySpace()
+    strategy = make("bananas", candidates=40, parents=3, edits=edits)
+    strategy.bind(space, 0, 100)
+    trials = run_search(strategy, space, 0, 12)
+    ranked = sorted(trials, key=lambda t: -t.score())
+    candidates = strategy._candidates()
+    assert len(candidates) >= 40 and len({space.key(a) for a in candidates}) == len(candidates)
+    assert not {space.key(a) for a in candidates} & {space.key(t.arch) for t in trials}
+
+    def distance(a, b):
+        return sum(x != y for x, y in zip(a, b))
+
+    nearest = [min(distance(a, t.arch) for t in ranked[:3]) for a in candidates]
+    assert min(nearest) >= 1 and changed[0] <= statistics.mean(nearest) <= changed[1]
+    closest_parent = [min(range(3), key=lambda i: distance(a, ranked[i].arch)) for a in candidates]
+    if edits >= 1:   # (about one change has fewer distinct mutants than `candidates` around any parent)
+        assert closest_parent.count(0) > len(candidates) / 2
+
+
 def test_bad_settings_are_config_errors():
     for name, bad in (("proxy_guided", {"patience": 0}), ("proxy_guided", {"proxies": []}),
-                      ("bananas", {"epochs": 0}), ("bananas", {"encoding": "adjacency"})):
+                      ("bananas", {"epochs": 0}), ("bananas", {"encoding": "adjacency"}), ("bananas", {"edits": 0}),
+                      ("bananas", {"loss": "mse"})):
         with pytest.raises(ConfigError, match=name):
             make(name, **bad)
 
