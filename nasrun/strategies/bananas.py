@@ -10,11 +10,12 @@ mutating the best result (each decision with probability `edits` / decisions), t
 there are too few; independent Thompson sampling (ITS) draws one value per candidate from the normal of
 the ensemble's mean and spread, and the `batch` highest draws are the round's proposals.
 
-Defaults are the paper's, except three, tuned on NB201 (`scripts/nb201_table.py`, tuning seeds 0-199, 100
-queries, paired differences ± standard error): the one-hot encoding (seeds 0-59: CIFAR-10 / CIFAR-100
-94.24 / 72.28 against the path encoding's 94.17 / 72.13), 20 random architectures first and the `top`
-loss. The paper's 10 first, mean absolute percentage error and mutants of the two best gave 94.24 / 72.45
-against REA's 94.17 / 72.43 (CIFAR-10 +0.067 ± 0.028); the BANANAS code's mutants alone, or with `top`,
+Defaults are the BANANAS paper's and code's (5 MLPs of 10 x 20, ITS, the code's mutants), except three,
+tuned on NB201 (`scripts/nb201_table.py`, tuning seeds 0-199, 100 queries, paired differences ± standard
+error): the one-hot encoding (seeds 0-59: CIFAR-10 / CIFAR-100 94.24 / 72.28 against the path encoding's
+94.17 / 72.13), 20 random architectures first (10 in the paper) and the `top` loss. NASLib's 10 first,
+percentage error and single mutations of the two best gave 94.24 / 72.45 against REA's 94.17 / 72.43
+(CIFAR-10 +0.067 ± 0.028); the BANANAS code's mutants alone, or with `top`,
 tied REA on seeds 0-99 (+0.03 ± 0.04 / -0.03 ± 0.11; +0.04 ± 0.04 / -0.06 ± 0.12). With 20 first: seeds
 0-99 94.25 / 72.61 (+0.06 ± 0.03 / +0.17 ± 0.10 over REA), seeds 100-199 94.23 / 72.67 (+0.08 ± 0.04 /
 +0.27 ± 0.12); 30 first did as well at 100 queries and worse at 50.
@@ -78,8 +79,8 @@ def error_scale(y: torch.Tensor, loss: str) -> torch.Tensor:
 
 def train_ensemble(x: np.ndarray, y: np.ndarray, seed: int, members: int, layers: int, width: int, epochs: int,
                    lr: float, batch_size: int = 32, loss: str = "mape") -> Ensemble:
-    """`members` MLPs fit to (x, y) by Adam on a mean absolute percentage error, each member on its own
-    shuffles of the data; all randomness from `seed`."""
+    """`members` MLPs fit to (x, y) by Adam on the absolute error divided by `error_scale(y, loss)`, each
+    member on its own shuffles of the data; all randomness from `seed`."""
     inputs, targets = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
     scale = error_scale(targets, loss)
     generator = torch.Generator().manual_seed(seed)
@@ -204,12 +205,13 @@ class Bananas(Strategy):
         return list(found.values())
 
     def _mutant(self, arch: Any) -> Any:
-        """`arch` changed in k decisions, k ~ Binomial(decisions, edits / decisions) redrawn while 0: each
-        decision changes with probability edits / decisions, as in the BANANAS code (1 in 4 on NB201's 6)."""
+        """`arch` after k of the space's mutations, k ~ Binomial(decisions, edits / decisions) redrawn while 0:
+        about each decision changes with probability edits / decisions, as in the BANANAS code (1 in 4 on
+        NB201's 6)."""
         decisions = len(self.space.decisions())
-        chance = min(1.0, self.edits / decisions)
+        chance = min(1.0, self.edits / max(decisions, 1))
         changes = 0
-        while changes == 0:
+        while changes == 0 and decisions:
             changes = sum(self.rng.random() < chance for _ in range(decisions))
         for _ in range(changes):
             arch = self.space.mutate(arch, self.rng)
